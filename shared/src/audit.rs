@@ -1,0 +1,223 @@
+//! Audit records (DESIGN §5): one per attempt outcome, written once, never updated.
+//!
+//! The shape follows the seed:
+//! `{"type": "send-email", "status": "completed", "details": {...}, "timestamp": "2023-10-27T10:30:00.000Z"}`
+//! plus the execution, sequence, attempt, request, source, caller, correlation and trace ids.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::context::Source;
+
+/// Audit details larger than this are replaced by a summary (an audit item must fit in
+/// one DynamoDB item next to its other attributes).
+pub const MAX_DETAILS_BYTES: usize = 64 * 1024;
+
+/// The most records one audit page returns.
+pub const MAX_PAGE_LIMIT: usize = 100;
+
+/// What happened in one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditStatus {
+    /// The handler succeeded and its result committed.
+    Completed,
+    /// The handler failed terminally; the error is stored and replayed.
+    Failed,
+    /// The attempt failed in a way a retry may fix; the key was released.
+    Retrying,
+    /// A stored outcome was returned without running the handler.
+    Replayed,
+    /// The request was refused before the claim (bad input, bad key, payload mismatch).
+    Rejected,
+    /// An abandoned attempt's expired lease was taken over by this one.
+    TakenOver,
+}
+
+impl AuditStatus {
+    /// The stored name (`completed`, `taken_over`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditStatus::Completed => "completed",
+            AuditStatus::Failed => "failed",
+            AuditStatus::Retrying => "retrying",
+            AuditStatus::Replayed => "replayed",
+            AuditStatus::Rejected => "rejected",
+            AuditStatus::TakenOver => "taken_over",
+        }
+    }
+}
+
+/// One audit record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// `{action}#{key}`: the partition of the audit table.
+    pub execution: String,
+    /// `{ts_ms:013}#{attempt:03}#{event}#{request_id}`: the sort key, unique per event.
+    pub seq: String,
+    /// The action's name.
+    #[serde(rename = "type")]
+    pub action: String,
+    /// What happened.
+    pub status: AuditStatus,
+    /// `{input (redacted), output | error}`.
+    pub details: Value,
+    /// RFC 3339, UTC, milliseconds (`2023-10-27T10:30:00.000Z`): sorts as text.
+    pub timestamp: String,
+    /// How long the attempt took.
+    pub duration_ms: u64,
+    /// The attempt number.
+    pub attempt: u32,
+    /// The invocation's request id.
+    pub request_id: String,
+    /// Where the invocation came from.
+    pub source: Source,
+    /// Who called, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
+    /// The correlation id (e.g. a Step Functions execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The X-Ray trace id, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+}
+
+/// The sort key of an audit record.
+pub fn seq(ts_ms: i64, attempt: u32, status: AuditStatus, request_id: &str) -> String {
+    format!("{ts_ms:013}#{attempt:03}#{}#{request_id}", status.as_str())
+}
+
+/// RFC 3339 with milliseconds in UTC, fixed width so that text order is time order.
+pub fn timestamp(ts_ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ts_ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Replace the value of every field named in `fields`, at any depth, by `"[REDACTED]"`.
+pub fn redact(value: &Value, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return value.clone();
+    }
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let v = if fields.iter().any(|f| f == k) {
+                        Value::String("[REDACTED]".into())
+                    } else {
+                        redact(v, fields)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| redact(v, fields)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Keep `details` within [`MAX_DETAILS_BYTES`]: a larger value is replaced by its size
+/// and SHA-256 so that the audit write can never fail for size.
+pub fn bound_details(details: Value) -> Value {
+    let text = details.to_string();
+    if text.len() <= MAX_DETAILS_BYTES {
+        return details;
+    }
+    serde_json::json!({
+        "truncated": true,
+        "bytes": text.len(),
+        "sha256": crate::hash::sha256_hex(text.as_bytes()),
+    })
+}
+
+/// Which audit records to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditFilter {
+    /// Every record (the embedded store; DynamoDB needs one of the others).
+    All,
+    /// The records of one execution, `{action}#{key}`.
+    Execution(String),
+    /// The records of one action (GSI `by-type`).
+    Type(String),
+    /// The records of one correlation id (GSI `by-correlation`).
+    Correlation(String),
+}
+
+/// A page request for audit records, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Which records.
+    pub filter: AuditFilter,
+    /// Only records at or after this RFC 3339 timestamp.
+    pub since: Option<String>,
+    /// At most this many (capped at [`MAX_PAGE_LIMIT`]).
+    pub limit: usize,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl AuditQuery {
+    /// The first page of `filter`, 50 records.
+    pub fn new(filter: AuditFilter) -> Self {
+        Self {
+            filter,
+            since: None,
+            limit: 50,
+            cursor: None,
+        }
+    }
+
+    /// The effective page size: 1 to [`MAX_PAGE_LIMIT`].
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE_LIMIT)
+    }
+}
+
+/// One page of audit records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    /// Newest first.
+    pub records: Vec<AuditRecord>,
+    /// Pass as [`AuditQuery::cursor`] for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redaction_reaches_nested_fields_and_arrays() {
+        let input =
+            json!({"card": {"number": "4242", "exp": "12/30"}, "items": [{"number": 1}], "n": 2});
+        let out = redact(&input, &["number".to_owned()]);
+        assert_eq!(
+            out,
+            json!({"card": {"number": "[REDACTED]", "exp": "12/30"}, "items": [{"number": "[REDACTED]"}], "n": 2})
+        );
+    }
+
+    #[test]
+    fn seq_and_timestamp_sort_as_text_in_time_order() {
+        assert_eq!(
+            seq(5, 2, AuditStatus::TakenOver, "r"),
+            "0000000000005#002#taken_over#r"
+        );
+        assert!(timestamp(999) < timestamp(1000));
+        assert_eq!(timestamp(1_698_402_600_000), "2023-10-27T10:30:00.000Z");
+    }
+
+    #[test]
+    fn oversized_details_are_summarised() {
+        let big = json!({"output": "x".repeat(MAX_DETAILS_BYTES)});
+        let bounded = bound_details(big);
+        assert_eq!(bounded["truncated"], json!(true));
+        assert!(bounded.to_string().len() < 200);
+    }
+}

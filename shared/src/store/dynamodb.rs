@@ -1,0 +1,964 @@
+//! The DynamoDB store (feature `dynamodb`): the three tables of DESIGN §5.
+//!
+//! - claim: one conditional `UpdateItem` with `ReturnValues=ALL_OLD` (success tells whether
+//!   an abandoned attempt was taken over) and `ReturnValuesOnConditionCheckFailure=ALL_OLD`
+//!   (failure returns the record that stopped it: no second read);
+//! - commit: one `TransactWriteItems` of the record write, the audit put and the staged
+//!   entity writes;
+//! - reads are strongly consistent.
+//!
+//! Table names come from `ACTIONDO_IDEMPOTENCY_TABLE`, `ACTIONDO_AUDIT_TABLE` and
+//! `ACTIONDO_ENTITIES_TABLE`; the endpoint from the standard AWS settings
+//! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::primitives::Blob;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TransactWriteItem, Update,
+};
+use aws_smithy_runtime_api::box_error::BoxError;
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
+use crate::context::Source;
+use crate::error::StoreError;
+use crate::store::{
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
+    RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The names of the three tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// The idempotency table (`id`).
+    pub idempotency: String,
+    /// The audit table (`execution`, `seq`).
+    pub audit: String,
+    /// The entity table (`pk`, `sk`).
+    pub entities: String,
+}
+
+impl Tables {
+    /// The environment variable naming the idempotency table.
+    pub const IDEMPOTENCY_ENV: &'static str = "ACTIONDO_IDEMPOTENCY_TABLE";
+    /// The environment variable naming the audit table.
+    pub const AUDIT_ENV: &'static str = "ACTIONDO_AUDIT_TABLE";
+    /// The environment variable naming the entity table.
+    pub const ENTITIES_ENV: &'static str = "ACTIONDO_ENTITIES_TABLE";
+
+    /// The names from `ACTIONDO_IDEMPOTENCY_TABLE`, `ACTIONDO_AUDIT_TABLE` and
+    /// `ACTIONDO_ENTITIES_TABLE`; an error names every one that is missing.
+    pub fn from_env() -> Result<Self, StoreError> {
+        let vars = [Self::IDEMPOTENCY_ENV, Self::AUDIT_ENV, Self::ENTITIES_ENV];
+        let values: Vec<Option<String>> = vars
+            .iter()
+            .map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .collect();
+        let missing: Vec<&str> = vars
+            .iter()
+            .zip(&values)
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        match values.as_slice() {
+            [Some(i), Some(a), Some(e)] => Ok(Self {
+                idempotency: i.clone(),
+                audit: a.clone(),
+                entities: e.clone(),
+            }),
+            _ => Err(StoreError::InvalidRequest(format!(
+                "the DynamoDB store needs the table names in {}",
+                missing.join(", ")
+            ))),
+        }
+    }
+
+    /// `{prefix}-idempotency`, `{prefix}-audit`, `{prefix}-entities`.
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            idempotency: format!("{prefix}-idempotency"),
+            audit: format!("{prefix}-audit"),
+            entities: format!("{prefix}-entities"),
+        }
+    }
+}
+
+/// Counts the DynamoDB requests a client sends (every attempt, retries included), by
+/// operation name. Add it to a client config with `.interceptor(counter.clone())`.
+#[derive(Debug, Clone, Default)]
+pub struct CallCounter(Arc<Mutex<Vec<String>>>);
+
+impl CallCounter {
+    /// A counter at zero.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The operations sent so far, in order (`PutItem`, `TransactWriteItems`, …).
+    pub fn calls(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// How many requests were sent.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Back to zero.
+    pub fn reset(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "actiondo.CallCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let operation = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .and_then(|t| t.rsplit('.').next())
+            .unwrap_or("unknown")
+            .to_owned();
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(operation);
+        Ok(())
+    }
+}
+
+/// The DynamoDB store.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+fn sdk_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let message = match &err {
+        SdkError::ServiceError(service) => format!("DynamoDB {what}: {}", service.err()),
+        other => format!("DynamoDB {what}: {other}"),
+    };
+    StoreError::Unavailable {
+        message,
+        source: Some(Box::new(err)),
+    }
+}
+
+fn build_err(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Corrupt(format!("building a DynamoDB request: {e}"))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A JSON value as a DynamoDB attribute value.
+pub fn json_to_attr(value: &Value) -> AttributeValue {
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(num) => AttributeValue::N(num.to_string()),
+        Value::String(st) => AttributeValue::S(st.clone()),
+        Value::Array(items) => AttributeValue::L(items.iter().map(json_to_attr).collect()),
+        Value::Object(map) => AttributeValue::M(
+            map.iter()
+                .map(|(k, v)| (k.clone(), json_to_attr(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// A DynamoDB attribute value as JSON (sets become arrays, binary becomes base64).
+pub fn attr_to_json(attr: &AttributeValue) -> Result<Value, StoreError> {
+    Ok(match attr {
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::N(num) => parse_number(num)?,
+        AttributeValue::S(st) => Value::String(st.clone()),
+        AttributeValue::L(items) => {
+            Value::Array(items.iter().map(attr_to_json).collect::<Result<_, _>>()?)
+        }
+        AttributeValue::M(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), attr_to_json(v)?)))
+                .collect::<Result<_, StoreError>>()?,
+        ),
+        AttributeValue::Ss(items) => Value::from(items.clone()),
+        AttributeValue::Ns(items) => Value::Array(
+            items
+                .iter()
+                .map(|x| parse_number(x))
+                .collect::<Result<_, _>>()?,
+        ),
+        AttributeValue::B(blob) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(blob.as_ref()))
+        }
+        other => {
+            return Err(StoreError::Corrupt(format!(
+                "unsupported attribute {other:?}"
+            )));
+        }
+    })
+}
+
+fn parse_number(text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str::<serde_json::Number>(text)
+        .map(Value::Number)
+        .map_err(|e| StoreError::Corrupt(format!("number {text:?}: {e}")))
+}
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        other => Err(StoreError::Corrupt(format!(
+            "attribute {name}: expected S, got {other:?}"
+        ))),
+    }
+}
+
+fn get_opt_s(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("attribute {name}: bad number {v:?}"))),
+        other => Err(StoreError::Corrupt(format!(
+            "attribute {name}: expected N, got {other:?}"
+        ))),
+    }
+}
+
+fn record_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
+    Ok(IdempotencyRecord {
+        id: get_s(item, "id")?.to_owned(),
+        status: RecordStatus::parse(get_s(item, "status")?)?,
+        payload_hash: get_s(item, "payload_hash")?.to_owned(),
+        attempt: get_n(item, "attempt")?,
+        lease_owner: get_s(item, "lease_owner")?.to_owned(),
+        lease_expires_at_ms: get_n(item, "lease_expires_at_ms")?,
+        expires_at_s: get_n(item, "expires_at_s")?,
+        result: match item.get("result") {
+            Some(AttributeValue::S(json)) => Some(StoredResult::Json(json.clone())),
+            Some(AttributeValue::B(gz)) => Some(StoredResult::Gzip(gz.clone().into_inner())),
+            _ => None,
+        },
+        error: get_opt_s(item, "error"),
+        created_at_ms: get_n(item, "created_at_ms")?,
+        completed_at_ms: get_n(item, "completed_at_ms").ok(),
+    })
+}
+
+fn result_attr(result: &StoredResult) -> AttributeValue {
+    match result {
+        StoredResult::Json(json) => s(json.clone()),
+        StoredResult::Gzip(bytes) => AttributeValue::B(Blob::new(bytes.clone())),
+    }
+}
+
+fn record_to_item(r: &IdempotencyRecord) -> Item {
+    let mut item = Item::from([
+        ("id".into(), s(&r.id)),
+        ("status".into(), s(r.status.as_str())),
+        ("payload_hash".into(), s(&r.payload_hash)),
+        ("attempt".into(), n(r.attempt)),
+        ("lease_owner".into(), s(&r.lease_owner)),
+        ("lease_expires_at_ms".into(), n(r.lease_expires_at_ms)),
+        ("expires_at_s".into(), n(r.expires_at_s)),
+        ("created_at_ms".into(), n(r.created_at_ms)),
+    ]);
+    if let Some(result) = &r.result {
+        item.insert("result".into(), result_attr(result));
+    }
+    if let Some(error) = &r.error {
+        item.insert("error".into(), s(error));
+    }
+    if let Some(at) = r.completed_at_ms {
+        item.insert("completed_at_ms".into(), n(at));
+    }
+    item
+}
+
+fn audit_to_item(a: &AuditRecord) -> Item {
+    let mut item = Item::from([
+        ("execution".into(), s(&a.execution)),
+        ("seq".into(), s(&a.seq)),
+        ("type".into(), s(&a.action)),
+        ("status".into(), s(a.status.as_str())),
+        ("details".into(), json_to_attr(&a.details)),
+        ("timestamp".into(), s(&a.timestamp)),
+        ("duration_ms".into(), n(a.duration_ms)),
+        ("attempt".into(), n(a.attempt)),
+        ("request_id".into(), s(&a.request_id)),
+        ("source".into(), s(a.source.as_str())),
+    ]);
+    for (name, value) in [
+        ("caller", &a.caller),
+        ("correlation_id", &a.correlation_id),
+        ("trace_id", &a.trace_id),
+    ] {
+        if let Some(v) = value {
+            item.insert(name.into(), s(v));
+        }
+    }
+    item
+}
+
+fn audit_from_item(item: &Item) -> Result<AuditRecord, StoreError> {
+    let parse_enum = |name: &str| -> Result<Value, StoreError> {
+        Ok(Value::String(get_s(item, name)?.to_owned()))
+    };
+    let status: AuditStatus = serde_json::from_value(parse_enum("status")?)
+        .map_err(|e| StoreError::Corrupt(format!("audit status: {e}")))?;
+    let source: Source = serde_json::from_value(parse_enum("source")?)
+        .map_err(|e| StoreError::Corrupt(format!("audit source: {e}")))?;
+    Ok(AuditRecord {
+        execution: get_s(item, "execution")?.to_owned(),
+        seq: get_s(item, "seq")?.to_owned(),
+        action: get_s(item, "type")?.to_owned(),
+        status,
+        details: item
+            .get("details")
+            .map(attr_to_json)
+            .transpose()?
+            .unwrap_or(Value::Null),
+        timestamp: get_s(item, "timestamp")?.to_owned(),
+        duration_ms: get_n(item, "duration_ms")?,
+        attempt: get_n(item, "attempt")?,
+        request_id: get_s(item, "request_id")?.to_owned(),
+        source,
+        caller: get_opt_s(item, "caller"),
+        correlation_id: get_opt_s(item, "correlation_id"),
+        trace_id: get_opt_s(item, "trace_id"),
+    })
+}
+
+fn entity_key(key: &EntityKey) -> Item {
+    Item::from([("pk".into(), s(&key.pk)), ("sk".into(), s(&key.sk))])
+}
+
+/// The condition expression (and its values) of an entity write.
+fn entity_condition(expect: Expect) -> (Option<&'static str>, Option<(String, AttributeValue)>) {
+    match expect {
+        Expect::Absent => (Some("attribute_not_exists(pk)"), None),
+        Expect::Version(v) => (
+            Some("#version = :expected"),
+            Some((":expected".into(), n(v))),
+        ),
+        Expect::Any => (None, None),
+    }
+}
+
+impl DynamoStore {
+    /// A store over `client` and `tables`.
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    /// A store configured from the environment: credentials, region and endpoint from the
+    /// standard AWS settings, table names from [`Tables::from_env`].
+    pub async fn from_env() -> Result<Self, StoreError> {
+        let tables = Tables::from_env()?;
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(Self::new(Client::new(&config), tables))
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The table names.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Create the three tables with the keys, GSIs and TTL of DESIGN §5, on-demand
+    /// billing; tables that exist already are left as they are. For local stacks and tests
+    /// (in AWS, `template.yaml` creates them).
+    pub async fn create_tables(&self) -> Result<(), StoreError> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(build_err)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(build_err)
+        };
+        let gsi = |index: &str, hash: &str| -> Result<GlobalSecondaryIndex, StoreError> {
+            GlobalSecondaryIndex::builder()
+                .index_name(index)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key("timestamp", KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(build_err)
+        };
+        let requests = [
+            self.client
+                .create_table()
+                .table_name(&self.tables.idempotency)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attr("id")?)
+                .key_schema(key("id", KeyType::Hash)?),
+            self.client
+                .create_table()
+                .table_name(&self.tables.audit)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attr("execution")?)
+                .attribute_definitions(attr("seq")?)
+                .attribute_definitions(attr("type")?)
+                .attribute_definitions(attr("timestamp")?)
+                .attribute_definitions(attr("correlation_id")?)
+                .key_schema(key("execution", KeyType::Hash)?)
+                .key_schema(key("seq", KeyType::Range)?)
+                .global_secondary_indexes(gsi("by-type", "type")?)
+                .global_secondary_indexes(gsi("by-correlation", "correlation_id")?),
+            self.client
+                .create_table()
+                .table_name(&self.tables.entities)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attr("pk")?)
+                .attribute_definitions(attr("sk")?)
+                .key_schema(key("pk", KeyType::Hash)?)
+                .key_schema(key("sk", KeyType::Range)?),
+        ];
+        for request in requests {
+            match request.send().await {
+                Ok(_) => {}
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_in_use_exception()) => {}
+                Err(err) => return Err(sdk_err("CreateTable", err)),
+            }
+        }
+        for table in [
+            &self.tables.idempotency,
+            &self.tables.audit,
+            &self.tables.entities,
+        ] {
+            self.wait_active(table).await?;
+        }
+        let ttl = self
+            .client
+            .update_time_to_live()
+            .table_name(&self.tables.idempotency)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires_at_s")
+                    .build()
+                    .map_err(build_err)?,
+            )
+            .send()
+            .await;
+        match ttl {
+            Ok(_) => Ok(()),
+            // Enabling TTL twice is refused with a ValidationException; it is on already.
+            Err(err) if format!("{err:?}").contains("TimeToLive is already enabled") => Ok(()),
+            Err(err) => Err(sdk_err("UpdateTimeToLive", err)),
+        }
+    }
+
+    async fn wait_active(&self, table: &str) -> Result<(), StoreError> {
+        for _ in 0..120 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| sdk_err("DescribeTable", e))?;
+            if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Err(StoreError::Unavailable {
+            message: format!("table {table} did not become ACTIVE within a minute"),
+            source: None,
+        })
+    }
+
+    async fn audit_page(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StoreError> {
+        let limit = i32::try_from(query.page_size()).unwrap_or(100);
+        let since = query.since.clone().unwrap_or_default();
+        let request = self
+            .client
+            .query()
+            .table_name(&self.tables.audit)
+            .scan_index_forward(false)
+            .limit(limit);
+        let request = match &query.filter {
+            AuditFilter::Execution(execution) => {
+                // seq starts with the 13-digit time, so `since` is a key condition.
+                let since_seq = match &query.since {
+                    Some(ts) => format!(
+                        "{:013}",
+                        chrono::DateTime::parse_from_rfc3339(ts)
+                            .map_err(|e| StoreError::InvalidRequest(format!("since {ts:?}: {e}")))?
+                            .timestamp_millis()
+                    ),
+                    None => String::new(),
+                };
+                request
+                    .key_condition_expression("#execution = :key AND #seq >= :since")
+                    .expression_attribute_names("#execution", "execution")
+                    .expression_attribute_names("#seq", "seq")
+                    .expression_attribute_values(":key", s(execution))
+                    .expression_attribute_values(":since", s(since_seq))
+            }
+            AuditFilter::Type(name) => request
+                .index_name("by-type")
+                .key_condition_expression("#type = :key AND #ts >= :since")
+                .expression_attribute_names("#type", "type")
+                .expression_attribute_names("#ts", "timestamp")
+                .expression_attribute_values(":key", s(name))
+                .expression_attribute_values(":since", s(since)),
+            AuditFilter::Correlation(id) => request
+                .index_name("by-correlation")
+                .key_condition_expression("#corr = :key AND #ts >= :since")
+                .expression_attribute_names("#corr", "correlation_id")
+                .expression_attribute_names("#ts", "timestamp")
+                .expression_attribute_values(":key", s(id))
+                .expression_attribute_values(":since", s(since)),
+            AuditFilter::All => {
+                return Err(StoreError::InvalidRequest(
+                    "listing the audit trail from DynamoDB needs a filter: an action type, a correlation id or an execution"
+                        .into(),
+                ));
+            }
+        };
+        let request = match &query.cursor {
+            Some(cursor) => request.set_exclusive_start_key(Some(decode_cursor(cursor)?)),
+            None => request,
+        };
+        request.send().await.map_err(|e| sdk_err("Query", e))
+    }
+}
+
+fn encode_cursor(key: &Item) -> String {
+    let map: serde_json::Map<String, Value> = key
+        .iter()
+        .filter_map(|(k, v)| v.as_s().ok().map(|v| (k.clone(), Value::String(v.clone()))))
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Value::Object(map).to_string())
+}
+
+fn decode_cursor(cursor: &str) -> Result<Item, StoreError> {
+    let invalid = || StoreError::InvalidRequest(format!("invalid audit cursor {cursor:?}"));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| invalid())?;
+    let map: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    Ok(map.into_iter().map(|(k, v)| (k, s(v))).collect())
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.idempotency)
+            .key("id", s(&claim.id))
+            .update_expression(
+                "SET #status = :in_progress, payload_hash = :hash, lease_owner = :owner, \
+                 lease_expires_at_ms = :lease, expires_at_s = :expires, created_at_ms = :now_ms, \
+                 attempt = if_not_exists(attempt, :zero) + :one \
+                 REMOVE #result, #error, completed_at_ms",
+            )
+            .condition_expression(
+                "attribute_not_exists(id) OR expires_at_s < :now_s OR \
+                 (#status = :in_progress AND lease_expires_at_ms < :now_ms AND payload_hash = :hash)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#result", "result")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":in_progress", s(RecordStatus::InProgress.as_str()))
+            .expression_attribute_values(":hash", s(&claim.payload_hash))
+            .expression_attribute_values(":owner", s(&claim.lease_owner))
+            .expression_attribute_values(":lease", n(claim.lease_expires_at_ms))
+            .expression_attribute_values(":expires", n(claim.expires_at_s))
+            .expression_attribute_values(":now_ms", n(claim.now_ms))
+            .expression_attribute_values(":now_s", n(claim.now_ms.div_euclid(1000)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                let old = output.attributes().filter(|a| !a.is_empty());
+                let old_attempt: u32 = old.map(|a| get_n(a, "attempt")).transpose()?.unwrap_or(0);
+                let taken_over = old
+                    .and_then(|a| get_opt_s(a, "status"))
+                    .is_some_and(|st| st == RecordStatus::InProgress.as_str());
+                Ok(ClaimOutcome::Claimed {
+                    attempt: old_attempt + 1,
+                    taken_over,
+                })
+            }
+            Err(SdkError::ServiceError(service)) => match service.err() {
+                UpdateItemError::ConditionalCheckFailedException(failed) => {
+                    match failed.item() {
+                        Some(item) => Ok(ClaimOutcome::Existing(record_from_item(item)?)),
+                        // An emulator without ReturnValuesOnConditionCheckFailure: read it.
+                        None => match self.get_record(&claim.id).await? {
+                            Some(record) => Ok(ClaimOutcome::Existing(record)),
+                            None => Err(StoreError::Unavailable {
+                                message: format!("{} changed during the claim", claim.id),
+                                source: None,
+                            }),
+                        },
+                    }
+                }
+                _ => Err(sdk_err(
+                    "UpdateItem (claim)",
+                    SdkError::ServiceError(service),
+                )),
+            },
+            Err(err) => Err(sdk_err("UpdateItem (claim)", err)),
+        }
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        let mut items: Vec<TransactWriteItem> = Vec::with_capacity(commit.writes.len() + 2);
+        let owner_condition = "#status = :in_progress AND lease_owner = :owner";
+        match &commit.record {
+            RecordWrite::Finish {
+                id,
+                lease_owner,
+                status,
+                result,
+                error,
+                completed_at_ms,
+                expires_at_s,
+            } => {
+                let mut set = vec![
+                    "#status = :status",
+                    "completed_at_ms = :completed",
+                    "expires_at_s = :expires",
+                ];
+                let mut update = Update::builder()
+                    .table_name(&self.tables.idempotency)
+                    .key("id", s(id))
+                    .condition_expression(owner_condition)
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(
+                        ":in_progress",
+                        s(RecordStatus::InProgress.as_str()),
+                    )
+                    .expression_attribute_values(":owner", s(lease_owner))
+                    .expression_attribute_values(":status", s(status.as_str()))
+                    .expression_attribute_values(":completed", n(completed_at_ms))
+                    .expression_attribute_values(":expires", n(expires_at_s));
+                if let Some(result) = result {
+                    set.push("#result = :result");
+                    update = update
+                        .expression_attribute_names("#result", "result")
+                        .expression_attribute_values(":result", result_attr(result));
+                }
+                if let Some(error) = error {
+                    set.push("#error = :error");
+                    update = update
+                        .expression_attribute_names("#error", "error")
+                        .expression_attribute_values(":error", s(error));
+                }
+                let update = update
+                    .update_expression(format!("SET {}", set.join(", ")))
+                    .build()
+                    .map_err(build_err)?;
+                items.push(TransactWriteItem::builder().update(update).build());
+            }
+            RecordWrite::Release { id, lease_owner } => {
+                let delete = Delete::builder()
+                    .table_name(&self.tables.idempotency)
+                    .key("id", s(id))
+                    .condition_expression(owner_condition)
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(
+                        ":in_progress",
+                        s(RecordStatus::InProgress.as_str()),
+                    )
+                    .expression_attribute_values(":owner", s(lease_owner))
+                    .build()
+                    .map_err(build_err)?;
+                items.push(TransactWriteItem::builder().delete(delete).build());
+            }
+            RecordWrite::Insert { record, now_ms } => {
+                let put = Put::builder()
+                    .table_name(&self.tables.idempotency)
+                    .set_item(Some(record_to_item(record)))
+                    .condition_expression("attribute_not_exists(id) OR expires_at_s < :now_s")
+                    .expression_attribute_values(":now_s", n(now_ms.div_euclid(1000)))
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+                    .build()
+                    .map_err(build_err)?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            RecordWrite::None => {}
+        }
+        let audit_index = items.len();
+        let audit = Put::builder()
+            .table_name(&self.tables.audit)
+            .set_item(Some(audit_to_item(&commit.audit)))
+            .condition_expression("attribute_not_exists(execution)")
+            .build()
+            .map_err(build_err)?;
+        items.push(TransactWriteItem::builder().put(audit).build());
+        let first_write = items.len();
+        for write in &commit.writes {
+            let (condition, value) = entity_condition(write.expect());
+            let item = match write {
+                StagedWrite::Put { key, doc, .. } => {
+                    let mut update = Update::builder()
+                        .table_name(&self.tables.entities)
+                        .set_key(Some(entity_key(key)))
+                        .update_expression("SET #doc = :doc ADD #version :one")
+                        .expression_attribute_names("#doc", "doc")
+                        .expression_attribute_names("#version", "version")
+                        .expression_attribute_values(":doc", json_to_attr(doc))
+                        .expression_attribute_values(":one", n(1))
+                        .set_condition_expression(condition.map(str::to_owned));
+                    if let Some((name, v)) = value {
+                        update = update.expression_attribute_values(name, v);
+                    }
+                    TransactWriteItem::builder()
+                        .update(update.build().map_err(build_err)?)
+                        .build()
+                }
+                StagedWrite::Delete { key, .. } => {
+                    let mut delete = Delete::builder()
+                        .table_name(&self.tables.entities)
+                        .set_key(Some(entity_key(key)))
+                        .set_condition_expression(condition.map(str::to_owned));
+                    if let Some((name, v)) = value {
+                        delete = delete
+                            .expression_attribute_names("#version", "version")
+                            .expression_attribute_values(name, v);
+                    }
+                    TransactWriteItem::builder()
+                        .delete(delete.build().map_err(build_err)?)
+                        .build()
+                }
+            };
+            items.push(item);
+        }
+
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(CommitOutcome::Committed),
+            Err(err) => err,
+        };
+        let reasons = match err.as_service_error() {
+            Some(e) if e.is_transaction_canceled_exception() => match e {
+                aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => c.cancellation_reasons().to_vec(),
+                _ => Vec::new(),
+            },
+            _ => return Err(sdk_err("TransactWriteItems", err)),
+        };
+        let failed = reasons
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.code().is_some_and(|c| c != "None"));
+        match failed {
+            Some((i, reason)) if reason.code() == Some("ConditionalCheckFailed") => {
+                if i >= first_write {
+                    return Ok(CommitOutcome::EntityConflict {
+                        index: i - first_write,
+                    });
+                }
+                if i == audit_index {
+                    return Err(StoreError::Corrupt(format!(
+                        "audit record {} {} exists already",
+                        commit.audit.execution, commit.audit.seq
+                    )));
+                }
+                match &commit.record {
+                    RecordWrite::Insert { record, .. } => {
+                        let existing = match reason.item() {
+                            Some(item) if !item.is_empty() => Some(record_from_item(item)?),
+                            // An emulator that leaves the item out: read it.
+                            _ => self.get_record(&record.id).await?,
+                        };
+                        match existing {
+                            Some(existing) => Ok(CommitOutcome::Exists(existing)),
+                            None => Err(StoreError::Unavailable {
+                                message: format!("{} changed during the commit", record.id),
+                                source: None,
+                            }),
+                        }
+                    }
+                    _ => Ok(CommitOutcome::LeaseLost),
+                }
+            }
+            // Another transaction touched one of our entities at the same moment.
+            Some((i, reason))
+                if i >= first_write && reason.code() == Some("TransactionConflict") =>
+            {
+                Ok(CommitOutcome::EntityConflict {
+                    index: i - first_write,
+                })
+            }
+            _ => Err(sdk_err("TransactWriteItems", err)),
+        }
+    }
+
+    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.audit)
+            .set_item(Some(audit_to_item(record)))
+            .condition_expression("attribute_not_exists(execution)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Corrupt(format!(
+                    "audit record {} {} exists already; audit records are never overwritten",
+                    record.execution, record.seq
+                )))
+            }
+            Err(err) => Err(sdk_err("PutItem (audit)", err)),
+        }
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.idempotency)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        output.item().map(record_from_item).transpose()
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.entities)
+            .set_key(Some(entity_key(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_err("GetItem", e))?;
+        output
+            .item()
+            .map(|item| {
+                Ok(Entity {
+                    key: key.clone(),
+                    doc: item
+                        .get("doc")
+                        .map(attr_to_json)
+                        .transpose()?
+                        .unwrap_or(Value::Null),
+                    version: get_n(item, "version")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let output = self.audit_page(query).await?;
+        let records = output
+            .items()
+            .iter()
+            .map(audit_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AuditPage {
+            records,
+            next_cursor: output.last_evaluated_key().map(encode_cursor),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_survives_the_attribute_value_round_trip() {
+        let doc = serde_json::json!({"a": [1, 2.5, -3], "b": {"c": null, "d": true}, "e": "x", "f": 18446744073709551615u64});
+        assert_eq!(attr_to_json(&json_to_attr(&doc)).expect("converts"), doc);
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let key = Item::from([
+            ("execution".into(), s("a#k")),
+            ("seq".into(), s("0001#001")),
+        ]);
+        assert_eq!(decode_cursor(&encode_cursor(&key)).expect("decodes"), key);
+        assert!(decode_cursor("not a cursor").is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! [`FaultyStore`]: a wrapper that makes chosen primitives fail, to prove that store
+//! failures surface as `ActionDo.Transient` and leave no partial state.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::audit::{AuditPage, AuditQuery, AuditRecord};
+use crate::error::StoreError;
+use crate::store::{
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord, RecordWrite,
+    Store,
+};
+
+/// A store primitive that can be made to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The conditional claim.
+    Claim,
+    /// A commit that completes or fails the record (claim mode) or inserts it (optimistic).
+    CommitOutcome,
+    /// A commit that releases the record.
+    Release,
+    /// A lone audit put.
+    PutAudit,
+    /// Before a commit, the lease is stolen: the record is rewritten with another owner,
+    /// as if this attempt had stalled past its lease and another had taken over.
+    StealLease,
+}
+
+/// Wraps a store; each armed fault fires once on the next matching call, before the
+/// inner store is touched (so the failed call wrote nothing), as a timeout would.
+#[derive(Debug)]
+pub struct FaultyStore<S> {
+    inner: S,
+    armed: Mutex<Vec<Fault>>,
+}
+
+impl<S: Store> FaultyStore<S> {
+    /// Wrap `inner` with no fault armed.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            armed: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Make the next call of `fault`'s kind fail.
+    pub fn arm(&self, fault: Fault) {
+        self.armed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(fault);
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn take(&self, fault: Fault) -> bool {
+        let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        match armed.iter().position(|f| *f == fault) {
+            Some(i) => {
+                armed.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn injected(what: &str) -> StoreError {
+        StoreError::Unavailable {
+            message: format!("injected fault: {what} timed out"),
+            source: None,
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FaultyStore<S> {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        if self.take(Fault::Claim) {
+            return Err(Self::injected("claim"));
+        }
+        self.inner.claim(claim).await
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        let fault = match commit.record {
+            RecordWrite::Release { .. } => Fault::Release,
+            _ => Fault::CommitOutcome,
+        };
+        if self.take(fault) {
+            return Err(Self::injected("commit"));
+        }
+        if let RecordWrite::Finish { id, .. } = &commit.record
+            && self.take(Fault::StealLease)
+            && let Some(record) = self.inner.get_record(id).await?
+        {
+            // Another attempt, far in the future, finds our lease expired and takes it.
+            let thief = Claim {
+                id: id.clone(),
+                payload_hash: record.payload_hash,
+                lease_owner: "another-attempt".into(),
+                lease_expires_at_ms: i64::MAX / 2,
+                expires_at_s: i64::MAX / 2000,
+                now_ms: i64::MAX / 4,
+            };
+            self.inner.claim(&thief).await?;
+        }
+        self.inner.commit(commit).await
+    }
+
+    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        if self.take(Fault::PutAudit) {
+            return Err(Self::injected("audit put"));
+        }
+        self.inner.put_audit(record).await
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.get_record(id).await
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        self.inner.get_entity(key).await
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.inner.query_audit(query).await
+    }
+}

@@ -1,0 +1,428 @@
+//! Storage: the records of DESIGN §5 and the [`Store`] trait that each backend implements
+//! with the same semantics.
+//!
+//! A store has few primitives — a conditional claim, one atomic commit, an audit put,
+//! and reads. Every decision about what a stored record *means* (claimable, replayable,
+//! in progress, mismatched) is made once, in this module and in the executor, never in
+//! a backend.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::audit::{AuditPage, AuditQuery, AuditRecord};
+use crate::error::StoreError;
+
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
+pub mod faulty;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// The state of an idempotency record. `EXPIRED` is computed from `expires_at_s`, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RecordStatus {
+    /// An attempt holds the lease.
+    InProgress,
+    /// Done; `result` is replayed.
+    Completed,
+    /// Failed terminally; `error` is replayed.
+    Failed,
+}
+
+impl RecordStatus {
+    /// The stored name: `IN_PROGRESS`, `COMPLETED` or `FAILED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordStatus::InProgress => "IN_PROGRESS",
+            RecordStatus::Completed => "COMPLETED",
+            RecordStatus::Failed => "FAILED",
+        }
+    }
+
+    /// Parse a stored name.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "IN_PROGRESS" => Ok(RecordStatus::InProgress),
+            "COMPLETED" => Ok(RecordStatus::Completed),
+            "FAILED" => Ok(RecordStatus::Failed),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown record status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// A stored result: JSON text, gzip-compressed when large.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredResult {
+    /// The JSON text of the output, as the handler produced it.
+    Json(String),
+    /// The same text, gzip-compressed.
+    Gzip(Vec<u8>),
+}
+
+/// Results whose JSON is longer than this are stored gzip-compressed.
+pub const COMPRESS_ABOVE_BYTES: usize = 16 * 1024;
+
+/// The largest stored result (after compression): a DynamoDB item holds 400 KB, and the
+/// record's other attributes and the transaction's audit record need room too.
+pub const MAX_RESULT_BYTES: usize = 300 * 1024;
+
+impl StoredResult {
+    /// Encode the JSON text of an output for storage: as is when small, gzip-compressed
+    /// when large; `ActionDo.Validation` naming the size and the limit when even the
+    /// compressed form does not fit.
+    pub fn encode(json: &str) -> Result<Self, crate::ActionError> {
+        if json.len() <= COMPRESS_ABOVE_BYTES {
+            return Ok(StoredResult::Json(json.to_owned()));
+        }
+        use std::io::Write as _;
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 4),
+            flate2::Compression::default(),
+        );
+        let compressed = encoder
+            .write_all(json.as_bytes())
+            .and_then(|()| encoder.finish())
+            .map_err(|e| crate::ActionError::internal(format!("compressing the result: {e}")))?;
+        if compressed.len() > MAX_RESULT_BYTES {
+            return Err(crate::ActionError::validation(format!(
+                "the result is too large to store: {} bytes ({} compressed); the limit is {MAX_RESULT_BYTES} bytes compressed",
+                json.len(),
+                compressed.len()
+            ))
+            .with_details(serde_json::json!({
+                "resultBytes": json.len(),
+                "compressedBytes": compressed.len(),
+                "limitBytes": MAX_RESULT_BYTES,
+            })));
+        }
+        Ok(StoredResult::Gzip(compressed))
+    }
+
+    /// The JSON text, decompressed if needed.
+    pub fn decode(&self) -> Result<String, StoreError> {
+        match self {
+            StoredResult::Json(s) => Ok(s.clone()),
+            StoredResult::Gzip(bytes) => {
+                use std::io::Read as _;
+                let mut out = String::new();
+                flate2::read::GzDecoder::new(bytes.as_slice())
+                    .read_to_string(&mut out)
+                    .map_err(|e| {
+                        StoreError::Corrupt(format!("stored result does not decompress: {e}"))
+                    })?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The number of bytes this takes in the store.
+    pub fn stored_len(&self) -> usize {
+        match self {
+            StoredResult::Json(s) => s.len(),
+            StoredResult::Gzip(b) => b.len(),
+        }
+    }
+}
+
+/// A row of the idempotency table, keyed by `{action}#{key}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// `{action}#{key}`.
+    pub id: String,
+    /// The stored status.
+    pub status: RecordStatus,
+    /// SHA-256 (hex) of the canonical JSON of the input.
+    pub payload_hash: String,
+    /// How many times the record has been claimed (1 on a first execution).
+    pub attempt: u32,
+    /// The id of the attempt that holds (or held) the lease.
+    pub lease_owner: String,
+    /// When the lease ends, Unix milliseconds.
+    pub lease_expires_at_ms: i64,
+    /// When the record expires (DynamoDB TTL), Unix seconds.
+    pub expires_at_s: i64,
+    /// The output of a completed execution.
+    pub result: Option<StoredResult>,
+    /// The error body (JSON text) of a failed execution.
+    pub error: Option<String>,
+    /// When the record was first claimed, Unix milliseconds.
+    pub created_at_ms: i64,
+    /// When it completed or failed, Unix milliseconds.
+    pub completed_at_ms: Option<i64>,
+}
+
+impl IdempotencyRecord {
+    /// Whether the record has passed its retention (`expires_at_s < now`).
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expires_at_s < now_ms.div_euclid(1000)
+    }
+
+    /// Whether a claim with `payload_hash` at `now_ms` may take this record: it expired,
+    /// or it is an abandoned `IN_PROGRESS` (lease over) of the same payload. This is the
+    /// condition of DESIGN §4; the DynamoDB store states it as a condition expression.
+    pub fn is_claimable(&self, payload_hash: &str, now_ms: i64) -> bool {
+        self.is_expired(now_ms)
+            || (self.status == RecordStatus::InProgress
+                && self.lease_expires_at_ms < now_ms
+                && self.payload_hash == payload_hash)
+    }
+}
+
+/// A request to claim `{action}#{key}` for one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// `{action}#{key}`.
+    pub id: String,
+    /// SHA-256 (hex) of the canonical input.
+    pub payload_hash: String,
+    /// A fresh id for this attempt.
+    pub lease_owner: String,
+    /// When this attempt's lease ends.
+    pub lease_expires_at_ms: i64,
+    /// When the record expires if nothing completes it.
+    pub expires_at_s: i64,
+    /// The time of the claim, Unix milliseconds.
+    pub now_ms: i64,
+}
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The lease is ours.
+    Claimed {
+        /// The attempt number now stored.
+        attempt: u32,
+        /// Whether an abandoned `IN_PROGRESS` of an earlier attempt was taken over.
+        taken_over: bool,
+    },
+    /// The condition failed; this is the record that stopped it.
+    Existing(IdempotencyRecord),
+}
+
+/// How the completion transaction treats the idempotency record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordWrite {
+    /// Claim mode: turn our `IN_PROGRESS` into `COMPLETED` or `FAILED`; the condition is
+    /// `status = IN_PROGRESS AND lease_owner = :me`.
+    Finish {
+        /// `{action}#{key}`.
+        id: String,
+        /// Our lease.
+        lease_owner: String,
+        /// `Completed` or `Failed`.
+        status: RecordStatus,
+        /// The output, for `Completed`.
+        result: Option<StoredResult>,
+        /// The error body, for `Failed`.
+        error: Option<String>,
+        /// Now.
+        completed_at_ms: i64,
+        /// End of retention.
+        expires_at_s: i64,
+    },
+    /// Claim mode, retryable failure: delete our `IN_PROGRESS` so a retry runs again;
+    /// the condition is `status = IN_PROGRESS AND lease_owner = :me`.
+    Release {
+        /// `{action}#{key}`.
+        id: String,
+        /// Our lease.
+        lease_owner: String,
+    },
+    /// Optimistic mode: put the finished record if there is none or it expired.
+    Insert {
+        /// The complete record.
+        record: IdempotencyRecord,
+        /// Now, Unix milliseconds (for the expiry condition).
+        now_ms: i64,
+    },
+    /// No record write: only the audit record (an optimistic retryable failure).
+    None,
+}
+
+/// One atomic commit: the record write, the audit record and the staged entity writes,
+/// all or nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Commit {
+    /// What happens to the idempotency record.
+    pub record: RecordWrite,
+    /// The audit record of this attempt (written with `attribute_not_exists`).
+    pub audit: AuditRecord,
+    /// The entity writes, each with its condition.
+    pub writes: Vec<StagedWrite>,
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Everything was written.
+    Committed,
+    /// The record condition failed in claim mode: the lease is not ours any more. Nothing
+    /// was written.
+    LeaseLost,
+    /// The condition of staged write number `index` failed. Nothing was written.
+    EntityConflict {
+        /// Index into [`Commit::writes`].
+        index: usize,
+    },
+    /// Optimistic mode: a live record exists (returned). Nothing was written.
+    Exists(IdempotencyRecord),
+}
+
+/// The primary key of an entity: partition `pk`, sort `sk`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EntityKey {
+    /// Partition key.
+    pub pk: String,
+    /// Sort key.
+    pub sk: String,
+}
+
+impl EntityKey {
+    /// `EntityKey { pk, sk }`.
+    pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+}
+
+impl fmt::Display for EntityKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.pk, self.sk)
+    }
+}
+
+/// An item of the entity table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    /// Its key.
+    pub key: EntityKey,
+    /// The document (a JSON object).
+    pub doc: Value,
+    /// Incremented by every write; 1 after the first.
+    pub version: u64,
+}
+
+/// The condition of a staged write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expect {
+    /// The item must not exist.
+    Absent,
+    /// The item must exist with this version.
+    Version(u64),
+    /// No condition.
+    Any,
+}
+
+impl Expect {
+    /// Whether an item with `current` version (None: absent) satisfies the condition.
+    pub fn holds(self, current: Option<u64>) -> bool {
+        match self {
+            Expect::Absent => current.is_none(),
+            Expect::Version(v) => current == Some(v),
+            Expect::Any => true,
+        }
+    }
+}
+
+/// A write to the entity table, applied only by the completion transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StagedWrite {
+    /// Put `doc` under `key`; the version becomes the old one + 1 (1 for a new item).
+    Put {
+        /// The item.
+        key: EntityKey,
+        /// Its document.
+        doc: Value,
+        /// The condition.
+        expect: Expect,
+    },
+    /// Delete `key`.
+    Delete {
+        /// The item.
+        key: EntityKey,
+        /// The condition.
+        expect: Expect,
+    },
+}
+
+impl StagedWrite {
+    /// The key written.
+    pub fn key(&self) -> &EntityKey {
+        match self {
+            StagedWrite::Put { key, .. } | StagedWrite::Delete { key, .. } => key,
+        }
+    }
+
+    /// The condition.
+    pub fn expect(&self) -> Expect {
+        match self {
+            StagedWrite::Put { expect, .. } | StagedWrite::Delete { expect, .. } => *expect,
+        }
+    }
+
+    pub(crate) fn set_expect(&mut self, new: Expect) {
+        match self {
+            StagedWrite::Put { expect, .. } | StagedWrite::Delete { expect, .. } => *expect = new,
+        }
+    }
+}
+
+/// The persistence primitives every backend implements with the same semantics
+/// (proven by one conformance suite run against each).
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// One conditional write: take `claim.id` if it does not exist or
+    /// [`IdempotencyRecord::is_claimable`]; otherwise return the record that stopped it,
+    /// without a second read.
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError>;
+
+    /// One atomic transaction: the record write, the audit record and the entity writes.
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError>;
+
+    /// Put one audit record on its own (replays, rejections); never overwrites.
+    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
+
+    /// Read an idempotency record (strongly consistent).
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// Read an entity (strongly consistent).
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError>;
+
+    /// Audit records, newest first, one page at a time.
+    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+}
+
+#[async_trait]
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        (**self).claim(claim).await
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        (**self).commit(commit).await
+    }
+
+    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        (**self).put_audit(record).await
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        (**self).get_record(id).await
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        (**self).get_entity(key).await
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        (**self).query_audit(query).await
+    }
+}

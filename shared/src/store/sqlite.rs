@@ -1,0 +1,474 @@
+//! The embedded store: the three tables of DESIGN §5 in one SQLite file, with the same
+//! semantics as DynamoDB.
+//!
+//! Each primitive is one SQLite transaction begun with `BEGIN IMMEDIATE` (the write lock is
+//! taken first, so a condition checked inside cannot change before the write). The file
+//! is in WAL mode with a busy timeout, so several processes can share it; within a process
+//! one connection serves all executions.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+
+use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord};
+use crate::error::StoreError;
+use crate::store::{
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord, RecordStatus,
+    RecordWrite, StagedWrite, Store, StoredResult,
+};
+
+/// Where the CLI keeps its store unless told otherwise.
+pub const DEFAULT_PATH: &str = ".actiondo/actiondo.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS idempotency (
+    id                  TEXT PRIMARY KEY,
+    status              TEXT NOT NULL,
+    payload_hash        TEXT NOT NULL,
+    attempt             INTEGER NOT NULL,
+    lease_owner         TEXT NOT NULL,
+    lease_expires_at_ms INTEGER NOT NULL,
+    expires_at_s        INTEGER NOT NULL,
+    result_json         TEXT,
+    result_gz           BLOB,
+    error               TEXT,
+    created_at_ms       INTEGER NOT NULL,
+    completed_at_ms     INTEGER
+);
+CREATE TABLE IF NOT EXISTS audit (
+    execution      TEXT NOT NULL,
+    seq            TEXT NOT NULL,
+    type           TEXT NOT NULL,
+    timestamp      TEXT NOT NULL,
+    correlation_id TEXT,
+    record         TEXT NOT NULL,
+    PRIMARY KEY (execution, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (timestamp, execution, seq);
+CREATE INDEX IF NOT EXISTS audit_by_type ON audit (type, timestamp);
+CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit (correlation_id, timestamp);
+CREATE TABLE IF NOT EXISTS entities (
+    pk      TEXT NOT NULL,
+    sk      TEXT NOT NULL,
+    doc     TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    PRIMARY KEY (pk, sk)
+) WITHOUT ROWID;
+";
+
+/// The embedded SQLite store.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: Option<PathBuf>,
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::unavailable("the SQLite database is locked by another process", e)
+        }
+        _ => StoreError::unavailable("SQLite", e),
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the store in the file at `path`, and its parent folder.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::unavailable(format!("creating {}", dir.display()), e))?;
+        }
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        Self::init(conn, Some(path.to_path_buf()))
+    }
+
+    /// A private store in memory (tests, benchmarks).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory().map_err(db_err)?, None)
+    }
+
+    fn init(conn: Connection, path: Option<PathBuf>) -> Result<Self, StoreError> {
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The file, unless in memory.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn with_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, bool), StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let (value, commit) = f(&tx)?;
+        if commit {
+            tx.commit().map_err(db_err)?;
+        }
+        // Otherwise the transaction rolls back on drop.
+        Ok(value)
+    }
+}
+
+const RECORD_COLUMNS: &str = "id, status, payload_hash, attempt, lease_owner, lease_expires_at_ms, \
+     expires_at_s, result_json, result_gz, error, created_at_ms, completed_at_ms";
+
+fn read_record(row: &Row<'_>) -> rusqlite::Result<(IdempotencyRecord, String)> {
+    let status: String = row.get(1)?;
+    let result_json: Option<String> = row.get(7)?;
+    let result_gz: Option<Vec<u8>> = row.get(8)?;
+    let record = IdempotencyRecord {
+        id: row.get(0)?,
+        status: RecordStatus::InProgress, // replaced below, once the text is checked
+        payload_hash: row.get(2)?,
+        attempt: row.get(3)?,
+        lease_owner: row.get(4)?,
+        lease_expires_at_ms: row.get(5)?,
+        expires_at_s: row.get(6)?,
+        result: result_gz
+            .map(StoredResult::Gzip)
+            .or(result_json.map(StoredResult::Json)),
+        error: row.get(9)?,
+        created_at_ms: row.get(10)?,
+        completed_at_ms: row.get(11)?,
+    };
+    Ok((record, status))
+}
+
+fn get_record(conn: &Connection, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    let found = conn
+        .query_row(
+            &format!("SELECT {RECORD_COLUMNS} FROM idempotency WHERE id = ?1"),
+            [id],
+            read_record,
+        )
+        .optional()
+        .map_err(db_err)?;
+    found
+        .map(|(mut record, status)| {
+            record.status = RecordStatus::parse(&status)?;
+            Ok(record)
+        })
+        .transpose()
+}
+
+fn result_columns(result: Option<&StoredResult>) -> (Option<&str>, Option<&[u8]>) {
+    match result {
+        Some(StoredResult::Json(s)) => (Some(s.as_str()), None),
+        Some(StoredResult::Gzip(b)) => (None, Some(b.as_slice())),
+        None => (None, None),
+    }
+}
+
+fn put_record(conn: &Connection, r: &IdempotencyRecord) -> Result<(), StoreError> {
+    let (json, gz) = result_columns(r.result.as_ref());
+    conn.execute(
+        &format!(
+            "INSERT OR REPLACE INTO idempotency ({RECORD_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ),
+        params![
+            r.id,
+            r.status.as_str(),
+            r.payload_hash,
+            r.attempt,
+            r.lease_owner,
+            r.lease_expires_at_ms,
+            r.expires_at_s,
+            json,
+            gz,
+            r.error,
+            r.created_at_ms,
+            r.completed_at_ms
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+fn entity_version(conn: &Connection, key: &EntityKey) -> Result<Option<u64>, StoreError> {
+    conn.query_row(
+        "SELECT version FROM entities WHERE pk = ?1 AND sk = ?2",
+        params![key.pk, key.sk],
+        |row| row.get::<_, i64>(0),
+    )
+    .optional()
+    .map_err(db_err)
+    .map(|v| v.map(|v| v.unsigned_abs()))
+}
+
+fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<(), StoreError> {
+    let json = serde_json::to_string(record)
+        .map_err(|e| StoreError::Corrupt(format!("audit record does not serialize: {e}")))?;
+    let inserted = conn
+        .execute(
+            "INSERT OR IGNORE INTO audit (execution, seq, type, timestamp, correlation_id, record) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                record.execution,
+                record.seq,
+                record.action,
+                record.timestamp,
+                record.correlation_id,
+                json
+            ],
+        )
+        .map_err(db_err)?;
+    if inserted == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "audit record {} {} exists already; audit records are never overwritten",
+            record.execution, record.seq
+        )));
+    }
+    Ok(())
+}
+
+/// The position of the last record of a page.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Cursor {
+    timestamp: String,
+    execution: String,
+    seq: String,
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        self.with_tx(|tx| {
+            let existing = get_record(tx, &claim.id)?;
+            let (attempt, taken_over) = match &existing {
+                None => (1, false),
+                Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => {
+                    (old.attempt + 1, old.status == RecordStatus::InProgress)
+                }
+                Some(old) => return Ok((ClaimOutcome::Existing(old.clone()), false)),
+            };
+            put_record(
+                tx,
+                &IdempotencyRecord {
+                    id: claim.id.clone(),
+                    status: RecordStatus::InProgress,
+                    payload_hash: claim.payload_hash.clone(),
+                    attempt,
+                    lease_owner: claim.lease_owner.clone(),
+                    lease_expires_at_ms: claim.lease_expires_at_ms,
+                    expires_at_s: claim.expires_at_s,
+                    result: None,
+                    error: None,
+                    created_at_ms: claim.now_ms,
+                    completed_at_ms: None,
+                },
+            )?;
+            Ok((
+                ClaimOutcome::Claimed {
+                    attempt,
+                    taken_over,
+                },
+                true,
+            ))
+        })
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        self.with_tx(|tx| {
+            // Check every condition first; write only if all hold.
+            match &commit.record {
+                RecordWrite::Finish { id, lease_owner, .. } | RecordWrite::Release { id, lease_owner } => {
+                    let ours = get_record(tx, id)?.is_some_and(|r| {
+                        r.status == RecordStatus::InProgress && &r.lease_owner == lease_owner
+                    });
+                    if !ours {
+                        return Ok((CommitOutcome::LeaseLost, false));
+                    }
+                }
+                RecordWrite::Insert { record, now_ms } => {
+                    if let Some(old) = get_record(tx, &record.id)?
+                        && !old.is_expired(*now_ms)
+                    {
+                        return Ok((CommitOutcome::Exists(old), false));
+                    }
+                }
+                RecordWrite::None => {}
+            }
+            for (index, write) in commit.writes.iter().enumerate() {
+                if !write.expect().holds(entity_version(tx, write.key())?) {
+                    return Ok((CommitOutcome::EntityConflict { index }, false));
+                }
+            }
+            match &commit.record {
+                RecordWrite::Finish {
+                    id,
+                    status,
+                    result,
+                    error,
+                    completed_at_ms,
+                    expires_at_s,
+                    ..
+                } => {
+                    let (json, gz) = result_columns(result.as_ref());
+                    tx.execute(
+                        "UPDATE idempotency SET status = ?2, result_json = ?3, result_gz = ?4, \
+                         error = ?5, completed_at_ms = ?6, expires_at_s = ?7 WHERE id = ?1",
+                        params![id, status.as_str(), json, gz, error, completed_at_ms, expires_at_s],
+                    )
+                    .map_err(db_err)?;
+                }
+                RecordWrite::Release { id, .. } => {
+                    tx.execute("DELETE FROM idempotency WHERE id = ?1", [id])
+                        .map_err(db_err)?;
+                }
+                RecordWrite::Insert { record, .. } => put_record(tx, record)?,
+                RecordWrite::None => {}
+            }
+            insert_audit(tx, &commit.audit)?;
+            for write in &commit.writes {
+                match write {
+                    StagedWrite::Put { key, doc, .. } => {
+                        tx.execute(
+                            "INSERT INTO entities (pk, sk, doc, version) VALUES (?1, ?2, ?3, 1) \
+                             ON CONFLICT (pk, sk) DO UPDATE SET doc = excluded.doc, version = version + 1",
+                            params![key.pk, key.sk, doc.to_string()],
+                        )
+                        .map_err(db_err)?;
+                    }
+                    StagedWrite::Delete { key, .. } => {
+                        tx.execute(
+                            "DELETE FROM entities WHERE pk = ?1 AND sk = ?2",
+                            params![key.pk, key.sk],
+                        )
+                        .map_err(db_err)?;
+                    }
+                }
+            }
+            Ok((CommitOutcome::Committed, true))
+        })
+    }
+
+    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.with_tx(|tx| insert_audit(tx, record).map(|()| ((), true)))
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        get_record(&conn, id)
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let row = conn
+            .query_row(
+                "SELECT doc, version FROM entities WHERE pk = ?1 AND sk = ?2",
+                params![key.pk, key.sk],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+        row.map(|(doc, version)| {
+            Ok(Entity {
+                key: key.clone(),
+                doc: serde_json::from_str(&doc)
+                    .map_err(|e| StoreError::Corrupt(format!("entity {key}: {e}")))?,
+                version: version.unsigned_abs(),
+            })
+        })
+        .transpose()
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let limit = query.page_size();
+        let (filter_sql, filter_value) = match &query.filter {
+            AuditFilter::All => ("1 = 1 AND ?1 IS NULL", None),
+            AuditFilter::Execution(e) => ("execution = ?1", Some(e.as_str())),
+            AuditFilter::Type(t) => ("type = ?1", Some(t.as_str())),
+            AuditFilter::Correlation(c) => ("correlation_id = ?1", Some(c.as_str())),
+        };
+        let cursor: Option<Cursor> = query
+            .cursor
+            .as_deref()
+            .map(|c| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .ok_or_else(|| {
+                        StoreError::InvalidRequest(format!("invalid audit cursor {c:?}"))
+                    })
+            })
+            .transpose()?;
+        let sql = format!(
+            "SELECT record, timestamp, execution, seq FROM audit WHERE {filter_sql} \
+             AND (?2 IS NULL OR timestamp >= ?2) \
+             AND (?3 IS NULL OR (timestamp, execution, seq) < (?3, ?4, ?5)) \
+             ORDER BY timestamp DESC, execution DESC, seq DESC LIMIT ?6"
+        );
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    filter_value,
+                    query.since,
+                    cursor.as_ref().map(|c| &c.timestamp),
+                    cursor.as_ref().map(|c| &c.execution),
+                    cursor.as_ref().map(|c| &c.seq),
+                    i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                ],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        Cursor {
+                            timestamp: row.get(1)?,
+                            execution: row.get(2)?,
+                            seq: row.get(3)?,
+                        },
+                    ))
+                },
+            )
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)?;
+        let more = rows.len() > limit;
+        let mut records = Vec::with_capacity(limit);
+        let mut last = None;
+        for (json, position) in rows.into_iter().take(limit) {
+            records.push(
+                serde_json::from_str(&json)
+                    .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?,
+            );
+            last = Some(position);
+        }
+        let next_cursor = if more {
+            last.and_then(|c| serde_json::to_vec(&c).ok())
+                .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+        } else {
+            None
+        };
+        Ok(AuditPage {
+            records,
+            next_cursor,
+        })
+    }
+}

@@ -1,0 +1,391 @@
+//! The conformance harness: a store per backend, a clock the tests move, a DynamoDB call
+//! counter, and `probe`, an action whose behaviour each test scripts.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use actiondo::store::dynamodb::{CallCounter, DynamoStore, Tables};
+use actiondo::store::faulty::FaultyStore;
+use actiondo::store::sqlite::SqliteStore;
+use actiondo::store::{Commit, IdempotencyRecord, RecordWrite, StagedWrite};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, AuditFilter, AuditQuery, AuditRecord,
+    AuditStatus, Clock, Entity, EntityKey, Execution, Executor, Expect, Invocation, Source, Store,
+};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// Which store a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    DynamoDbLocal,
+    Moto,
+}
+
+impl Backend {
+    fn endpoint_var(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::DynamoDbLocal => Some("ACTIONDO_TEST_DYNAMODB_LOCAL_URL"),
+            Backend::Moto => Some("ACTIONDO_TEST_MOTO_URL"),
+        }
+    }
+}
+
+/// Whether a missing server fails the run (the test runner and CI) or only skips loudly.
+fn infra_required() -> bool {
+    std::env::var("ACTIONDO_TEST_REQUIRE_INFRA").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A clock the tests move by hand that also ticks 1 ms per reading, so that every audit
+/// record of a test has its own timestamp and the newest-first order is well defined.
+#[derive(Debug, Clone)]
+pub(crate) struct TestClock(Arc<AtomicI64>);
+
+impl TestClock {
+    fn new() -> Self {
+        Self(Arc::new(AtomicI64::new(actiondo::SystemClock.now_ms())))
+    }
+
+    pub(crate) fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_ms(&self) -> i64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+pub(crate) struct Harness {
+    pub(crate) faulty: Arc<FaultyStore<Arc<dyn Store>>>,
+    pub(crate) executor: Executor,
+    pub(crate) clock: TestClock,
+    counter: Option<CallCounter>,
+}
+
+impl Harness {
+    /// A fresh, empty store of `backend`; `None` (after a loud notice) when its server is
+    /// not configured and the run does not require it.
+    pub(crate) async fn new(backend: Backend) -> Option<Self> {
+        let (store, counter): (Arc<dyn Store>, Option<CallCounter>) = match backend.endpoint_var() {
+            None => (
+                Arc::new(SqliteStore::in_memory().expect("in-memory SQLite")),
+                None,
+            ),
+            Some(var) => {
+                let Ok(url) = std::env::var(var) else {
+                    assert!(
+                        !infra_required(),
+                        "{var} is not set, and this run requires the {backend:?} server (CI=true or ACTIONDO_TEST_REQUIRE_INFRA=1); run ./tests/run.sh"
+                    );
+                    eprintln!(
+                        "\n*** NOT RUN: {backend:?} conformance case — {var} is not set. ./tests/run.sh starts the server. ***\n"
+                    );
+                    return None;
+                };
+                let counter = CallCounter::new();
+                let config = aws_sdk_dynamodb::Config::builder()
+                    .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+                    .endpoint_url(url)
+                    .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+                    .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                        "test",
+                        "test",
+                        None,
+                        None,
+                        "conformance",
+                    ))
+                    .interceptor(counter.clone())
+                    .build();
+                let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
+                let store = DynamoStore::new(
+                    aws_sdk_dynamodb::Client::from_conf(config),
+                    Tables::with_prefix(&prefix),
+                );
+                store.create_tables().await.expect("tables created");
+                (Arc::new(store), Some(counter))
+            }
+        };
+        let faulty = Arc::new(FaultyStore::new(store));
+        let clock = TestClock::new();
+        let executor = Executor::from_arc(faulty.clone()).with_clock(clock.clone());
+        let h = Self {
+            faulty,
+            executor,
+            clock,
+            counter,
+        };
+        h.reset_calls();
+        Some(h)
+    }
+
+    pub(crate) fn reset_calls(&self) {
+        if let Some(c) = &self.counter {
+            c.reset();
+        }
+    }
+
+    /// On DynamoDB backends, the requests sent since the last reset were exactly these.
+    pub(crate) fn assert_round_trips(&self, expected: &[&str]) {
+        if let Some(c) = &self.counter {
+            assert_eq!(c.calls(), expected, "DynamoDB round trips");
+        }
+    }
+
+    pub(crate) async fn record(&self, id: &str) -> Option<IdempotencyRecord> {
+        self.faulty.get_record(id).await.expect("get_record")
+    }
+
+    pub(crate) async fn entity(&self, pk: &str) -> Option<Entity> {
+        self.faulty
+            .get_entity(&EntityKey::new(pk, "doc"))
+            .await
+            .expect("get_entity")
+    }
+
+    async fn all(&self, filter: AuditFilter) -> Vec<AuditRecord> {
+        let mut records = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .faulty
+                .query_audit(&AuditQuery {
+                    cursor: cursor.take(),
+                    ..AuditQuery::new(filter.clone())
+                })
+                .await
+                .expect("query_audit");
+            records.extend(page.records);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return records,
+            }
+        }
+    }
+
+    /// The audit trail of one execution, newest first.
+    pub(crate) async fn audit(&self, execution: &str) -> Vec<AuditRecord> {
+        self.all(AuditFilter::Execution(execution.into())).await
+    }
+
+    /// The audit records of one action, newest first.
+    pub(crate) async fn audit_by_type(&self, action: &str) -> Vec<AuditRecord> {
+        self.all(AuditFilter::Type(action.into())).await
+    }
+
+    pub(crate) fn statuses(&self, records: &[AuditRecord]) -> Vec<AuditStatus> {
+        records.iter().map(|r| r.status).collect()
+    }
+
+    pub(crate) fn spawn(&self, probe: &Arc<Probe>, inv: Invocation) -> tokio::task::JoinHandle<Execution> {
+        let executor = self.executor.clone();
+        let probe = probe.clone();
+        tokio::spawn(async move { executor.execute(&*probe, inv).await })
+    }
+}
+
+/// What the probe does on one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Behavior {
+    Normal,
+    Reject,
+    Transient,
+    Panic,
+    /// Signal `started`, then wait for `release`.
+    WaitForRelease,
+    Sleep(Duration),
+    /// After reading the counter, a rival commits a bump of it (once).
+    BumpCounterBehindMyBack,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum ProbeExpect {
+    Absent,
+    Any,
+    Version(u64),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct ProbeWrite {
+    pk: String,
+    sk: String,
+    expect: ProbeExpect,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct ProbeInput {
+    value: String,
+    #[serde(default)]
+    writes: Vec<ProbeWrite>,
+    #[serde(default)]
+    secret: Option<String>,
+    /// Pad the output with this many compressible characters.
+    #[serde(default)]
+    padding: Option<usize>,
+    /// Pad the output with this many random hex characters.
+    #[serde(default)]
+    noise: Option<usize>,
+    /// Read the counter entity and write it back incremented.
+    #[serde(default)]
+    counter: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub(crate) struct ProbeOutput {
+    value: String,
+    secret: Option<String>,
+    call: usize,
+    attempt: u32,
+    padding: String,
+}
+
+/// A scripted action for the conformance suite.
+#[derive(Debug)]
+pub(crate) struct Probe {
+    options: ActionOptions,
+    pub(crate) calls: AtomicUsize,
+    plan: Mutex<VecDeque<Behavior>>,
+    pub(crate) started: Notify,
+    pub(crate) release: Notify,
+    rival: OnceLock<Arc<dyn Store>>,
+}
+
+impl Probe {
+    pub(crate) fn new(options: ActionOptions) -> Self {
+        Self {
+            options,
+            calls: AtomicUsize::new(0),
+            plan: Mutex::new(VecDeque::new()),
+            started: Notify::new(),
+            release: Notify::new(),
+            rival: OnceLock::new(),
+        }
+    }
+
+    /// The behaviours of the next calls, in order; later calls are `Normal`.
+    pub(crate) fn plan(&self, behaviors: impl IntoIterator<Item = Behavior>) {
+        self.plan.lock().expect("plan").extend(behaviors);
+    }
+
+    /// The store a `BumpCounterBehindMyBack` rival writes to.
+    pub(crate) fn rival(&self, store: Arc<dyn Store>) {
+        let _ = self.rival.set(store);
+    }
+
+    pub(crate) fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    async fn bump_counter(&self, key: &EntityKey) {
+        let store = self
+            .rival
+            .get()
+            .expect("a rival store for BumpCounterBehindMyBack");
+        let audit = AuditRecord {
+            execution: "rival#1".into(),
+            seq: uuid::Uuid::new_v4().to_string(),
+            action: "rival".into(),
+            status: AuditStatus::Completed,
+            details: json!({}),
+            timestamp: actiondo::audit::timestamp(0),
+            duration_ms: 0,
+            attempt: 1,
+            request_id: "rival".into(),
+            source: Source::Direct,
+            caller: None,
+            correlation_id: None,
+            trace_id: None,
+        };
+        let commit = Commit {
+            record: RecordWrite::None,
+            audit,
+            writes: vec![StagedWrite::Put {
+                key: key.clone(),
+                doc: json!({"n": 100}),
+                expect: Expect::Any,
+            }],
+        };
+        store.commit(&commit).await.expect("the rival commits");
+    }
+}
+
+impl Action for Probe {
+    type Input = ProbeInput;
+    type Output = ProbeOutput;
+    const NAME: &'static str = "probe";
+    const DESCRIPTION: &'static str = "A scripted action for the conformance suite.";
+
+    fn options(&self) -> ActionOptions {
+        self.options.clone()
+    }
+
+    async fn execute(
+        &self,
+        input: ProbeInput,
+        cx: &mut ActionContext,
+    ) -> Result<ProbeOutput, ActionError> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let behavior = self
+            .plan
+            .lock()
+            .expect("plan")
+            .pop_front()
+            .unwrap_or(Behavior::Normal);
+        for w in &input.writes {
+            let expect = match w.expect {
+                ProbeExpect::Absent => Expect::Absent,
+                ProbeExpect::Any => Expect::Any,
+                ProbeExpect::Version(v) => Expect::Version(v),
+            };
+            let doc = json!({"value": input.value, "by": cx.idempotency_key()});
+            cx.put(EntityKey::new(&w.pk, &w.sk), &doc, expect)?;
+        }
+        if input.counter {
+            let key = EntityKey::new("counter", "doc");
+            let (n, expect) = match cx.get(&key).await? {
+                Some(e) => (
+                    e.doc["n"].as_u64().unwrap_or(0) + 1,
+                    Expect::Version(e.version),
+                ),
+                None => (1, Expect::Absent),
+            };
+            if matches!(behavior, Behavior::BumpCounterBehindMyBack) {
+                self.bump_counter(&key).await;
+            }
+            cx.put(key, &json!({"n": n}), expect)?;
+        }
+        match behavior {
+            Behavior::Normal | Behavior::BumpCounterBehindMyBack => {}
+            Behavior::Reject => return Err(ActionError::rejected("the probe says no")),
+            Behavior::Transient => {
+                return Err(ActionError::transient("the probe's dependency is down"));
+            }
+            Behavior::Panic => panic!("boom"),
+            Behavior::WaitForRelease => {
+                self.started.notify_one();
+                self.release.notified().await;
+            }
+            Behavior::Sleep(d) => tokio::time::sleep(d).await,
+        }
+        let mut padding = "abcdefgh".repeat(input.padding.unwrap_or(0) / 8);
+        for _ in 0..input.noise.unwrap_or(0) / 32 {
+            padding.push_str(&uuid::Uuid::new_v4().simple().to_string());
+        }
+        Ok(ProbeOutput {
+            value: input.value,
+            secret: input.secret,
+            call,
+            attempt: cx.attempt(),
+            padding,
+        })
+    }
+}
