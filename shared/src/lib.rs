@@ -72,4 +72,4 @@ pub use clock::{Clock, SystemClock};
 pub use context::{ActionContext, Source};
 pub use error::{ActionError, ErrorBody, ErrorKind, StoreError};
 pub use executor::{Execution, Executor, Invocation, Params, Response};
-pub use store::{Entity, EntityKey, Expect, Store};
+pub use store::{Entity, EntityKey, Expect, Store, StoreConfig};

@@ -21,6 +21,98 @@ pub mod faulty;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(test)]
+mod tests {
+    use super::StoreConfig;
+
+    #[test]
+    fn store_config_parses_the_documented_forms() {
+        assert_eq!(
+            "dynamodb".parse::<StoreConfig>().ok(),
+            Some(StoreConfig::DynamoDb)
+        );
+        assert_eq!(
+            "sqlite:/tmp/x.db".parse::<StoreConfig>().ok(),
+            Some(StoreConfig::Sqlite("/tmp/x.db".into()))
+        );
+        assert_eq!(
+            "sqlite::memory:".parse::<StoreConfig>().ok(),
+            Some(StoreConfig::SqliteMemory)
+        );
+        assert!("postgres://x".parse::<StoreConfig>().is_err());
+    }
+}
+
+/// The environment variable that selects a store: `sqlite:PATH`, `sqlite::memory:` or
+/// `dynamodb`.
+pub const STORE_ENV: &str = "ACTIONDO_STORE";
+
+/// Which store to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded store in this file.
+    Sqlite(std::path::PathBuf),
+    /// A private embedded store in memory.
+    SqliteMemory,
+    /// DynamoDB, configured by [`dynamodb::DynamoStore::from_env`].
+    DynamoDb,
+}
+
+impl std::str::FromStr for StoreConfig {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "dynamodb" => Ok(StoreConfig::DynamoDb),
+            "sqlite::memory:" => Ok(StoreConfig::SqliteMemory),
+            "sqlite" => Ok(StoreConfig::Sqlite(sqlite_default_path())),
+            _ => match s.strip_prefix("sqlite:") {
+                Some(path) if !path.is_empty() => Ok(StoreConfig::Sqlite(path.into())),
+                _ => Err(StoreError::InvalidRequest(format!(
+                    "{STORE_ENV}={s:?} is not a store; use sqlite:PATH, sqlite::memory: or dynamodb"
+                ))),
+            },
+        }
+    }
+}
+
+fn sqlite_default_path() -> std::path::PathBuf {
+    ".actiondo/actiondo.db".into()
+}
+
+impl StoreConfig {
+    /// The store named by `ACTIONDO_STORE`, or `default` when it is unset.
+    pub fn from_env_or(default: StoreConfig) -> Result<Self, StoreError> {
+        match std::env::var(STORE_ENV) {
+            Ok(value) if !value.is_empty() => value.parse(),
+            _ => Ok(default),
+        }
+    }
+
+    /// The embedded store in its default file, `.actiondo/actiondo.db`.
+    pub fn sqlite_default() -> Self {
+        StoreConfig::Sqlite(sqlite_default_path())
+    }
+
+    /// Open the store (for DynamoDB: load the AWS configuration and table names).
+    pub async fn open(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        match self {
+            #[cfg(feature = "sqlite")]
+            StoreConfig::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?)),
+            #[cfg(feature = "sqlite")]
+            StoreConfig::SqliteMemory => Ok(std::sync::Arc::new(sqlite::SqliteStore::in_memory()?)),
+            #[cfg(feature = "dynamodb")]
+            StoreConfig::DynamoDb => Ok(std::sync::Arc::new(
+                dynamodb::DynamoStore::from_env().await?,
+            )),
+            #[allow(unreachable_patterns)]
+            other => Err(StoreError::InvalidRequest(format!(
+                "{other:?} is not compiled in (enable the actiondo feature)"
+            ))),
+        }
+    }
+}
+
 /// The state of an idempotency record. `EXPIRED` is computed from `expires_at_s`, never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

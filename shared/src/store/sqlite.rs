@@ -21,9 +21,6 @@ use crate::store::{
     RecordWrite, StagedWrite, Store, StoredResult,
 };
 
-/// Where the CLI keeps its store unless told otherwise.
-pub const DEFAULT_PATH: &str = ".actiondo/actiondo.db";
-
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS idempotency (
     id                  TEXT PRIMARY KEY,

@@ -185,7 +185,11 @@ impl Harness {
         records.iter().map(|r| r.status).collect()
     }
 
-    pub(crate) fn spawn(&self, probe: &Arc<Probe>, inv: Invocation) -> tokio::task::JoinHandle<Execution> {
+    pub(crate) fn spawn(
+        &self,
+        probe: &Arc<Probe>,
+        inv: Invocation,
+    ) -> tokio::task::JoinHandle<Execution> {
         let executor = self.executor.clone();
         let probe = probe.clone();
         tokio::spawn(async move { executor.execute(&*probe, inv).await })
