@@ -130,6 +130,7 @@ pub struct ActionError {
     message: String,
     details: Option<Value>,
     retry_after_ms: Option<u64>,
+    http_status: Option<u16>,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -153,6 +154,7 @@ impl ActionError {
             message: message.into(),
             details: None,
             retry_after_ms: None,
+            http_status: None,
             source: None,
         }
     }
@@ -199,6 +201,19 @@ impl ActionError {
     pub fn with_retry_after_ms(mut self, ms: u64) -> Self {
         self.retry_after_ms = Some(ms);
         self
+    }
+
+    /// Answer with this HTTP status instead of the kind's (e.g. 413 or 415 for a
+    /// `Validation` of the request itself); the wire name stays the kind's.
+    #[must_use]
+    pub fn with_http_status(mut self, status: u16) -> Self {
+        self.http_status = Some(status);
+        self
+    }
+
+    /// The HTTP status: the override if set, else the kind's.
+    pub fn http_status(&self) -> u16 {
+        self.http_status.unwrap_or(self.kind.http_status())
     }
 
     /// The kind of this error.

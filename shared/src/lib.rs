@@ -1,3 +1,4 @@
+// >>> HELPERS: "{COMMON}" in your brief means the rules in /tmp/briefs/COMMON-RULES.md. Read that file NOW. (The lead removes this line.)
 //! # actiondo — atomic actions for AWS Lambda
 //!
 //! Every unit of business work is an **atomic action**: it completes entirely or fails
@@ -65,6 +66,8 @@ pub mod error;
 pub mod executor;
 pub mod hash;
 pub mod store;
+#[cfg(feature = "lambda")]
+pub mod trigger;
 
 pub use action::{Action, ActionOptions, Catalog, DynAction, KeyPolicy, Lease, Mode};
 pub use audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
@@ -73,3 +76,5 @@ pub use context::{ActionContext, Source};
 pub use error::{ActionError, ErrorBody, ErrorKind, StoreError};
 pub use executor::{Execution, Executor, Invocation, Params, Response};
 pub use store::{Entity, EntityKey, Expect, Store, StoreConfig};
+#[cfg(feature = "lambda")]
+pub use trigger::{BoxError, Handler, run};

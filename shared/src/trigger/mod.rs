@@ -1,0 +1,329 @@
+//! Triggers (DESIGN §7): one binary accepts every event that calls Lambda in practice.
+//!
+//! [`run`] starts the Lambda runtime; each invocation's raw event is classified by its
+//! shape ([`EventShape`]) and handed to the trigger that understands it:
+//!
+//! | shape | key | answer |
+//! |---|---|---|
+//! | direct invoke / Step Functions: an [`Envelope`] or bare params | `idempotencyKey`, else derived | the output, or a function error whose `errorType` is the wire name |
+//! | SQS (standard, FIFO) | envelope key, else FIFO deduplication id, else message id | `batchItemFailures` for retryable failures only |
+//! | EventBridge | envelope key, else the event id | the output, or a function error |
+//! | API Gateway REST v1, HTTP v2, function URL, ALB | `Idempotency-Key` header | an HTTP response per DESIGN §6 |
+
+pub mod direct;
+pub mod eventbridge;
+pub mod http;
+pub mod sqs;
+
+use std::sync::Arc;
+
+use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::action::{Action, DynAction};
+use crate::context::Source;
+use crate::error::ActionError;
+use crate::executor::{Executor, Invocation, Params};
+use crate::store::StoreConfig;
+
+/// The error type of [`run`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Lambda's error contract: `errorType` is the stable wire name (what Step Functions
+/// `Retry`/`Catch` match), `errorMessage` the JSON error body
+/// (`{"error": {"type", "message", "retryable", "details"}}`), which a state machine can
+/// read back with `States.StringToJson($.Cause)`.
+impl From<ActionError> for Diagnostic {
+    fn from(err: ActionError) -> Self {
+        Diagnostic {
+            error_type: err.kind().wire_name().to_owned(),
+            error_message: serde_json::to_string(&err.to_body())
+                .unwrap_or_else(|_| err.message().to_owned()),
+        }
+    }
+}
+
+/// How a caller asks for the result of a direct invocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Respond {
+    /// The output alone (the default).
+    #[default]
+    Result,
+    /// `{"result": ..., "execution": {"key", "attempt", "replayed"}}`.
+    Envelope,
+}
+
+/// The envelope of a direct invocation, a Step Functions task, an SQS message body or an
+/// EventBridge `detail`: `{"params": {...}, "idempotencyKey"?, "correlationId"?, "respond"?}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Envelope {
+    /// The action's parameters.
+    pub params: Value,
+    /// The idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The correlation id (a Step Functions passes `$$.Execution.Id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The answer's form.
+    #[serde(default)]
+    pub respond: Respond,
+}
+
+impl Envelope {
+    /// Read a payload as an envelope when it is an object with `params` and only envelope
+    /// fields; anything else is bare params.
+    pub fn from_payload(payload: Value) -> Self {
+        let is_envelope = payload.as_object().is_some_and(|o| {
+            o.contains_key("params")
+                && o.keys()
+                    .all(|k| matches!(k.as_str(), "params" | "idempotencyKey" | "correlationId" | "respond"))
+        });
+        if is_envelope {
+            match serde_json::from_value::<Envelope>(payload.clone()) {
+                Ok(envelope) => return envelope,
+                // A malformed envelope (e.g. a numeric key) is passed on as params, where
+                // the schema check names what is wrong.
+                Err(e) => tracing::debug!(error = %e, "not an envelope"),
+            }
+        }
+        Envelope {
+            params: payload,
+            ..Envelope::default()
+        }
+    }
+
+    /// The invocation this envelope asks for.
+    pub fn into_invocation(self, source: Source, meta: &Meta) -> Invocation {
+        Invocation {
+            params: Params::Json(self.params),
+            key: self.idempotency_key,
+            source,
+            request_id: Some(meta.request_id.clone()),
+            correlation_id: self.correlation_id,
+            caller: None,
+            trace_id: meta.trace_id.clone(),
+            deadline_ms: meta.deadline_ms,
+        }
+    }
+}
+
+/// What the Lambda context tells every trigger.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The Lambda request id.
+    pub request_id: String,
+    /// The invocation's deadline, Unix milliseconds.
+    pub deadline_ms: Option<i64>,
+    /// The X-Ray trace id.
+    pub trace_id: Option<String>,
+}
+
+impl From<&Context> for Meta {
+    fn from(cx: &Context) -> Self {
+        Self {
+            request_id: cx.request_id.clone(),
+            deadline_ms: i64::try_from(cx.deadline).ok().filter(|d| *d > 0),
+            trace_id: cx.xray_trace_id.clone(),
+        }
+    }
+}
+
+/// What a handler returns to the runtime: an output's JSON text verbatim (so that a replay
+/// is byte-identical) or a JSON value.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    /// JSON text, sent as is.
+    Raw(Box<RawValue>),
+    /// A value.
+    Json(Value),
+}
+
+/// The kinds of event [`Handler::handle`] accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventShape {
+    /// `{"Records": [{"eventSource": "aws:sqs", ...}]}`.
+    Sqs,
+    /// `{"detail-type", "source", "detail", ...}`.
+    EventBridge,
+    /// API Gateway REST (v1) or HTTP (v2) API, function URL, ALB.
+    Http,
+    /// A direct invocation or a Step Functions task: an envelope or bare params.
+    Direct,
+}
+
+const ACCEPTED: &str = "a direct or Step Functions invocation ({\"params\": {...}, \"idempotencyKey\"?, \"correlationId\"?, \"respond\"?} or a bare params object), an SQS event, an EventBridge event, or an API Gateway (REST v1, HTTP v2), function URL or ALB request";
+
+impl EventShape {
+    /// Classify a raw event; events of other services (S3, SNS, DynamoDB streams…) and
+    /// payloads that are not objects are refused with `ActionDo.Validation` naming the
+    /// shapes accepted.
+    pub fn of(event: &Value) -> Result<Self, ActionError> {
+        let unrecognised = |what: &str| {
+            ActionError::validation(format!("unrecognised event ({what}); this function accepts {ACCEPTED}"))
+        };
+        let Some(object) = event.as_object() else {
+            return Err(unrecognised("not a JSON object"));
+        };
+        if let Some(records) = object.get("Records") {
+            let source = records
+                .get(0)
+                .and_then(|r| r.get("eventSource").or_else(|| r.get("EventSource")))
+                .and_then(Value::as_str);
+            return match source {
+                Some("aws:sqs") => Ok(EventShape::Sqs),
+                Some(other) => Err(unrecognised(&format!("records from {other}"))),
+                None => Err(unrecognised("records without an event source")),
+            };
+        }
+        if object.contains_key("detail-type") && object.contains_key("source") {
+            return Ok(EventShape::EventBridge);
+        }
+        let request_context = object.get("requestContext");
+        if request_context.is_some()
+            && (object.contains_key("httpMethod")
+                || object.contains_key("routeKey")
+                || request_context.is_some_and(|rc| rc.get("http").is_some() || rc.get("elb").is_some()))
+        {
+            return Ok(EventShape::Http);
+        }
+        Ok(EventShape::Direct)
+    }
+}
+
+/// An action with its executor, ready to handle raw Lambda events of every shape.
+#[derive(Clone)]
+pub struct Handler {
+    executor: Executor,
+    action: Arc<dyn DynAction>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("action", &self.action.name())
+            .field("executor", &self.executor)
+            .finish()
+    }
+}
+
+impl Handler {
+    /// `action` run by `executor`.
+    pub fn new(executor: Executor, action: Arc<dyn DynAction>) -> Self {
+        Self { executor, action }
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
+    /// The action.
+    pub fn action(&self) -> &dyn DynAction {
+        &*self.action
+    }
+
+    /// Handle one raw event: classify it and dispatch to its trigger. An `Err` is a
+    /// function error (direct, Step Functions, EventBridge); SQS and HTTP always answer
+    /// `Ok` with their own failure reporting.
+    pub async fn handle(&self, event: Value, context: &Context) -> Result<Reply, ActionError> {
+        let meta = Meta::from(context);
+        match EventShape::of(&event)? {
+            EventShape::Direct => direct::invoke(self, event, &meta).await,
+            EventShape::Sqs => {
+                let batch = serde_json::from_value(event).map_err(|e| {
+                    ActionError::validation(format!("malformed SQS event: {e}"))
+                })?;
+                let response = sqs::handle_batch(self, batch).await;
+                Ok(Reply::Json(serde_json::to_value(response).map_err(|e| {
+                    ActionError::internal(format!("batch response does not serialize: {e}"))
+                })?))
+            }
+            EventShape::EventBridge => {
+                let event = serde_json::from_value(event).map_err(|e| {
+                    ActionError::validation(format!("malformed EventBridge event: {e}"))
+                })?;
+                eventbridge::handle_event(self, event, &meta).await
+            }
+            EventShape::Http => http::handle_lambda_request(self, event, context.clone()).await,
+        }
+    }
+}
+
+/// The Lambda entry point of an action binary: set up tracing (JSON when
+/// `AWS_LAMBDA_LOG_FORMAT=JSON`), open the store once (DynamoDB, or `ACTIONDO_STORE`), and
+/// serve every invocation through [`Handler::handle`].
+///
+/// # Example
+///
+/// ```no_run
+/// # use actiondo::{Action, ActionContext, ActionError};
+/// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct In {}
+/// # struct MyAction;
+/// # impl Action for MyAction {
+/// #     type Input = In; type Output = bool;
+/// #     const NAME: &'static str = "my-action"; const DESCRIPTION: &'static str = "";
+/// #     async fn execute(&self, _: In, _: &mut ActionContext) -> Result<bool, ActionError> { Ok(true) }
+/// # }
+/// #[tokio::main]
+/// async fn main() -> Result<(), actiondo::BoxError> {
+///     actiondo::run(MyAction).await
+/// }
+/// ```
+pub async fn run<A: Action>(action: A) -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?.open().await?;
+    let handler = Handler::new(Executor::from_arc(store), Arc::new(action));
+    tracing::info!(action = A::NAME, "ready");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let handler = handler.clone();
+        async move {
+            handler
+                .handle(event.payload, &event.context)
+                .await
+                .map_err(Diagnostic::from)
+        }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn envelopes_and_bare_params_are_told_apart() {
+        let env = Envelope::from_payload(json!({"params": {"a": 1}, "idempotencyKey": "k", "respond": "envelope"}));
+        assert_eq!(env.params, json!({"a": 1}));
+        assert_eq!(env.idempotency_key.as_deref(), Some("k"));
+        assert_eq!(env.respond, Respond::Envelope);
+        // An action whose own input has a `params` field next to others is bare params.
+        let bare = Envelope::from_payload(json!({"params": 1, "other": 2}));
+        assert_eq!(bare.params, json!({"params": 1, "other": 2}));
+        assert_eq!(bare.idempotency_key, None);
+    }
+
+    #[test]
+    fn unknown_shapes_name_what_is_accepted() {
+        let s3 = json!({"Records": [{"eventSource": "aws:s3"}]});
+        let err = EventShape::of(&s3).expect_err("refused");
+        assert_eq!(err.kind(), crate::ErrorKind::Validation);
+        assert!(err.message().contains("aws:s3") && err.message().contains("SQS event"));
+        assert!(EventShape::of(&json!([1])).is_err());
+        assert_eq!(EventShape::of(&json!({"userId": "u"})).ok(), Some(EventShape::Direct));
+    }
+
+    #[test]
+    fn diagnostics_carry_the_wire_name() {
+        let d = Diagnostic::from(ActionError::rejected("declined"));
+        assert_eq!(d.error_type, "ActionDo.Rejected");
+        let body: crate::ErrorBody = serde_json::from_str(&d.error_message).expect("json body");
+        assert_eq!(body.error.message, "declined");
+    }
+}

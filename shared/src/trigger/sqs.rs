@@ -1,0 +1,136 @@
+//! SQS batches, standard and FIFO, with partial batch failures.
+
+use std::collections::HashMap;
+
+use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::StreamExt as _;
+
+use crate::context::Source;
+use crate::executor::{Invocation, Params};
+use crate::trigger::{Envelope, Handler, Meta};
+
+/// How many records of a standard queue run at once unless `ACTIONDO_SQS_CONCURRENCY` says
+/// otherwise.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// The message attribute that carries a correlation id.
+pub const CORRELATION_ATTRIBUTE: &str = "correlationId";
+
+/// Run every record and report the ones to redeliver.
+///
+/// - Each body is an envelope or bare params. The key is the envelope's, else the FIFO
+///   deduplication id, else the message id, so a redelivered message replays.
+/// - Only retryable failures are reported in `batchItemFailures`; terminal ones are
+///   audited by the executor and not redelivered.
+/// - FIFO queues: records of one message group run in order; after a retryable failure the
+///   rest of that group is reported failed too (so order is kept), other groups go on.
+/// - Standard queues: records run concurrently, at most `ACTIONDO_SQS_CONCURRENCY` at once.
+pub async fn handle_batch(handler: &Handler, event: SqsEvent) -> SqsBatchResponse {
+    let concurrency = std::env::var("ACTIONDO_SQS_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_CONCURRENCY);
+    let failures: Vec<String> = futures::stream::iter(groups(event.records))
+        .map(|group| run_group(handler, group))
+        .buffer_unordered(concurrency)
+        .collect::<Vec<Vec<String>>>()
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failures
+        .into_iter()
+        .map(|id| {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            failure
+        })
+        .collect();
+    response
+}
+
+/// FIFO records grouped by message group, in order; standard records one per group.
+fn groups(records: Vec<SqsMessage>) -> Vec<Vec<SqsMessage>> {
+    let mut order: Vec<Vec<SqsMessage>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for record in records {
+        match record.attributes.get("MessageGroupId").cloned() {
+            Some(group) => match index.get(&group) {
+                Some(&i) => order[i].push(record),
+                None => {
+                    index.insert(group, order.len());
+                    order.push(vec![record]);
+                }
+            },
+            None => order.push(vec![record]),
+        }
+    }
+    order
+}
+
+/// Run one group in order; return the message ids to redeliver.
+async fn run_group(handler: &Handler, group: Vec<SqsMessage>) -> Vec<String> {
+    let mut failed = Vec::new();
+    let mut blocked = false;
+    for record in group {
+        let id = record.message_id.clone().unwrap_or_default();
+        if blocked {
+            tracing::info!(message_id = %id, "an earlier message of this FIFO group failed; returned unprocessed");
+            failed.push(id);
+            continue;
+        }
+        let execution = handler.executor().execute(handler.action(), invocation(record)).await;
+        if let Err(e) = &execution.outcome
+            && e.is_retryable()
+        {
+            tracing::warn!(message_id = %id, error_type = e.kind().wire_name(), "message returned to the queue");
+            failed.push(id);
+            blocked = true;
+        }
+    }
+    failed.retain(|id| !id.is_empty());
+    failed
+}
+
+fn invocation(record: SqsMessage) -> Invocation {
+    let message_id = record.message_id.clone().unwrap_or_default();
+    let meta = Meta {
+        request_id: message_id.clone(),
+        deadline_ms: None,
+        trace_id: record.attributes.get("AWSTraceHeader").cloned(),
+    };
+    let attribute_correlation = record
+        .message_attributes
+        .get(CORRELATION_ATTRIBUTE)
+        .and_then(|a| a.string_value.clone());
+    let fallback_key = record
+        .attributes
+        .get("MessageDeduplicationId")
+        .cloned()
+        .unwrap_or(message_id);
+    let body = record.body.unwrap_or_default();
+    match serde_json::from_str(&body) {
+        Ok(payload) => {
+            let mut envelope = Envelope::from_payload(payload);
+            envelope.idempotency_key.get_or_insert(fallback_key);
+            if envelope.correlation_id.is_none() {
+                envelope.correlation_id = attribute_correlation;
+            }
+            envelope.into_invocation(Source::Sqs, &meta)
+        }
+        // Not JSON: the executor rejects it with the parse position and audits it under
+        // the message's key; it is terminal, so it is not redelivered.
+        Err(_) => Invocation {
+            params: Params::Text(body),
+            key: Some(fallback_key),
+            source: Source::Sqs,
+            request_id: Some(meta.request_id),
+            correlation_id: attribute_correlation,
+            caller: None,
+            trace_id: meta.trace_id,
+            deadline_ms: None,
+        },
+    }
+}
