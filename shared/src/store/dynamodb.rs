@@ -533,52 +533,53 @@ impl DynamoStore {
         query: &AuditQuery,
     ) -> Result<aws_sdk_dynamodb::operation::query::QueryOutput, StoreError> {
         let limit = i32::try_from(query.page_size()).unwrap_or(100);
-        let since = query.since.clone().unwrap_or_default();
         let request = self
             .client
             .query()
             .table_name(&self.tables.audit)
             .scan_index_forward(false)
             .limit(limit);
-        let request = match &query.filter {
+        // (index, partition attribute, sort attribute, partition value, lower bound of the sort key)
+        let (index, partition, sort, value, since) = match &query.filter {
             AuditFilter::Execution(execution) => {
-                // seq starts with the 13-digit time, so `since` is a key condition.
-                let since_seq = match &query.since {
-                    Some(ts) => format!(
-                        "{:013}",
+                // seq starts with the 13-digit time, so `since` bounds the sort key.
+                let since = query
+                    .since
+                    .as_deref()
+                    .map(|ts| {
                         chrono::DateTime::parse_from_rfc3339(ts)
-                            .map_err(|e| StoreError::InvalidRequest(format!("since {ts:?}: {e}")))?
-                            .timestamp_millis()
-                    ),
-                    None => String::new(),
-                };
-                request
-                    .key_condition_expression("#execution = :key AND #seq >= :since")
-                    .expression_attribute_names("#execution", "execution")
-                    .expression_attribute_names("#seq", "seq")
-                    .expression_attribute_values(":key", s(execution))
-                    .expression_attribute_values(":since", s(since_seq))
+                            .map(|t| format!("{:013}", t.timestamp_millis()))
+                            .map_err(|e| StoreError::InvalidRequest(format!("since {ts:?}: {e}")))
+                    })
+                    .transpose()?;
+                (None, "execution", "seq", execution, since)
             }
-            AuditFilter::Type(name) => request
-                .index_name("by-type")
-                .key_condition_expression("#type = :key AND #ts >= :since")
-                .expression_attribute_names("#type", "type")
-                .expression_attribute_names("#ts", "timestamp")
-                .expression_attribute_values(":key", s(name))
-                .expression_attribute_values(":since", s(since)),
-            AuditFilter::Correlation(id) => request
-                .index_name("by-correlation")
-                .key_condition_expression("#corr = :key AND #ts >= :since")
-                .expression_attribute_names("#corr", "correlation_id")
-                .expression_attribute_names("#ts", "timestamp")
-                .expression_attribute_values(":key", s(id))
-                .expression_attribute_values(":since", s(since)),
+            AuditFilter::Type(name) => (Some("by-type"), "type", "timestamp", name, query.since.clone()),
+            AuditFilter::Correlation(id) => (
+                Some("by-correlation"),
+                "correlation_id",
+                "timestamp",
+                id,
+                query.since.clone(),
+            ),
             AuditFilter::All => {
                 return Err(StoreError::InvalidRequest(
                     "listing the audit trail from DynamoDB needs a filter: an action type, a correlation id or an execution"
                         .into(),
                 ));
             }
+        };
+        let mut request = request
+            .set_index_name(index.map(str::to_owned))
+            .expression_attribute_names("#pk", partition)
+            .expression_attribute_values(":pk", s(value));
+        request = match since {
+            // DynamoDB refuses empty strings in key conditions: bound the sort key only when asked.
+            Some(since) => request
+                .key_condition_expression("#pk = :pk AND #sk >= :since")
+                .expression_attribute_names("#sk", sort)
+                .expression_attribute_values(":since", s(since)),
+            None => request.key_condition_expression("#pk = :pk"),
         };
         let request = match &query.cursor {
             Some(cursor) => request.set_exclusive_start_key(Some(decode_cursor(cursor)?)),

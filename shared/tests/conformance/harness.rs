@@ -241,6 +241,16 @@ pub(crate) struct ProbeInput {
     /// Read the counter entity and write it back incremented.
     #[serde(default)]
     counter: bool,
+    /// Fail this way whatever the plan says.
+    #[serde(default)]
+    fail: Option<ProbeFailure>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum ProbeFailure {
+    Reject,
+    Transient,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -338,12 +348,12 @@ impl Action for Probe {
         cx: &mut ActionContext,
     ) -> Result<ProbeOutput, ActionError> {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let behavior = self
-            .plan
-            .lock()
-            .expect("plan")
-            .pop_front()
-            .unwrap_or(Behavior::Normal);
+        let planned = self.plan.lock().expect("plan").pop_front();
+        let behavior = match input.fail {
+            Some(ProbeFailure::Reject) => Behavior::Reject,
+            Some(ProbeFailure::Transient) => Behavior::Transient,
+            None => planned.unwrap_or(Behavior::Normal),
+        };
         for w in &input.writes {
             let expect = match w.expect {
                 ProbeExpect::Absent => Expect::Absent,

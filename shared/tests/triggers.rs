@@ -1,0 +1,303 @@
+//! Every trigger of DESIGN §7, fed real sample events (see `fixtures/README.md`) through
+//! `Handler::handle`, on the embedded store.
+#![cfg(feature = "lambda")]
+
+#[allow(dead_code)]
+#[path = "conformance/harness.rs"]
+mod harness;
+
+use std::sync::Arc;
+
+use actiondo::{ActionOptions, AuditStatus, ErrorKind, Handler, Source};
+use harness::{Backend, Harness, Probe};
+use lambda_runtime::{Context, Diagnostic};
+use serde_json::{Value, json};
+
+const SQS: &str = include_str!("fixtures/sqs-receive-message.json");
+const APIGW_V1: &str = include_str!("fixtures/apigateway-aws-proxy.json");
+const APIGW_V2: &str = include_str!("fixtures/apigateway-http-api-proxy.json");
+const ALB: &str = include_str!("fixtures/alb-request.json");
+const EVENTBRIDGE: &str = include_str!("fixtures/eventbridge-scheduled-event.json");
+const S3: &str = include_str!("fixtures/s3-put.json");
+
+fn fixture(text: &str) -> Value {
+    serde_json::from_str(text).expect("fixture is JSON")
+}
+
+fn context(request_id: &str) -> Context {
+    let mut cx = Context::default();
+    cx.request_id = request_id.into();
+    cx
+}
+
+async fn setup() -> (Harness, Arc<Probe>, Handler) {
+    let h = Harness::new(Backend::Sqlite).await.expect("SQLite is always there");
+    let probe = Arc::new(Probe::new(ActionOptions::default()));
+    let handler = Handler::new(h.executor.clone(), probe.clone());
+    (h, probe, handler)
+}
+
+/// An SQS event of `messages` (id, body, optional FIFO group and deduplication id), built
+/// from the SAM sample record.
+fn sqs_event(messages: &[(&str, Value, Option<&str>, Option<&str>)]) -> Value {
+    let sample = fixture(SQS)["Records"][0].clone();
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|(id, body, group, dedup)| {
+            let mut record = sample.clone();
+            record["messageId"] = json!(id);
+            record["body"] = json!(body.to_string());
+            if let Some(group) = group {
+                record["attributes"]["MessageGroupId"] = json!(group);
+                record["eventSourceARN"] = json!("arn:aws:sqs:us-east-1:123456789012:MyQueue.fifo");
+            }
+            if let Some(dedup) = dedup {
+                record["attributes"]["MessageDeduplicationId"] = json!(dedup);
+            }
+            record
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+fn failures(reply: &Value) -> Vec<String> {
+    reply["batchItemFailures"]
+        .as_array()
+        .expect("batch response")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn handle(handler: &Handler, event: Value) -> Result<Value, actiondo::ActionError> {
+    let reply = handler.handle(event, &context("req-1")).await?;
+    Ok(serde_json::to_value(reply).expect("serializes"))
+}
+
+#[tokio::test]
+async fn sqs_message_delivered_twice_runs_once() {
+    let (h, probe, handler) = setup().await;
+    let event = sqs_event(&[("m-1", json!({"value": "x"}), None, None)]);
+    for _ in 0..2 {
+        let reply = handle(&handler, event.clone()).await.expect("batch");
+        assert!(failures(&reply).is_empty());
+    }
+    assert_eq!(probe.calls(), 1, "the redelivery replayed");
+    // The message id is the key; the audit says it came from SQS.
+    let audit = h.audit("probe#m-1").await;
+    assert_eq!(h.statuses(&audit), [AuditStatus::Replayed, AuditStatus::Completed]);
+    assert!(audit.iter().all(|a| a.source == Source::Sqs));
+}
+
+#[tokio::test]
+async fn sqs_mixed_batch_reports_exactly_the_retryable_failures() {
+    let (h, _probe, handler) = setup().await;
+    let event = sqs_event(&[
+        ("ok", json!({"value": "a"}), None, None),
+        ("busy", json!({"value": "b", "fail": "transient"}), None, None),
+        ("no", json!({"value": "c", "fail": "reject"}), None, None),
+        ("garbage", json!("not an object"), None, None),
+        (
+            "env",
+            json!({"params": {"value": "d"}, "idempotencyKey": "explicit", "correlationId": "run-9"}),
+            None,
+            None,
+        ),
+    ]);
+    let reply = handle(&handler, event).await.expect("batch");
+    assert_eq!(failures(&reply), ["busy"], "terminal failures are not redelivered");
+    assert_eq!(h.statuses(&h.audit("probe#no").await), [AuditStatus::Failed]);
+    assert_eq!(h.statuses(&h.audit("probe#garbage").await), [AuditStatus::Rejected]);
+    let explicit = h.audit("probe#explicit").await;
+    assert_eq!(explicit[0].correlation_id.as_deref(), Some("run-9"));
+}
+
+#[tokio::test]
+async fn sqs_fifo_group_stops_after_its_first_failure() {
+    let (_h, probe, handler) = setup().await;
+    let event = sqs_event(&[
+        ("a1", json!({"value": "a1"}), Some("A"), Some("d-a1")),
+        ("b1", json!({"value": "b1"}), Some("B"), Some("d-b1")),
+        ("a2", json!({"value": "a2", "fail": "transient"}), Some("A"), Some("d-a2")),
+        ("a3", json!({"value": "a3"}), Some("A"), Some("d-a3")),
+        ("b2", json!({"value": "b2"}), Some("B"), Some("d-b2")),
+    ]);
+    let reply = handle(&handler, event).await.expect("batch");
+    let mut failed = failures(&reply);
+    failed.sort();
+    assert_eq!(failed, ["a2", "a3"], "the rest of group A waits; group B goes on");
+    assert_eq!(probe.calls(), 4, "a3 never ran");
+}
+
+#[tokio::test]
+async fn sqs_fifo_deduplication_id_is_the_key() {
+    let (h, probe, handler) = setup().await;
+    // The same logical message sent twice, as two SQS messages with one deduplication id.
+    for id in ["m-1", "m-2"] {
+        let event = sqs_event(&[(id, json!({"value": "x"}), Some("G"), Some("order-7"))]);
+        assert!(failures(&handle(&handler, event).await.expect("batch")).is_empty());
+    }
+    assert_eq!(probe.calls(), 1);
+    assert_eq!(h.audit("probe#order-7").await.len(), 2);
+}
+
+fn http_event(template: &str, body: &str, headers: &[(&str, &str)]) -> Value {
+    let mut event = fixture(template);
+    event["body"] = json!(body);
+    event["isBase64Encoded"] = json!(false);
+    let mut map = serde_json::Map::new();
+    map.insert("content-type".into(), json!("application/json"));
+    for (k, v) in headers {
+        map.insert((*k).into(), json!(v));
+    }
+    event["headers"] = Value::Object(map);
+    if event.get("multiValueHeaders").is_some() {
+        event["multiValueHeaders"] = json!({});
+    }
+    match event.get("requestContext").and_then(|rc| rc.get("http")) {
+        Some(_) => event["requestContext"]["http"]["method"] = json!("POST"),
+        None => event["httpMethod"] = json!("POST"),
+    }
+    event
+}
+
+/// A response header, from `headers` or (REST API, ALB) `multiValueHeaders`.
+fn header<'a>(reply: &'a Value, name: &str) -> Option<&'a str> {
+    ["headers", "multiValueHeaders"].iter().find_map(|field| {
+        let (_, value) = reply[*field]
+            .as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))?;
+        value.as_str().or_else(|| value.get(0)?.as_str())
+    })
+}
+
+#[tokio::test]
+async fn api_gateway_replay_carries_the_replay_header() {
+    for template in [APIGW_V1, APIGW_V2, ALB] {
+        let (_h, probe, handler) = setup().await;
+        let event = http_event(template, r#"{"value": "hi"}"#, &[("Idempotency-Key", "order-1")]);
+        let first = handle(&handler, event.clone()).await.expect("http");
+        assert_eq!(first["statusCode"], 200, "{first}");
+        assert_eq!(header(&first, "idempotent-replayed"), None);
+        assert_eq!(header(&first, "idempotency-key"), Some("order-1"), "{first}");
+        let body: Value = serde_json::from_str(first["body"].as_str().expect("body")).expect("json");
+        assert_eq!(body["value"], "hi");
+
+        let again = handle(&handler, event).await.expect("http");
+        assert_eq!(again["statusCode"], 200);
+        assert_eq!(header(&again, "idempotent-replayed"), Some("true"));
+        assert_eq!(again["body"], first["body"], "byte-identical");
+        assert_eq!(probe.calls(), 1);
+    }
+}
+
+#[tokio::test]
+async fn api_gateway_errors_follow_the_design_table() {
+    let (h, probe, handler) = setup().await;
+    let malformed = handle(&handler, http_event(APIGW_V2, r#"{"value": "#, &[("Idempotency-Key", "bad")])).await.expect("http");
+    assert_eq!(malformed["statusCode"], 400);
+    let body: Value = serde_json::from_str(malformed["body"].as_str().expect("body")).expect("json");
+    assert_eq!(body["error"]["type"], "ActionDo.Validation");
+    assert!(body["error"]["message"].as_str().expect("msg").contains("column"), "{body}");
+    assert_eq!(h.statuses(&h.audit("probe#bad").await), [AuditStatus::Rejected]);
+
+    let huge = format!(r#"{{"value": "{}"}}"#, "x".repeat(actiondo::trigger::http::MAX_BODY_BYTES));
+    let too_large = handle(&handler, http_event(APIGW_V1, &huge, &[])).await.expect("http");
+    assert_eq!(too_large["statusCode"], 413);
+
+    let rejected = handle(
+        &handler,
+        http_event(APIGW_V2, r#"{"value": "x", "fail": "reject"}"#, &[("Idempotency-Key", "r")]),
+    )
+    .await
+    .expect("http");
+    assert_eq!(rejected["statusCode"], 422);
+    let replayed = handle(
+        &handler,
+        http_event(APIGW_V2, r#"{"value": "x", "fail": "reject"}"#, &[("Idempotency-Key", "r")]),
+    )
+    .await
+    .expect("http");
+    assert_eq!(replayed["statusCode"], 422);
+    assert_eq!(header(&replayed, "idempotent-replayed"), Some("true"));
+    assert_eq!(probe.calls(), 1);
+}
+
+#[tokio::test]
+async fn step_functions_envelope_with_a_terminal_error_raises_its_wire_name() {
+    let (_h, _probe, handler) = setup().await;
+    let task = json!({
+        "params": {"value": "x", "fail": "reject"},
+        "idempotencyKey": "arn:aws:states:us-east-1:123456789012:execution:onboarding:run-1#Charge",
+        "correlationId": "arn:aws:states:us-east-1:123456789012:execution:onboarding:run-1",
+    });
+    let err = handler.handle(task, &context("req-9")).await.expect_err("function error");
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "ActionDo.Rejected");
+    let cause: Value = serde_json::from_str(&diagnostic.error_message).expect("JSON cause");
+    assert_eq!(cause["error"]["retryable"], false);
+
+    let invalid = handler
+        .handle(json!({"params": {"value": 1}, "idempotencyKey": "k"}), &context("req-10"))
+        .await
+        .expect_err("invalid");
+    assert_eq!(Diagnostic::from(invalid).error_type, "ActionDo.Validation");
+}
+
+#[tokio::test]
+async fn direct_invoke_returns_the_output_or_the_envelope() {
+    let (h, _probe, handler) = setup().await;
+    let bare = handle(&handler, json!({"value": "bare"})).await.expect("output");
+    assert_eq!(bare["value"], "bare");
+
+    let task = json!({
+        "params": {"value": "env"},
+        "idempotencyKey": "k1",
+        "correlationId": "arn:aws:states:us-east-1:1:execution:sm:run-2",
+        "respond": "envelope",
+    });
+    let first = handle(&handler, task.clone()).await.expect("envelope");
+    assert_eq!(first["result"]["value"], "env");
+    assert_eq!(first["execution"], json!({"key": "k1", "attempt": 1, "replayed": false}));
+    let again = handle(&handler, task).await.expect("envelope");
+    assert_eq!(again["execution"]["replayed"], true);
+    let audit = h.audit("probe#k1").await;
+    assert!(audit.iter().all(|a| a.source == Source::StepFunctions));
+    assert!(audit.iter().all(|a| a.request_id == "req-1"));
+}
+
+#[tokio::test]
+async fn eventbridge_event_id_is_the_key() {
+    let (h, probe, handler) = setup().await;
+    let mut event = fixture(EVENTBRIDGE);
+    event["detail"] = json!({"value": "from-a-rule"});
+    for _ in 0..2 {
+        let out = handle(&handler, event.clone()).await.expect("output");
+        assert_eq!(out["value"], "from-a-rule");
+    }
+    assert_eq!(probe.calls(), 1, "a redelivered event replays");
+    let audit = h.audit("probe#cdc73f9d-aea9-11e3-9d5a-835b769c0d9c").await;
+    assert_eq!(audit.len(), 2);
+    assert!(audit.iter().all(|a| a.source == Source::EventBridge));
+    assert_eq!(
+        audit[0].correlation_id.as_deref(),
+        Some("cdc73f9d-aea9-11e3-9d5a-835b769c0d9c")
+    );
+
+    event["detail"] = json!({"value": "x", "fail": "reject"});
+    event["id"] = json!("another-event");
+    let err = handle(&handler, event).await.expect_err("function error");
+    assert_eq!(err.kind(), ErrorKind::Rejected);
+}
+
+#[tokio::test]
+async fn unrecognised_events_name_the_shapes_accepted() {
+    let (h, probe, handler) = setup().await;
+    let err = handle(&handler, fixture(S3)).await.expect_err("refused");
+    assert_eq!(err.kind(), ErrorKind::Validation);
+    assert!(err.message().contains("aws:s3"), "{}", err.message());
+    assert!(err.message().contains("SQS event") && err.message().contains("API Gateway"));
+    assert_eq!(probe.calls(), 0);
+    assert!(h.audit_by_type("probe").await.is_empty());
+}

@@ -1,0 +1,456 @@
+#!/usr/bin/env bash
+# tests/run.sh — the one test command of action.do.
+#
+#   ./tests/run.sh                      install tools, fmt, clippy, build, then
+#                                       `cargo test --workspace` against real servers
+#   ./tests/run.sh -- store::           same, extra args go to `cargo test`
+#   ./tests/run.sh --servers-only -- CMD [ARGS...]
+#                                       install tools, start the servers and run CMD
+#                                       with the test environment (no fmt/clippy/build);
+#                                       without CMD (and with a terminal) opens a shell
+#
+# What it does (design: DESIGN.md §9, "Local and test infrastructure"):
+#   1. Installs test tools idempotently under .tools/ (git-ignored):
+#        .tools/dynamodb-local/  DynamoDBLocal.jar + DynamoDBLocal_lib (from the npm
+#                                package amplify-dynamodb-simulator)
+#        .tools/venv/            Python venv with moto[server] (+ cargo-lambda, cfn-lint)
+#        .tools/venv-sam/        Python venv with aws-sam-cli (own venv: it pins its deps)
+#        .tools/node/            npm prefix with asl-validator
+#        .tools/bin/             symlinks to every installed tool (put on PATH for tests)
+#        .tools/logs/            server logs and the last cargo test output
+#   2. cargo fmt --check, cargo clippy -D warnings, cargo test --no-run (needs the
+#      registry, so it runs before we lose the network).
+#   3. Re-runs itself inside a private network (and PID) namespace — DynamoDB Local
+#      binds every interface, and the namespace has its own loopback and nothing
+#      else — starts DynamoDB Local and moto there on free ports, exports the
+#      test environment and runs `cargo test --workspace --offline`. When the
+#      namespace's first process exits, the kernel kills whatever is left in it.
+#
+# Environment:
+#   ACTIONDO_TOOLS   extra tools to install, space/comma separated, from:
+#                    dynamodb-local moto cargo-lambda sam cfn-lint asl-validator | all
+#                    (default "dynamodb-local moto"; those two are always installed)
+#   ACTIONDO_NETNS   set to 0 to run the servers on 127.0.0.1 without a namespace
+#   ACTIONDO_SERVER_WAIT_SECS  how long to wait for each server to answer (60)
+#   CI=true          no fallbacks: no namespace (unless ACTIONDO_NETNS=0) is an error
+#
+# Exported to the tests (and to --servers-only commands):
+#   ACTIONDO_TEST_DYNAMODB_LOCAL_URL  ACTIONDO_TEST_MOTO_URL  ACTIONDO_TEST_REQUIRE_INFRA=1
+#   ACTIONDO_TOOLS_DIR  AWS_ACCESS_KEY_ID  AWS_SECRET_ACCESS_KEY  AWS_REGION
+#   AWS_DEFAULT_REGION  AWS_EC2_METADATA_DISABLED  CARGO_NET_OFFLINE, PATH += .tools/bin
+#
+# Exit status: cargo test's (or CMD's with --servers-only); non-zero if any
+# earlier phase, install or server start fails. Nothing is ever skipped silently.
+
+# Functions reached only via traps or "install_${name}" look unreachable to
+# ShellCheck 0.9 (SC2317), hence, for the whole file:
+# shellcheck disable=SC2317
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$ROOT/tests/run.sh"
+TOOLS="$ROOT/.tools"
+VENV="$TOOLS/venv"
+LOGS="$TOOLS/logs"
+cd "$ROOT"
+
+# Pinned versions of the servers the suites run against (bump deliberately;
+# a changed pin re-installs on the next run).
+DDB_SIM_PKG="amplify-dynamodb-simulator@2.9.30"
+MOTO_PKG="moto[server]==5.2.5"
+# Optional tools: empty version = latest at first install.
+CARGO_LAMBDA_PKG="cargo-lambda"
+SAM_PKG="aws-sam-cli"
+CFN_LINT_PKG="cfn-lint"
+ASL_VALIDATOR_PKG="asl-validator"
+
+SERVER_WAIT_SECS=${ACTIONDO_SERVER_WAIT_SECS:-60}
+export DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+
+# ---------------------------------------------------------------- helpers
+
+section() { printf '\n==> %s\n' "$*"; }
+info()    { printf '    %s\n' "$*"; }
+warn()    { printf 'WARNING: %s\n' "$*" >&2; }
+die()     { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+is_ci()   { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
+is_root() { [ "$(id -u)" = 0 ]; }
+need()    { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: $2"; }
+
+# stamp_ok FILE SPEC: the install recorded in FILE was made from SPEC.
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+# link_tool PATH NAME: expose an installed executable as .tools/bin/NAME.
+link_tool() {
+    [ -x "$1" ] || die "expected executable $1 after install"
+    mkdir -p "$TOOLS/bin"
+    ln -sfn "$1" "$TOOLS/bin/$2"
+}
+
+apt_install() {
+    if is_root && command -v apt-get >/dev/null 2>&1; then
+        info "apt-get install $*"
+        { apt-get update -qq && apt-get install -y -qq "$@" >/dev/null; } \
+            || die "apt-get install $* failed"
+    else
+        die "need $* (not root or no apt-get: install it yourself)"
+    fi
+}
+
+# ---------------------------------------------------------------- installs
+
+ensure_java() {
+    if ! command -v java >/dev/null 2>&1; then
+        apt_install openjdk-17-jre-headless
+    fi
+    java -version >/dev/null 2>&1 || die "java is installed but does not run"
+}
+
+# DynamoDB Local ships inside the npm package amplify-dynamodb-simulator
+# (package/emulator/DynamoDBLocal.jar); we keep only the jar and its native libs.
+install_dynamodb_local() {
+    local dest="$TOOLS/dynamodb-local" tmp="$TOOLS/.tmp-dynamodb-local" tgz jar
+    ensure_java
+    if [ -f "$dest/DynamoDBLocal.jar" ] && [ -d "$dest/DynamoDBLocal_lib" ] \
+        && stamp_ok "$dest/.installed" "$DDB_SIM_PKG"; then
+        info "dynamodb-local: present ($DDB_SIM_PKG)"
+        return
+    fi
+    need npm "install node/npm (needed to fetch DynamoDB Local)"
+    info "dynamodb-local: npm pack $DDB_SIM_PKG"
+    rm -rf "$tmp" && mkdir -p "$tmp"
+    (cd "$tmp" && npm pack "$DDB_SIM_PKG" --silent --loglevel=error >/dev/null) \
+        || die "npm pack $DDB_SIM_PKG failed"
+    tgz=$(find "$tmp" -maxdepth 1 -name '*.tgz' | head -n 1)
+    [ -n "$tgz" ] || die "npm pack $DDB_SIM_PKG produced no tarball"
+    tar -xzf "$tgz" -C "$tmp" || die "cannot extract $tgz"
+    jar=$(find "$tmp" -name DynamoDBLocal.jar -type f | head -n 1)
+    [ -n "$jar" ] || die "DynamoDBLocal.jar not found in $DDB_SIM_PKG"
+    [ -d "$(dirname "$jar")/DynamoDBLocal_lib" ] || die "DynamoDBLocal_lib not found next to $jar"
+    # Stage, then swap in, so an interrupted install never looks complete.
+    mkdir -p "$tmp/out"
+    cp "$jar" "$tmp/out/"
+    cp -R "$(dirname "$jar")/DynamoDBLocal_lib" "$tmp/out/"
+    echo "$DDB_SIM_PKG" >"$tmp/out/.installed"
+    rm -rf "$dest" && mv "$tmp/out" "$dest" && rm -rf "$tmp"
+    info "dynamodb-local: installed into ${dest#"$ROOT"/}"
+}
+
+# venv_pip VENV NAME SPEC BIN: pip-install SPEC into VENV unless BIN is already
+# there from the same SPEC, then expose BIN in .tools/bin.
+venv_pip() {
+    local venv=$1 name=$2 spec=$3 bin=$4
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c '' 2>/dev/null; then
+        need python3 "install python3 (needed for the test tool venvs)"
+        info "creating venv ${venv#"$ROOT"/}"
+        rm -rf "$venv"
+        python3 -m venv "$venv" || die "python3 -m venv failed (apt-get install python3-venv?)"
+    fi
+    if [ -x "$venv/bin/$bin" ] && stamp_ok "$venv/.installed-$name" "$spec"; then
+        info "$name: present ($spec)"
+    else
+        info "$name: pip install $spec"
+        "$venv/bin/python" -m pip install -q "$spec" || die "pip install $spec failed"
+        echo "$spec" >"$venv/.installed-$name"
+    fi
+    link_tool "$venv/bin/$bin" "$bin"
+}
+
+install_moto()         { venv_pip "$VENV" moto "$MOTO_PKG" moto_server; }
+install_cargo_lambda() { venv_pip "$VENV" cargo-lambda "$CARGO_LAMBDA_PKG" cargo-lambda; }
+install_cfn_lint()     { venv_pip "$VENV" cfn-lint "$CFN_LINT_PKG" cfn-lint; }
+install_sam()          { venv_pip "$TOOLS/venv-sam" sam "$SAM_PKG" sam; }
+
+install_asl_validator() {
+    local prefix="$TOOLS/node" bin="$TOOLS/node/node_modules/.bin/asl-validator"
+    if [ -x "$bin" ] && stamp_ok "$prefix/.installed" "$ASL_VALIDATOR_PKG"; then
+        info "asl-validator: present ($ASL_VALIDATOR_PKG)"
+    else
+        need npm "install node/npm (needed for asl-validator)"
+        info "asl-validator: npm install $ASL_VALIDATOR_PKG"
+        mkdir -p "$prefix"
+        npm install --prefix "$prefix" --silent --loglevel=error --no-save "$ASL_VALIDATOR_PKG" >/dev/null \
+            || die "npm install $ASL_VALIDATOR_PKG failed"
+        echo "$ASL_VALIDATOR_PKG" >"$prefix/.installed"
+    fi
+    link_tool "$bin" asl-validator
+}
+
+install_tools() {
+    local requested wanted=(dynamodb-local moto) t
+    requested=${ACTIONDO_TOOLS:-dynamodb-local moto}
+    [ "$requested" = all ] && requested="cargo-lambda sam cfn-lint asl-validator"
+    for t in ${requested//,/ }; do
+        case $t in
+            dynamodb-local|moto) ;;   # always installed
+            cargo-lambda|sam|cfn-lint|asl-validator) wanted+=("$t") ;;
+            *) die "unknown tool '$t' in ACTIONDO_TOOLS" ;;
+        esac
+    done
+    mkdir -p "$TOOLS" "$LOGS"
+    for t in "${wanted[@]}"; do
+        "install_${t//-/_}"
+    done
+}
+
+# ---------------------------------------------------------------- servers (inside)
+
+SERVER_PIDS=()
+
+stop_servers() {
+    local pid
+    for pid in "${SERVER_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${SERVER_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    SERVER_PIDS=()
+}
+
+# start_server DIR LOG CMD...: run CMD in DIR in the background, output to LOG.
+start_server() {
+    local dir=$1 log=$2; shift 2
+    (cd "$dir" && exec "$@") >"$log" 2>&1 </dev/null &
+    SERVER_PIDS+=($!)
+}
+
+# wait_http NAME URL PID LOG: wait until URL gives any HTTP answer.
+wait_http() {
+    local name=$1 url=$2 pid=$3 log=$4 code deadline=$((SECONDS + SERVER_WAIT_SECS))
+    while :; do
+        code=$(curl -s --noproxy '*' --max-time 2 -o /dev/null -w '%{http_code}' "$url" || true)
+        [ -n "$code" ] && [ "$code" != 000 ] && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            printf 'ERROR: %s exited before answering on %s; last lines of %s:\n' "$name" "$url" "$log" >&2
+            tail -n 40 "$log" >&2
+            exit 1
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            printf 'ERROR: %s did not answer on %s within %ss; last lines of %s:\n' \
+                "$name" "$url" "$SERVER_WAIT_SECS" "$log" >&2
+            tail -n 40 "$log" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+}
+
+start_servers() {
+    local ddb="$TOOLS/dynamodb-local" p q t0=$SECONDS
+    [ -f "$ddb/DynamoDBLocal.jar" ] || die "DynamoDB Local is not installed (run without --inside)"
+    [ -x "$VENV/bin/moto_server" ] || die "moto_server is not installed (run without --inside)"
+    need curl "install curl (used to wait for the servers)"
+    mkdir -p "$LOGS"
+    # Two distinct free ports on loopback (both sockets held open while choosing).
+    read -r p q < <(python3 -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*(x.getsockname()[1] for x in s))') || die "could not pick free loopback ports"
+    # sqlite4java's native libraries live in DynamoDBLocal_lib. DynamoDB Local
+    # writes dynamodb-local-metadata.json into its working directory and would
+    # try to send telemetry: run it from its own folder, telemetry off.
+    start_server "$ddb" "$LOGS/dynamodb-local.log" \
+        java -Djava.library.path=DynamoDBLocal_lib -jar DynamoDBLocal.jar \
+        -inMemory -disableTelemetry -port "$p"
+    local ddb_pid=${SERVER_PIDS[-1]}
+    start_server "$TOOLS" "$LOGS/moto.log" "$VENV/bin/moto_server" -H 127.0.0.1 -p "$q"
+    local moto_pid=${SERVER_PIDS[-1]}
+    wait_http "DynamoDB Local" "http://127.0.0.1:$p/" "$ddb_pid" "$LOGS/dynamodb-local.log"
+    wait_http "moto" "http://127.0.0.1:$q/moto-api/" "$moto_pid" "$LOGS/moto.log"
+    info "DynamoDB Local on 127.0.0.1:$p (pid $ddb_pid), moto on 127.0.0.1:$q (pid $moto_pid), up in $((SECONDS - t0))s"
+
+    export ACTIONDO_TEST_DYNAMODB_LOCAL_URL="http://127.0.0.1:$p"
+    export ACTIONDO_TEST_MOTO_URL="http://127.0.0.1:$q"
+    export ACTIONDO_TEST_REQUIRE_INFRA=1
+    export ACTIONDO_TOOLS_DIR="$TOOLS"
+    export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+    export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+    export AWS_EC2_METADATA_DISABLED=true
+    export CARGO_NET_OFFLINE=true
+    export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
+    export PATH="$TOOLS/bin:$PATH"
+}
+
+# Runs in the namespace (or directly, as the fallback): servers + tests/CMD.
+# The command runs in the background and we `wait` for it, so that a signal
+# is handled at once rather than when the command finishes.
+CMD_PID=
+inside_main() {
+    local servers_only=$1; shift
+    trap 'rc=$?; stop_cmd; stop_servers; exit $rc' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+
+    if [ "${ACTIONDO_IN_NETNS:-0}" = 1 ]; then
+        local ip
+        ip=$(command -v ip || echo /usr/sbin/ip)
+        "$ip" link set lo up || die "cannot bring up loopback in the network namespace"
+    fi
+    section "starting servers"
+    start_servers
+
+    local rc=0
+    if [ "$servers_only" = 1 ]; then
+        if [ $# -eq 0 ]; then
+            # Interactive debugging shell: keep it in the foreground (terminal).
+            section "shell with servers up (exit to stop them)"
+            bash || rc=$?
+        else
+            section "running: $*"
+            "$@" <&0 &
+            CMD_PID=$!
+            wait "$CMD_PID" || rc=$?
+        fi
+    else
+        section "cargo test --workspace --offline --no-fail-fast${*:+ $*}"
+        # pipefail: the status is cargo's (tee does not fail).
+        { cargo test --workspace --offline --no-fail-fast "$@" 2>&1 | tee "$LOGS/cargo-test.log"; } <&0 &
+        CMD_PID=$!
+        wait "$CMD_PID" || rc=$?
+    fi
+    CMD_PID=
+    exit "$rc"
+}
+
+stop_cmd() {
+    [ -n "$CMD_PID" ] || return 0
+    kill -TERM "$CMD_PID" 2>/dev/null || true
+    wait "$CMD_PID" 2>/dev/null || true
+    CMD_PID=
+}
+
+# ---------------------------------------------------------------- namespace
+
+# Sets NS_CMD to the unshare prefix to use, or to () for no namespace, and
+# NS_PID=1 when that includes a PID namespace whose first process is killed
+# with unshare (--kill-child): then killing unshare kills everything inside.
+NS_CMD=()
+NS_PID=0
+choose_namespace() {
+    local ip flags candidates
+    if [ "${ACTIONDO_NETNS:-1}" = 0 ]; then
+        warn "ACTIONDO_NETNS=0: servers run on the host loopback (DynamoDB Local listens on all interfaces)"
+        return
+    fi
+    ip=$(command -v ip || echo /usr/sbin/ip)
+    if is_root; then
+        candidates=("--net --pid --fork --kill-child" "--net")
+    else
+        candidates=("--net --pid --fork --kill-child --map-root-user" "--net --map-root-user")
+    fi
+    if command -v unshare >/dev/null 2>&1 && [ -x "$ip" ]; then
+        for flags in "${candidates[@]}"; do
+            # shellcheck disable=SC2086 # flags are meant to split
+            if unshare $flags -- "$ip" link set lo up >/dev/null 2>&1; then
+                read -r -a NS_CMD <<<"unshare $flags --"
+                case $flags in *--pid*) NS_PID=1 ;; esac
+                info "network namespace: unshare $flags"
+                return
+            fi
+        done
+    fi
+    if is_ci; then
+        die "cannot create a network namespace (unshare/ip missing or not permitted); set ACTIONDO_NETNS=0 to run on the host loopback"
+    fi
+    warn "cannot create a network namespace; servers run on the host loopback (DynamoDB Local listens on all interfaces)"
+}
+
+# ---------------------------------------------------------------- main
+
+usage() { sed -n '2,/^$/{/^$/d; s/^# \{0,1\}//; p}' "$SELF"; }
+
+SERVERS_ONLY=0
+INSIDE=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        --servers-only) SERVERS_ONLY=1; shift ;;
+        --inside) INSIDE=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        --) shift; break ;;
+        *) die "unknown option '$1' (arguments for cargo test go after --; see --help)" ;;
+    esac
+done
+
+if [ "$INSIDE" = 1 ]; then
+    inside_main "$SERVERS_ONLY" "$@"
+fi
+
+START=$SECONDS
+PHASE=setup
+trap 'rc=$?; if [ "$rc" -ne 0 ] && [ "$PHASE" != tests ]; then
+        printf "\n==> FAILED in phase %s (exit %s) after %ss\n" "$PHASE" "$rc" "$((SECONDS - START))" >&2
+      fi' EXIT
+[ -t 1 ] && export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
+
+PHASE=install
+section "installing tools into .tools/"
+install_tools
+
+if [ "$SERVERS_ONLY" = 0 ]; then
+    PHASE=toolchain
+    need cargo "install the Rust toolchain"
+    cargo fmt --version >/dev/null 2>&1 || die "cargo fmt (rustfmt) is not installed"
+    cargo clippy --version >/dev/null 2>&1 || die "cargo clippy is not installed"
+
+    PHASE=fmt;    section "fmt";    cargo fmt --all --check
+    PHASE=clippy; section "clippy"; cargo clippy --workspace --all-targets -- -D warnings
+    PHASE=build;  section "build (cargo test --workspace --no-run)"
+    cargo test --workspace --no-run
+fi
+
+PHASE=tests
+section "test phase"
+choose_namespace
+inside_args=(--inside)
+[ "$SERVERS_ONLY" = 1 ] && inside_args+=(--servers-only)
+rm -f "$LOGS/cargo-test.log"
+export ACTIONDO_IN_NETNS=0
+[ ${#NS_CMD[@]} -gt 0 ] && ACTIONDO_IN_NETNS=1
+rc=0
+if [ "$SERVERS_ONLY" = 1 ] && [ $# -eq 0 ]; then
+    # Interactive shell: stay in the foreground so the terminal works as usual.
+    "${NS_CMD[@]}" bash "$SELF" "${inside_args[@]}" || rc=$?
+else
+    # In the background + wait, so that SIGINT/SIGTERM/SIGHUP reach our trap at
+    # once: with a PID namespace, SIGKILL to unshare takes the whole namespace
+    # (servers, cargo, test binaries) down; without one, the inner script's own
+    # trap stops its servers.
+    "${NS_CMD[@]}" bash "$SELF" "${inside_args[@]}" -- "$@" <&0 &
+    inner=$!
+    on_signal() {
+        trap - INT TERM HUP
+        if [ "$NS_PID" = 1 ]; then kill -KILL "$inner" 2>/dev/null || true
+        else kill -TERM "$inner" 2>/dev/null || true; fi
+        wait "$inner" 2>/dev/null || true
+        printf '\n==> interrupted (signal %s); servers stopped\n' "$1" >&2
+        exit "$2"
+    }
+    trap 'on_signal INT 130' INT
+    trap 'on_signal TERM 143' TERM
+    trap 'on_signal HUP 129' HUP
+    wait "$inner" || rc=$?
+    trap - INT TERM HUP
+fi
+
+if [ "$SERVERS_ONLY" = 1 ]; then
+    section "summary: --servers-only run exited $rc after $((SECONDS - START))s"
+    exit "$rc"
+fi
+status=ok; [ "$rc" = 0 ] || status="FAILED (exit $rc)"
+section "summary: fmt ok, clippy ok, build ok, tests $status after $((SECONDS - START))s"
+# The last line, in the plain 'N passed, N failed, N skipped' form, summed over
+# every test binary (cargo prints one 'test result:' line per binary).
+if [ -f "$LOGS/cargo-test.log" ]; then
+    sed 's/\x1b\[[0-9;]*m//g' "$LOGS/cargo-test.log" | awk '
+        /^test result:/ {
+            n++
+            if (match($0, /[0-9]+ passed/))  p += substr($0, RSTART, RLENGTH) + 0
+            if (match($0, /[0-9]+ failed/))  f += substr($0, RSTART, RLENGTH) + 0
+            if (match($0, /[0-9]+ ignored/)) s += substr($0, RSTART, RLENGTH) + 0
+        }
+        END { if (n) printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }'
+fi
+exit "$rc"
