@@ -1,0 +1,5 @@
+//! Lambda entry point of the `enrich-lead` action.
+#[tokio::main]
+async fn main() -> Result<(), actiondo::BoxError> {
+    actiondo::run(enrich_lead::EnrichLead::from_env()).await
+}

@@ -1,0 +1,5 @@
+//! Lambda entry point of the `score-lead` action.
+#[tokio::main]
+async fn main() -> Result<(), actiondo::BoxError> {
+    actiondo::run(score_lead::ScoreLead::from_env()).await
+}

@@ -1,0 +1,318 @@
+//! # send-notification — post a JSON message to a webhook, once per key
+//!
+//! ```json
+//! {"message": "New qualified lead: Ann Lee (Acme)", "channel": "#sales",
+//!  "data": {"contactId": "c_6f1d0c8e2b7a4a10", "score": 95}}
+//! ```
+//!
+//! sends
+//!
+//! ```text
+//! POST {NOTIFY_WEBHOOK_URL}
+//! Content-Type: application/json
+//! Idempotency-Key: <the execution's idempotency key>
+//!
+//! {"message": "New qualified lead: Ann Lee (Acme)", "channel": "#sales", "data": {...}}
+//! ```
+//!
+//! and returns `{"delivered": true, "status": 200}` (the webhook's HTTP status).
+//!
+//! ## Once per key
+//!
+//! The action runs in claim mode: the key is claimed before the request is sent, so a
+//! replay or a concurrent duplicate of the same key returns the stored outcome and sends
+//! nothing. When a send may or may not have reached the webhook (a timeout, a 5xx), the
+//! error is `ActionDo.Transient` and the retry sends the **same** `Idempotency-Key`, so
+//! a receiver that honours it delivers the message once.
+//!
+//! | webhook answer | outcome |
+//! |---|---|
+//! | 2xx | `{"delivered": true, "status": <status>}` |
+//! | timeout, connection failure, 5xx, 408, 429 | `ActionDo.Transient` (retryable) |
+//! | any other status (4xx; 3xx, as redirects are not followed) | `ActionDo.Rejected`, with the status and body in `details` |
+//!
+//! Error messages never contain the webhook URL (which often carries a secret).
+//! Without an explicit key the key is derived from the input, so the same message sent
+//! twice within the retention (24 h) is delivered once: give distinct keys for
+//! deliberate repeats.
+//!
+//! ## Input rules
+//!
+//! `message`: not blank, at most [`MAX_MESSAGE_CHARS`] characters; `channel`: not blank,
+//! at most [`MAX_CHANNEL_CHARS`] characters, no control characters; `data`: a JSON
+//! object; the whole body at most [`MAX_BODY_BYTES`]. Every problem is listed.
+//!
+//! ## Configuration
+//!
+//! - `NOTIFY_WEBHOOK_URL` (required): the http(s) endpoint; missing or invalid stops the
+//!   function at start-up.
+//! - `NOTIFY_TIMEOUT_MS`: the request timeout (default 5000).
+//! - `NOTIFY_WEBHOOK_TOKEN`: sent as `Authorization: Bearer <token>` when set.
+
+use std::time::Duration;
+
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, Mode};
+use reqwest::header;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// The environment variable of the webhook URL.
+pub const URL_ENV: &str = "NOTIFY_WEBHOOK_URL";
+/// The environment variable of the request timeout, in milliseconds.
+pub const TIMEOUT_ENV: &str = "NOTIFY_TIMEOUT_MS";
+/// The environment variable of the bearer token.
+pub const TOKEN_ENV: &str = "NOTIFY_WEBHOOK_TOKEN";
+/// The request timeout when `NOTIFY_TIMEOUT_MS` is unset.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
+/// The longest message, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 40_000;
+/// The longest channel, in characters.
+pub const MAX_CHANNEL_CHARS: usize = 200;
+/// The largest request body, in bytes.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The input of `send-notification`, sent as the webhook's JSON body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotificationInput {
+    /// The text of the notification.
+    pub message: String,
+    /// Structured data for the receiver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Map<String, Value>>,
+    /// Where the receiver should post it (`#sales`, a team, a topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+}
+
+/// The output of `send-notification`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationOutput {
+    /// Always true: a failed delivery is an error.
+    pub delivered: bool,
+    /// The webhook's HTTP status (2xx).
+    pub status: u16,
+}
+
+/// The webhook the action posts to.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    url: reqwest::Url,
+    token: Option<String>,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl Webhook {
+    /// A webhook at `url` (http or https) with a request timeout.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+        // The URL may hold a secret: name only what is wrong with it.
+        let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("not an http(s) URL (scheme {:?})", url.scheme()));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "action.do send-notification/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            url,
+            token: None,
+            timeout,
+            client,
+        })
+    }
+
+    /// Send `Authorization: Bearer <token>`.
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// POST `body` with the idempotency key; the status on success.
+    pub async fn post(&self, body: Vec<u8>, idempotency_key: &str) -> Result<u16, ActionError> {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", idempotency_key)
+            .body(body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| self.send_error(e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(status.as_u16());
+        }
+        // The body explains the refusal; a failure to read it changes nothing.
+        let text = response.text().await.unwrap_or_default();
+        let details =
+            json!({"status": status.as_u16(), "body": text.chars().take(512).collect::<String>()});
+        if status.is_server_error()
+            || status == reqwest::StatusCode::REQUEST_TIMEOUT
+            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        {
+            Err(
+                ActionError::transient(format!("the webhook answered {status}"))
+                    .with_details(details),
+            )
+        } else {
+            Err(
+                ActionError::rejected(format!("the webhook refused the notification: {status}"))
+                    .with_details(details),
+            )
+        }
+    }
+
+    fn send_error(&self, e: reqwest::Error) -> ActionError {
+        let what = if e.is_timeout() {
+            format!("did not answer within {} ms", self.timeout.as_millis())
+        } else if e.is_connect() {
+            "could not be reached".to_owned()
+        } else {
+            "failed".to_owned()
+        };
+        let e = e.without_url();
+        ActionError::transient(format!("the webhook {what}: {e}")).with_source(e)
+    }
+}
+
+/// The `send-notification` action.
+#[derive(Debug, Clone)]
+pub struct SendNotification {
+    webhook: Webhook,
+}
+
+impl SendNotification {
+    /// The action posting to `webhook`.
+    pub fn new(webhook: Webhook) -> Self {
+        Self { webhook }
+    }
+
+    /// The action configured from `NOTIFY_WEBHOOK_URL`, `NOTIFY_TIMEOUT_MS` and
+    /// `NOTIFY_WEBHOOK_TOKEN`.
+    ///
+    /// # Panics
+    ///
+    /// When `NOTIFY_WEBHOOK_URL` is missing or not an http(s) URL, or
+    /// `NOTIFY_TIMEOUT_MS` is not a positive integer: deployment errors that must fail
+    /// the cold start.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let url = var(URL_ENV)
+            .unwrap_or_else(|| panic!("{URL_ENV} must be set to the webhook's http(s) URL"));
+        let timeout = match var(TIMEOUT_ENV) {
+            None => DEFAULT_TIMEOUT,
+            Some(ms) => match ms.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => panic!("{TIMEOUT_ENV}: {ms:?} is not a positive number of milliseconds"),
+            },
+        };
+        let webhook = match Webhook::new(url.trim(), timeout) {
+            Ok(w) => w,
+            Err(e) => panic!("{URL_ENV}: {e}"),
+        };
+        Self::new(match var(TOKEN_ENV) {
+            Some(token) => webhook.with_token(token),
+            None => webhook,
+        })
+    }
+}
+
+fn body_of(input: &NotificationInput) -> Result<Vec<u8>, ActionError> {
+    serde_json::to_vec(input)
+        .map_err(|e| ActionError::internal(format!("the notification does not serialize: {e}")))
+}
+
+impl Action for SendNotification {
+    type Input = NotificationInput;
+    type Output = NotificationOutput;
+    const NAME: &'static str = "send-notification";
+    const DESCRIPTION: &'static str =
+        "Posts a JSON message to the notification webhook, with the idempotency key in a header.";
+
+    fn options(&self) -> ActionOptions {
+        ActionOptions {
+            mode: Mode::Claim,
+            ..ActionOptions::default()
+        }
+    }
+
+    fn validate(&self, input: &NotificationInput) -> Result<(), ActionError> {
+        let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| {
+            problems.push(json!({"path": path, "message": message}));
+        };
+        if input.message.trim().is_empty() {
+            problem("/message", "must not be blank".into());
+        } else if input.message.chars().count() > MAX_MESSAGE_CHARS {
+            problem(
+                "/message",
+                format!("must be at most {MAX_MESSAGE_CHARS} characters"),
+            );
+        }
+        if let Some(channel) = &input.channel {
+            if channel.trim().is_empty() {
+                problem("/channel", "must not be blank when given".into());
+            } else if channel.chars().count() > MAX_CHANNEL_CHARS {
+                problem(
+                    "/channel",
+                    format!("must be at most {MAX_CHANNEL_CHARS} characters"),
+                );
+            } else if channel.chars().any(char::is_control) {
+                problem("/channel", "must not contain control characters".into());
+            }
+        }
+        let size = body_of(input)?.len();
+        if size > MAX_BODY_BYTES {
+            problem(
+                "",
+                format!("the notification is {size} bytes of JSON; the limit is {MAX_BODY_BYTES}"),
+            );
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let summary = problems
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: {}",
+                    p["path"].as_str().unwrap_or_default(),
+                    p["message"].as_str().unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(
+            ActionError::validation(format!("invalid notification: {summary}"))
+                .with_details(json!({"errors": problems})),
+        )
+    }
+
+    async fn execute(
+        &self,
+        input: NotificationInput,
+        cx: &mut ActionContext,
+    ) -> Result<NotificationOutput, ActionError> {
+        let body = body_of(&input)?;
+        let status = self.webhook.post(body, cx.idempotency_key()).await?;
+        Ok(NotificationOutput {
+            delivered: true,
+            status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,5 @@
+//! Lambda entry point of the `send-notification` action.
+#[tokio::main]
+async fn main() -> Result<(), actiondo::BoxError> {
+    actiondo::run(send_notification::SendNotification::from_env()).await
+}

@@ -1,0 +1,370 @@
+//! Tests of `send-notification` against a local webhook that records its requests.
+
+use std::time::Duration;
+
+use actiondo::audit::{AuditFilter, AuditQuery, AuditStatus};
+use actiondo::store::RecordStatus;
+use actiondo::store::sqlite::SqliteStore;
+use actiondo::{ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use serde_json::{Value, json};
+use wiremock::matchers::{body_json, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+use super::*;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn executor() -> Result<Executor, StoreError> {
+    Ok(Executor::new(SqliteStore::in_memory()?))
+}
+
+fn action(server: &MockServer, timeout_ms: u64) -> Result<SendNotification, String> {
+    Ok(SendNotification::new(Webhook::new(
+        &format!("{}/hooks/T0/secret-part", server.uri()),
+        Duration::from_millis(timeout_ms),
+    )?))
+}
+
+async fn run(
+    executor: &Executor,
+    action: &SendNotification,
+    params: Value,
+    key: &str,
+) -> Execution {
+    executor
+        .execute(action, Invocation::new(params, Source::Cli).with_key(key))
+        .await
+}
+
+async fn received(server: &MockServer) -> Vec<Request> {
+    server.received_requests().await.unwrap_or_default()
+}
+
+fn idempotency_keys(requests: &[Request]) -> Vec<String> {
+    requests
+        .iter()
+        .filter_map(|r| r.headers.get("idempotency-key"))
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect()
+}
+
+fn kind(execution: &Execution) -> Option<ErrorKind> {
+    execution.outcome.as_ref().err().map(ActionError::kind)
+}
+
+fn notification() -> Value {
+    json!({"message": "New qualified lead: Ann Lee", "channel": "#sales", "data": {"score": 95}})
+}
+
+#[tokio::test]
+async fn posts_the_message_with_the_execution_key_and_a_replay_sends_nothing() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/T0/secret-part"))
+        .and(header("idempotency-key", "notify-1"))
+        .and(header("content-type", "application/json"))
+        .and(body_json(notification()))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let executor = executor()?;
+    let action = action(&server, 3000)?;
+
+    let first = run(&executor, &action, notification(), "notify-1").await;
+    assert_eq!(
+        first.output::<NotificationOutput>()?,
+        NotificationOutput {
+            delivered: true,
+            status: 200
+        }
+    );
+    let record = executor
+        .store()
+        .get_record("send-notification#notify-1")
+        .await?
+        .ok_or("no record")?;
+    assert_eq!(record.status, RecordStatus::Completed);
+
+    let replay = run(&executor, &action, notification(), "notify-1").await;
+    assert!(replay.replayed);
+    assert_eq!(first.outcome?.get(), replay.outcome?.get());
+    let requests = received(&server).await;
+    assert_eq!(
+        idempotency_keys(&requests),
+        vec!["notify-1"],
+        "exactly one send, with the key"
+    );
+
+    let trail = executor
+        .store()
+        .query_audit(&AuditQuery::new(AuditFilter::Execution(
+            "send-notification#notify-1".into(),
+        )))
+        .await?;
+    let statuses: Vec<AuditStatus> = trail.records.iter().map(|r| r.status).collect();
+    assert_eq!(
+        statuses,
+        vec![AuditStatus::Replayed, AuditStatus::Completed]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_a_key_the_derived_key_is_sent() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&server)
+        .await;
+    let executor = executor()?;
+    let params = json!({"message": "hello"});
+    let execution = executor
+        .execute(
+            &action(&server, 3000)?,
+            Invocation::new(params.clone(), Source::Cli),
+        )
+        .await;
+    assert_eq!(execution.output::<NotificationOutput>()?.status, 202);
+    let key = execution.key.clone().ok_or("no key")?;
+    assert_eq!(key, actiondo::hash::payload_hash(&params));
+    assert_eq!(idempotency_keys(&received(&server).await), vec![key]);
+    // The body is exactly the input: no null fields for what was not given.
+    let requests = received(&server).await;
+    assert_eq!(serde_json::from_slice::<Value>(&requests[0].body)?, params);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_5xx_is_transient_and_the_retry_sends_the_same_key_again() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let executor = executor()?;
+    let action = action(&server, 3000)?;
+
+    let failed = run(&executor, &action, notification(), "k").await;
+    assert_eq!(kind(&failed), Some(ErrorKind::Transient));
+    let details = failed
+        .outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.details().cloned());
+    assert_eq!(details, Some(json!({"status": 502, "body": "bad gateway"})));
+    // The key was released: the retry runs again.
+    assert!(
+        executor
+            .store()
+            .get_record("send-notification#k")
+            .await?
+            .is_none()
+    );
+
+    let retried = run(&executor, &action, notification(), "k").await;
+    assert!(!retried.replayed);
+    assert_eq!(retried.output::<NotificationOutput>()?.status, 200);
+    assert_eq!(idempotency_keys(&received(&server).await), vec!["k", "k"]);
+
+    let again = run(&executor, &action, notification(), "k").await;
+    assert!(again.replayed);
+    assert_eq!(received(&server).await.len(), 2, "the replay sent nothing");
+    Ok(())
+}
+
+#[tokio::test]
+async fn throttling_is_transient() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429))
+        .mount(&server)
+        .await;
+    let execution = run(&executor()?, &action(&server, 3000)?, notification(), "k").await;
+    assert_eq!(kind(&execution), Some(ErrorKind::Transient));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_4xx_is_rejected_stored_and_replayed_without_sending() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("invalid_payload"))
+        .mount(&server)
+        .await;
+    let executor = executor()?;
+    let action = action(&server, 3000)?;
+    let execution = run(&executor, &action, notification(), "k").await;
+    assert_eq!(kind(&execution), Some(ErrorKind::Rejected));
+    let details = execution
+        .outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.details().cloned());
+    assert_eq!(
+        details,
+        Some(json!({"status": 400, "body": "invalid_payload"}))
+    );
+    let record = executor
+        .store()
+        .get_record("send-notification#k")
+        .await?
+        .ok_or("no record")?;
+    assert_eq!(record.status, RecordStatus::Failed);
+
+    let replay = run(&executor, &action, notification(), "k").await;
+    assert!(replay.replayed);
+    assert_eq!(kind(&replay), Some(ErrorKind::Rejected));
+    assert_eq!(received(&server).await.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_redirect_is_not_followed() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(301).insert_header("location", "http://127.0.0.1:9/elsewhere"),
+        )
+        .mount(&server)
+        .await;
+    let execution = run(&executor()?, &action(&server, 3000)?, notification(), "k").await;
+    assert_eq!(kind(&execution), Some(ErrorKind::Rejected));
+    assert_eq!(received(&server).await.len(), 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timeout_is_transient() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(2000)))
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let execution = run(&executor()?, &action(&server, 150)?, notification(), "k").await;
+    assert_eq!(kind(&execution), Some(ErrorKind::Transient));
+    let message = execution
+        .outcome
+        .as_ref()
+        .err()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.contains("within 150 ms"), "{message}");
+    assert!(
+        !message.contains("secret-part"),
+        "the URL leaked: {message}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_webhook_is_transient_and_its_url_is_not_shown() -> TestResult {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let action = SendNotification::new(Webhook::new(
+        &format!("http://127.0.0.1:{port}/services/SECRET-TOKEN"),
+        Duration::from_millis(500),
+    )?);
+    let execution = run(&executor()?, &action, notification(), "k").await;
+    assert_eq!(kind(&execution), Some(ErrorKind::Transient));
+    let err = execution.outcome.err().ok_or("expected an error")?;
+    let mut chain = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        chain.push_str(&s.to_string());
+        source = s.source();
+    }
+    assert!(!chain.contains("SECRET-TOKEN"), "the URL leaked: {chain}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_token_is_sent_as_a_bearer() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header("authorization", "Bearer t0k3n"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let action =
+        SendNotification::new(Webhook::new(&server.uri(), DEFAULT_TIMEOUT)?.with_token("t0k3n"));
+    let out: NotificationOutput = run(&executor()?, &action, notification(), "k")
+        .await
+        .output()?;
+    assert_eq!(out.status, 204);
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_problem_is_listed_and_nothing_is_sent() -> TestResult {
+    let server = MockServer::start().await;
+    let executor = executor()?;
+    let action = action(&server, 3000)?;
+    let execution = run(
+        &executor,
+        &action,
+        json!({"message": "  ", "channel": " "}),
+        "bad",
+    )
+    .await;
+    assert_eq!(kind(&execution), Some(ErrorKind::Validation));
+    let paths: Vec<String> = execution
+        .outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.details())
+        .and_then(|d| d["errors"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["path"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(paths, vec!["/message", "/channel"]);
+
+    let huge = run(
+        &executor,
+        &action,
+        json!({"message": "x", "data": {"blob": "y".repeat(MAX_BODY_BYTES)}}),
+        "huge",
+    )
+    .await;
+    assert_eq!(kind(&huge), Some(ErrorKind::Validation));
+
+    let schema = run(
+        &executor,
+        &action,
+        json!({"message": "x", "data": [1], "to": "z"}),
+        "schema",
+    )
+    .await;
+    assert_eq!(kind(&schema), Some(ErrorKind::Validation));
+
+    assert!(received(&server).await.is_empty());
+    assert!(
+        executor
+            .store()
+            .get_record("send-notification#bad")
+            .await?
+            .is_none()
+    );
+    Ok(())
+}
+
+#[test]
+fn webhook_urls_must_be_http_and_are_not_echoed() {
+    let err = Webhook::new("ftp://user:pw@host/x", DEFAULT_TIMEOUT)
+        .err()
+        .unwrap_or_default();
+    assert!(err.contains("scheme") && !err.contains("pw"), "{err}");
+    assert!(Webhook::new("not a url", DEFAULT_TIMEOUT).is_err());
+}

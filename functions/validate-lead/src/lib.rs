@@ -1,0 +1,319 @@
+//! # validate-lead — validate and normalize a sales lead
+//!
+//! ```json
+//! {"email": "  Ann.Lee@Acme.COM ", "name": " Ann   Lee ", "company": "Acme ",
+//!  "phone": "(201) 555-0123", "source": " Website "}
+//! ```
+//!
+//! returns the normalized lead
+//!
+//! ```json
+//! {"email": "ann.lee@acme.com", "name": "Ann Lee", "company": "Acme",
+//!  "phone": "+12015550123", "source": "Website"}
+//! ```
+//!
+//! or `ActionDo.Validation` listing **every** problem in `details.errors`
+//! (`[{"path": "/email", "message": "..."}, {"path": "/phone", "message": "..."}]`),
+//! before anything is claimed.
+//!
+//! ## Rules
+//!
+//! - strings are trimmed and runs of white space inside `name`, `company` and `source`
+//!   become one space; an optional field that is empty after trimming is dropped;
+//! - `email`: required, lower-cased, at most 254 characters, a valid address with a
+//!   dotted domain (no display name, no domain literal);
+//! - `name`: required, 1–[`MAX_FIELD_CHARS`] characters;
+//! - `company`: at most [`MAX_FIELD_CHARS`] characters; `source`: at most
+//!   [`MAX_SOURCE_CHARS`];
+//! - `phone`: parsed with libphonenumber's metadata (crate `phonenumber`): a number
+//!   written with `+` and a country code is read as such, any other in the default
+//!   region; it must be a valid number there and comes out in E.164 (`+12015550123`).
+//!   A phone that cannot be parsed or is not valid is a validation problem.
+//!
+//! No control characters are accepted in any field. The action has no effects
+//! (optimistic mode: one store round trip for its idempotency record and audit).
+//!
+//! ## Configuration
+//!
+//! - `DEFAULT_PHONE_REGION`: the ISO 3166-1 alpha-2 region of phone numbers written
+//!   without a country code (default `US`); an unknown region stops the function at
+//!   start-up.
+
+use std::str::FromStr;
+
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, Mode};
+use email_address::{EmailAddress, Options};
+use phonenumber::country;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// The environment variable naming the default phone region.
+pub const DEFAULT_PHONE_REGION_ENV: &str = "DEFAULT_PHONE_REGION";
+
+/// The default phone region when `DEFAULT_PHONE_REGION` is unset.
+pub const DEFAULT_PHONE_REGION: &str = "US";
+
+/// The longest name or company, in characters.
+pub const MAX_FIELD_CHARS: usize = 200;
+
+/// The longest source, in characters.
+pub const MAX_SOURCE_CHARS: usize = 100;
+
+/// The longest email address (RFC 5321 path limit), in characters.
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+/// The input of `validate-lead`: a lead as a form or an import delivers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LeadInput {
+    /// The lead's email address.
+    pub email: String,
+    /// The lead's full name.
+    pub name: String,
+    /// The lead's company.
+    #[serde(default)]
+    pub company: Option<String>,
+    /// The lead's phone number, with or without a country code.
+    #[serde(default)]
+    pub phone: Option<String>,
+    /// Where the lead came from (`website`, `referral`, `webinar`…).
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// The output of `validate-lead`: the normalized lead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Lead {
+    /// Trimmed and lower-cased.
+    pub email: String,
+    /// Trimmed, inner white space collapsed.
+    pub name: String,
+    /// Trimmed, inner white space collapsed; absent when not given or blank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    /// E.164 (`+12015550123`); absent when not given or blank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// Trimmed, inner white space collapsed; absent when not given or blank.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The `validate-lead` action.
+#[derive(Debug, Clone, Copy)]
+pub struct ValidateLead {
+    region: country::Id,
+}
+
+impl Default for ValidateLead {
+    fn default() -> Self {
+        Self {
+            region: country::Id::US,
+        }
+    }
+}
+
+impl ValidateLead {
+    /// The action with phone numbers without a country code read in `region`.
+    pub fn new(region: country::Id) -> Self {
+        Self { region }
+    }
+
+    /// The action with the default region given by its ISO 3166-1 alpha-2 code (`"GB"`,
+    /// case-insensitive); an error naming the code when it is not a known region.
+    pub fn with_region_code(code: &str) -> Result<Self, String> {
+        let upper = code.trim().to_ascii_uppercase();
+        country::Id::from_str(&upper)
+            .map(Self::new)
+            .map_err(|_| format!("{code:?} is not an ISO 3166-1 alpha-2 phone region"))
+    }
+
+    /// The action configured from `DEFAULT_PHONE_REGION` (default `US`).
+    ///
+    /// # Panics
+    ///
+    /// When `DEFAULT_PHONE_REGION` is set to an unknown region: a deployment error that
+    /// must fail the cold start, not every request.
+    pub fn from_env() -> Self {
+        let code = std::env::var(DEFAULT_PHONE_REGION_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_PHONE_REGION.to_owned());
+        match Self::with_region_code(&code) {
+            Ok(action) => action,
+            Err(e) => panic!("{DEFAULT_PHONE_REGION_ENV}: {e}"),
+        }
+    }
+
+    /// The default phone region.
+    pub fn region(&self) -> country::Id {
+        self.region
+    }
+
+    /// Validate and normalize `input`; every problem is listed in the error.
+    pub fn normalize(&self, input: &LeadInput) -> Result<Lead, ActionError> {
+        let mut problems = Vec::new();
+        let mut problem = |path: &str, message: String| {
+            problems.push(json!({"path": path, "message": message}));
+        };
+
+        let email = input.email.trim().to_lowercase();
+        if email.is_empty() {
+            problem("/email", "must not be empty".into());
+        } else if email.chars().count() > MAX_EMAIL_CHARS {
+            problem(
+                "/email",
+                format!("must be at most {MAX_EMAIL_CHARS} characters"),
+            );
+        } else if let Err(e) = EmailAddress::parse_with_options(
+            &email,
+            Options::default()
+                .with_required_tld()
+                .without_display_text()
+                .without_domain_literal(),
+        ) {
+            problem(
+                "/email",
+                format!("{email:?} is not a valid email address: {e}"),
+            );
+        }
+
+        let name = collapse(&input.name);
+        if name.is_empty() {
+            problem("/name", "must not be empty".into());
+        } else if let Some(message) = text_problem(&name, MAX_FIELD_CHARS) {
+            problem("/name", message);
+        }
+
+        let company = input
+            .company
+            .as_deref()
+            .map(collapse)
+            .filter(|c| !c.is_empty());
+        if let Some(message) = company
+            .as_deref()
+            .and_then(|c| text_problem(c, MAX_FIELD_CHARS))
+        {
+            problem("/company", message);
+        }
+
+        let source = input
+            .source
+            .as_deref()
+            .map(collapse)
+            .filter(|s| !s.is_empty());
+        if let Some(message) = source
+            .as_deref()
+            .and_then(|s| text_problem(s, MAX_SOURCE_CHARS))
+        {
+            problem("/source", message);
+        }
+
+        let raw_phone = input
+            .phone
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty());
+        let phone = match raw_phone {
+            None => None,
+            Some(raw) => match self.e164(raw) {
+                Ok(p) => Some(p),
+                Err(message) => {
+                    problem("/phone", message);
+                    None
+                }
+            },
+        };
+
+        if !problems.is_empty() {
+            let summary = problems
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{}: {}",
+                        p["path"].as_str().unwrap_or_default(),
+                        p["message"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ActionError::validation(format!("invalid lead: {summary}"))
+                .with_details(json!({"errors": problems})));
+        }
+        Ok(Lead {
+            email,
+            name,
+            company,
+            phone,
+            source,
+        })
+    }
+
+    /// A phone number in E.164, or why it is not one.
+    fn e164(&self, raw: &str) -> Result<String, String> {
+        if raw.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        let number = phonenumber::parse(Some(self.region), raw)
+            .map_err(|e| format!("{raw:?} is not a phone number: {e}"))?;
+        if !number.is_valid() {
+            let region = number
+                .country()
+                .id()
+                .map_or_else(|| "its region".to_owned(), |id| id.as_ref().to_owned());
+            return Err(format!(
+                "{raw:?} is not a valid phone number in {region} (default region {})",
+                self.region.as_ref()
+            ));
+        }
+        Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    }
+}
+
+/// Trim and collapse runs of white space into one space.
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The problem of a free-text field, if any: too long or with control characters.
+fn text_problem(s: &str, max_chars: usize) -> Option<String> {
+    if s.chars().count() > max_chars {
+        Some(format!("must be at most {max_chars} characters"))
+    } else if s.chars().any(char::is_control) {
+        Some("must not contain control characters".into())
+    } else {
+        None
+    }
+}
+
+impl Action for ValidateLead {
+    type Input = LeadInput;
+    type Output = Lead;
+    const NAME: &'static str = "validate-lead";
+    const DESCRIPTION: &'static str =
+        "Validates a lead and normalizes it (trimmed, lower-cased email, E.164 phone).";
+
+    fn options(&self) -> ActionOptions {
+        ActionOptions {
+            mode: Mode::Optimistic,
+            ..ActionOptions::default()
+        }
+    }
+
+    fn validate(&self, input: &LeadInput) -> Result<(), ActionError> {
+        self.normalize(input).map(|_| ())
+    }
+
+    async fn execute(
+        &self,
+        input: LeadInput,
+        _cx: &mut ActionContext,
+    ) -> Result<Lead, ActionError> {
+        self.normalize(&input)
+    }
+}
+
+#[cfg(test)]
+mod tests;

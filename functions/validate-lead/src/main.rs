@@ -1,0 +1,5 @@
+//! Lambda entry point of the `validate-lead` action.
+#[tokio::main]
+async fn main() -> Result<(), actiondo::BoxError> {
+    actiondo::run(validate_lead::ValidateLead::from_env()).await
+}

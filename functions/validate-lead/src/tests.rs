@@ -1,0 +1,250 @@
+//! Tests of `validate-lead` on the embedded store.
+
+use actiondo::audit::{AuditFilter, AuditQuery, AuditStatus};
+use actiondo::store::sqlite::SqliteStore;
+use actiondo::{ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use serde_json::{Value, json};
+
+use super::*;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn executor() -> Result<Executor, StoreError> {
+    Ok(Executor::new(SqliteStore::in_memory()?))
+}
+
+async fn run_with(action: ValidateLead, params: Value) -> Result<Execution, StoreError> {
+    let executor = executor()?;
+    Ok(executor
+        .execute(&action, Invocation::new(params, Source::Cli).with_key("k"))
+        .await)
+}
+
+async fn run(params: Value) -> Result<Execution, StoreError> {
+    run_with(ValidateLead::default(), params).await
+}
+
+fn error_paths(execution: &Execution) -> Vec<String> {
+    execution
+        .outcome
+        .as_ref()
+        .err()
+        .and_then(|e| e.details())
+        .and_then(|d| d["errors"].as_array())
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|p| p["path"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn normalizes_a_complete_lead() -> TestResult {
+    let execution = run(json!({
+        "email": "  Ann.Lee@Acme.COM ",
+        "name": " Ann \t  Lee ",
+        "company": " Acme   Corp ",
+        "phone": " (201) 555-0123 ",
+        "source": " Website "
+    }))
+    .await?;
+    assert_eq!(
+        execution.outcome?.get(),
+        r#"{"email":"ann.lee@acme.com","name":"Ann Lee","company":"Acme Corp","phone":"+12015550123","source":"Website"}"#
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn blank_optional_fields_are_dropped() -> TestResult {
+    let lead: Lead = run(
+        json!({"email": "bo@beta.io", "name": "Bo", "company": "  ", "phone": "", "source": null}),
+    )
+    .await?
+    .output()?;
+    assert_eq!(
+        lead,
+        Lead {
+            email: "bo@beta.io".into(),
+            name: "Bo".into(),
+            company: None,
+            phone: None,
+            source: None
+        }
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn phones_are_read_in_the_default_region_unless_they_carry_a_country_code() -> TestResult {
+    let cases = [
+        ("US", "201-555-0123", "+12015550123"),
+        ("US", "+44 20 7946 0958", "+442079460958"),
+        ("US", "+1 (201) 555 0123", "+12015550123"),
+        ("GB", "020 7946 0958", "+442079460958"),
+        ("GB", "07400 123456", "+447400123456"),
+        ("DE", "030 123456", "+4930123456"),
+        ("FR", "01 23 45 67 89", "+33123456789"),
+    ];
+    for (region, raw, e164) in cases {
+        let action = ValidateLead::with_region_code(region)?;
+        let lead: Lead = run_with(
+            action,
+            json!({"email": "a@b.co", "name": "A", "phone": raw}),
+        )
+        .await?
+        .output()?;
+        assert_eq!(lead.phone.as_deref(), Some(e164), "{region} {raw}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unparseable_or_invalid_phone_is_a_problem() -> TestResult {
+    for raw in [
+        "12",
+        "call me",
+        "+1 000 000 0000",
+        "555-0123-999999999",
+        "+999 123",
+    ] {
+        let execution = run(json!({"email": "a@b.co", "name": "A", "phone": raw})).await?;
+        assert_eq!(error_paths(&execution), vec!["/phone"], "{raw}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_problem_is_listed_at_once_and_nothing_is_recorded() -> TestResult {
+    let executor = executor()?;
+    let execution = executor
+        .execute(
+            &ValidateLead::default(),
+            Invocation::new(
+                json!({
+                    "email": "ann at acme",
+                    "name": "  ",
+                    "company": "x".repeat(MAX_FIELD_CHARS + 1),
+                    "phone": "not a phone",
+                    "source": "s".repeat(MAX_SOURCE_CHARS + 1)
+                }),
+                Source::Cli,
+            )
+            .with_key("bad"),
+        )
+        .await;
+    assert_eq!(
+        execution.outcome.as_ref().err().map(ActionError::kind),
+        Some(ErrorKind::Validation)
+    );
+    assert_eq!(
+        error_paths(&execution),
+        vec!["/email", "/name", "/company", "/source", "/phone"]
+    );
+    let message = execution
+        .outcome
+        .as_ref()
+        .err()
+        .map(|e| e.message().to_owned())
+        .unwrap_or_default();
+    assert!(message.starts_with("invalid lead: /email:"), "{message}");
+    assert!(
+        executor
+            .store()
+            .get_record("validate-lead#bad")
+            .await?
+            .is_none()
+    );
+    let audit = executor
+        .store()
+        .query_audit(&AuditQuery::new(AuditFilter::Execution(
+            "validate-lead#bad".into(),
+        )))
+        .await?;
+    assert_eq!(audit.records.len(), 1);
+    assert_eq!(audit.records[0].status, AuditStatus::Rejected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn email_rules() -> TestResult {
+    let long = format!("{}@example.com", "a".repeat(250));
+    for bad in [
+        "ann@localhost",
+        "Ann <ann@acme.com>",
+        "ann@[10.0.0.1]",
+        "@acme.com",
+        "ann@",
+        "",
+        long.as_str(),
+    ] {
+        let execution = run(json!({"email": bad, "name": "Ann"})).await?;
+        assert_eq!(error_paths(&execution), vec!["/email"], "{bad:?}");
+    }
+    let ok: Lead = run(json!({"email": "first.last+tag@sub.example.co.uk", "name": "Ann"}))
+        .await?
+        .output()?;
+    assert_eq!(ok.email, "first.last+tag@sub.example.co.uk");
+    Ok(())
+}
+
+#[tokio::test]
+async fn control_characters_are_refused() -> TestResult {
+    let execution = run(json!({"email": "a@b.co", "name": "A\u{0}B", "company": "C\u{7}"})).await?;
+    assert_eq!(error_paths(&execution), vec!["/name", "/company"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn schema_violations_are_rejected() -> TestResult {
+    let execution = run(json!({"name": 5, "phone": 2015550123_u64, "utm": "x"})).await?;
+    assert_eq!(
+        execution.outcome.as_ref().err().map(ActionError::kind),
+        Some(ErrorKind::Validation)
+    );
+    // The missing email, a number for the name, a number for the phone, the unknown field.
+    assert!(
+        error_paths(&execution).len() >= 4,
+        "{:?}",
+        execution.outcome
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_replay_returns_the_stored_lead_byte_for_byte() -> TestResult {
+    let executor = executor()?;
+    let params = json!({"email": "Cy@Gamma.dev", "name": "Cy", "phone": "2015550123"});
+    let action = ValidateLead::default();
+    let first = executor
+        .execute(
+            &action,
+            Invocation::new(params.clone(), Source::Cli).with_key("k"),
+        )
+        .await;
+    let replay = executor
+        .execute(&action, Invocation::new(params, Source::Cli).with_key("k"))
+        .await;
+    assert!(!first.replayed && replay.replayed);
+    assert_eq!(first.outcome?.get(), replay.outcome?.get());
+    let record = executor
+        .store()
+        .get_record("validate-lead#k")
+        .await?
+        .ok_or("no record")?;
+    assert_eq!(record.status, actiondo::store::RecordStatus::Completed);
+    Ok(())
+}
+
+#[test]
+fn regions_are_iso_codes() {
+    assert_eq!(
+        ValidateLead::with_region_code("gb").map(|a| a.region()),
+        Ok(country::Id::GB)
+    );
+    assert!(ValidateLead::with_region_code("XX").is_err());
+    assert!(ValidateLead::with_region_code("").is_err());
+    assert_eq!(ValidateLead::default().region(), country::Id::US);
+}
