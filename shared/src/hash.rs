@@ -1,5 +1,7 @@
 //! Payload hashing and idempotency-key rules (DESIGN §4).
 
+use std::io::Write;
+
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -16,45 +18,63 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The canonical JSON text of `value`: object keys sorted, no insignificant white space.
 /// Two inputs that differ only in key order or spacing have the same canonical form.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::with_capacity(128);
-    write_canonical(value, &mut out);
-    out
+    let mut out = Vec::with_capacity(256);
+    // Writing to a Vec cannot fail, and serde_json writes valid UTF-8.
+    let _ = write_canonical(value, &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_canonical(value: &Value, out: &mut String) {
+/// Stream the canonical form of `value` into `out`, without building it in memory.
+fn write_canonical<W: Write>(value: &Value, out: &mut W) -> std::io::Result<()> {
     match value {
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
+            out.write_all(b"{")?;
             for (i, (k, v)) in entries.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",")?;
                 }
-                // A string always serializes; the fallback keeps this function total.
-                out.push_str(&serde_json::to_string(k).unwrap_or_default());
-                out.push(':');
-                write_canonical(v, out);
+                serde_json::to_writer(&mut *out, k)?;
+                out.write_all(b":")?;
+                write_canonical(v, out)?;
             }
-            out.push('}');
+            out.write_all(b"}")
         }
         Value::Array(items) => {
-            out.push('[');
+            out.write_all(b"[")?;
             for (i, v) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.write_all(b",")?;
                 }
-                write_canonical(v, out);
+                write_canonical(v, out)?;
             }
-            out.push(']');
+            out.write_all(b"]")
         }
-        scalar => out.push_str(&scalar.to_string()),
+        scalar => Ok(serde_json::to_writer(&mut *out, scalar)?),
+    }
+}
+
+/// A SHA-256 hasher that canonical JSON is written into.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// `payload_hash`: SHA-256 of the canonical JSON of the input.
 pub fn payload_hash(params: &Value) -> String {
-    sha256_hex(canonical_json(params).as_bytes())
+    let mut hasher = HashWriter(Sha256::new());
+    // Hashing cannot fail.
+    let _ = write_canonical(params, &mut hasher);
+    hex::encode(hasher.0.finalize())
 }
 
 /// Check an idempotency key: 1 to 255 printable ASCII characters.

@@ -31,7 +31,9 @@ fn context(request_id: &str) -> Context {
 }
 
 async fn setup() -> (Harness, Arc<Probe>, Handler) {
-    let h = Harness::new(Backend::Sqlite).await.expect("SQLite is always there");
+    let h = Harness::new(Backend::Sqlite)
+        .await
+        .expect("SQLite is always there");
     let probe = Arc::new(Probe::new(ActionOptions::default()));
     let handler = Handler::new(h.executor.clone(), probe.clone());
     (h, probe, handler)
@@ -85,7 +87,10 @@ async fn sqs_message_delivered_twice_runs_once() {
     assert_eq!(probe.calls(), 1, "the redelivery replayed");
     // The message id is the key; the audit says it came from SQS.
     let audit = h.audit("probe#m-1").await;
-    assert_eq!(h.statuses(&audit), [AuditStatus::Replayed, AuditStatus::Completed]);
+    assert_eq!(
+        h.statuses(&audit),
+        [AuditStatus::Replayed, AuditStatus::Completed]
+    );
     assert!(audit.iter().all(|a| a.source == Source::Sqs));
 }
 
@@ -94,7 +99,12 @@ async fn sqs_mixed_batch_reports_exactly_the_retryable_failures() {
     let (h, _probe, handler) = setup().await;
     let event = sqs_event(&[
         ("ok", json!({"value": "a"}), None, None),
-        ("busy", json!({"value": "b", "fail": "transient"}), None, None),
+        (
+            "busy",
+            json!({"value": "b", "fail": "transient"}),
+            None,
+            None,
+        ),
         ("no", json!({"value": "c", "fail": "reject"}), None, None),
         ("garbage", json!("not an object"), None, None),
         (
@@ -105,9 +115,19 @@ async fn sqs_mixed_batch_reports_exactly_the_retryable_failures() {
         ),
     ]);
     let reply = handle(&handler, event).await.expect("batch");
-    assert_eq!(failures(&reply), ["busy"], "terminal failures are not redelivered");
-    assert_eq!(h.statuses(&h.audit("probe#no").await), [AuditStatus::Failed]);
-    assert_eq!(h.statuses(&h.audit("probe#garbage").await), [AuditStatus::Rejected]);
+    assert_eq!(
+        failures(&reply),
+        ["busy"],
+        "terminal failures are not redelivered"
+    );
+    assert_eq!(
+        h.statuses(&h.audit("probe#no").await),
+        [AuditStatus::Failed]
+    );
+    assert_eq!(
+        h.statuses(&h.audit("probe#garbage").await),
+        [AuditStatus::Rejected]
+    );
     let explicit = h.audit("probe#explicit").await;
     assert_eq!(explicit[0].correlation_id.as_deref(), Some("run-9"));
 }
@@ -118,14 +138,23 @@ async fn sqs_fifo_group_stops_after_its_first_failure() {
     let event = sqs_event(&[
         ("a1", json!({"value": "a1"}), Some("A"), Some("d-a1")),
         ("b1", json!({"value": "b1"}), Some("B"), Some("d-b1")),
-        ("a2", json!({"value": "a2", "fail": "transient"}), Some("A"), Some("d-a2")),
+        (
+            "a2",
+            json!({"value": "a2", "fail": "transient"}),
+            Some("A"),
+            Some("d-a2"),
+        ),
         ("a3", json!({"value": "a3"}), Some("A"), Some("d-a3")),
         ("b2", json!({"value": "b2"}), Some("B"), Some("d-b2")),
     ]);
     let reply = handle(&handler, event).await.expect("batch");
     let mut failed = failures(&reply);
     failed.sort();
-    assert_eq!(failed, ["a2", "a3"], "the rest of group A waits; group B goes on");
+    assert_eq!(
+        failed,
+        ["a2", "a3"],
+        "the rest of group A waits; group B goes on"
+    );
     assert_eq!(probe.calls(), 4, "a3 never ran");
 }
 
@@ -176,12 +205,21 @@ fn header<'a>(reply: &'a Value, name: &str) -> Option<&'a str> {
 async fn api_gateway_replay_carries_the_replay_header() {
     for template in [APIGW_V1, APIGW_V2, ALB] {
         let (_h, probe, handler) = setup().await;
-        let event = http_event(template, r#"{"value": "hi"}"#, &[("Idempotency-Key", "order-1")]);
+        let event = http_event(
+            template,
+            r#"{"value": "hi"}"#,
+            &[("Idempotency-Key", "order-1")],
+        );
         let first = handle(&handler, event.clone()).await.expect("http");
         assert_eq!(first["statusCode"], 200, "{first}");
         assert_eq!(header(&first, "idempotent-replayed"), None);
-        assert_eq!(header(&first, "idempotency-key"), Some("order-1"), "{first}");
-        let body: Value = serde_json::from_str(first["body"].as_str().expect("body")).expect("json");
+        assert_eq!(
+            header(&first, "idempotency-key"),
+            Some("order-1"),
+            "{first}"
+        );
+        let body: Value =
+            serde_json::from_str(first["body"].as_str().expect("body")).expect("json");
         assert_eq!(body["value"], "hi");
 
         let again = handle(&handler, event).await.expect("http");
@@ -195,27 +233,55 @@ async fn api_gateway_replay_carries_the_replay_header() {
 #[tokio::test]
 async fn api_gateway_errors_follow_the_design_table() {
     let (h, probe, handler) = setup().await;
-    let malformed = handle(&handler, http_event(APIGW_V2, r#"{"value": "#, &[("Idempotency-Key", "bad")])).await.expect("http");
+    let malformed = handle(
+        &handler,
+        http_event(APIGW_V2, r#"{"value": "#, &[("Idempotency-Key", "bad")]),
+    )
+    .await
+    .expect("http");
     assert_eq!(malformed["statusCode"], 400);
-    let body: Value = serde_json::from_str(malformed["body"].as_str().expect("body")).expect("json");
+    let body: Value =
+        serde_json::from_str(malformed["body"].as_str().expect("body")).expect("json");
     assert_eq!(body["error"]["type"], "ActionDo.Validation");
-    assert!(body["error"]["message"].as_str().expect("msg").contains("column"), "{body}");
-    assert_eq!(h.statuses(&h.audit("probe#bad").await), [AuditStatus::Rejected]);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("column"),
+        "{body}"
+    );
+    assert_eq!(
+        h.statuses(&h.audit("probe#bad").await),
+        [AuditStatus::Rejected]
+    );
 
-    let huge = format!(r#"{{"value": "{}"}}"#, "x".repeat(actiondo::trigger::http::MAX_BODY_BYTES));
-    let too_large = handle(&handler, http_event(APIGW_V1, &huge, &[])).await.expect("http");
+    let huge = format!(
+        r#"{{"value": "{}"}}"#,
+        "x".repeat(actiondo::trigger::http::MAX_BODY_BYTES)
+    );
+    let too_large = handle(&handler, http_event(APIGW_V1, &huge, &[]))
+        .await
+        .expect("http");
     assert_eq!(too_large["statusCode"], 413);
 
     let rejected = handle(
         &handler,
-        http_event(APIGW_V2, r#"{"value": "x", "fail": "reject"}"#, &[("Idempotency-Key", "r")]),
+        http_event(
+            APIGW_V2,
+            r#"{"value": "x", "fail": "reject"}"#,
+            &[("Idempotency-Key", "r")],
+        ),
     )
     .await
     .expect("http");
     assert_eq!(rejected["statusCode"], 422);
     let replayed = handle(
         &handler,
-        http_event(APIGW_V2, r#"{"value": "x", "fail": "reject"}"#, &[("Idempotency-Key", "r")]),
+        http_event(
+            APIGW_V2,
+            r#"{"value": "x", "fail": "reject"}"#,
+            &[("Idempotency-Key", "r")],
+        ),
     )
     .await
     .expect("http");
@@ -232,14 +298,20 @@ async fn step_functions_envelope_with_a_terminal_error_raises_its_wire_name() {
         "idempotencyKey": "arn:aws:states:us-east-1:123456789012:execution:onboarding:run-1#Charge",
         "correlationId": "arn:aws:states:us-east-1:123456789012:execution:onboarding:run-1",
     });
-    let err = handler.handle(task, &context("req-9")).await.expect_err("function error");
+    let err = handler
+        .handle(task, &context("req-9"))
+        .await
+        .expect_err("function error");
     let diagnostic = Diagnostic::from(err);
     assert_eq!(diagnostic.error_type, "ActionDo.Rejected");
     let cause: Value = serde_json::from_str(&diagnostic.error_message).expect("JSON cause");
     assert_eq!(cause["error"]["retryable"], false);
 
     let invalid = handler
-        .handle(json!({"params": {"value": 1}, "idempotencyKey": "k"}), &context("req-10"))
+        .handle(
+            json!({"params": {"value": 1}, "idempotencyKey": "k"}),
+            &context("req-10"),
+        )
         .await
         .expect_err("invalid");
     assert_eq!(Diagnostic::from(invalid).error_type, "ActionDo.Validation");
@@ -248,7 +320,9 @@ async fn step_functions_envelope_with_a_terminal_error_raises_its_wire_name() {
 #[tokio::test]
 async fn direct_invoke_returns_the_output_or_the_envelope() {
     let (h, _probe, handler) = setup().await;
-    let bare = handle(&handler, json!({"value": "bare"})).await.expect("output");
+    let bare = handle(&handler, json!({"value": "bare"}))
+        .await
+        .expect("output");
     assert_eq!(bare["value"], "bare");
 
     let task = json!({
@@ -259,7 +333,10 @@ async fn direct_invoke_returns_the_output_or_the_envelope() {
     });
     let first = handle(&handler, task.clone()).await.expect("envelope");
     assert_eq!(first["result"]["value"], "env");
-    assert_eq!(first["execution"], json!({"key": "k1", "attempt": 1, "replayed": false}));
+    assert_eq!(
+        first["execution"],
+        json!({"key": "k1", "attempt": 1, "replayed": false})
+    );
     let again = handle(&handler, task).await.expect("envelope");
     assert_eq!(again["execution"]["replayed"], true);
     let audit = h.audit("probe#k1").await;

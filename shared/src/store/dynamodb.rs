@@ -554,7 +554,13 @@ impl DynamoStore {
                     .transpose()?;
                 (None, "execution", "seq", execution, since)
             }
-            AuditFilter::Type(name) => (Some("by-type"), "type", "timestamp", name, query.since.clone()),
+            AuditFilter::Type(name) => (
+                Some("by-type"),
+                "type",
+                "timestamp",
+                name,
+                query.since.clone(),
+            ),
             AuditFilter::Correlation(id) => (
                 Some("by-correlation"),
                 "correlation_id",

@@ -130,6 +130,14 @@ impl SqliteStore {
     }
 }
 
+/// Run one write through the connection's statement cache (SQLite compiles each SQL text
+/// once per connection).
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute(params))
+        .map_err(db_err)
+}
+
 const RECORD_COLUMNS: &str = "id, status, payload_hash, attempt, lease_owner, lease_expires_at_ms, \
      expires_at_s, result_json, result_gz, error, created_at_ms, completed_at_ms";
 
@@ -157,11 +165,10 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<(IdempotencyRecord, String)> {
 
 fn get_record(conn: &Connection, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
     let found = conn
-        .query_row(
-            &format!("SELECT {RECORD_COLUMNS} FROM idempotency WHERE id = ?1"),
-            [id],
-            read_record,
-        )
+        .prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM idempotency WHERE id = ?1"
+        ))
+        .and_then(|mut statement| statement.query_row([id], read_record))
         .optional()
         .map_err(db_err)?;
     found
@@ -182,7 +189,8 @@ fn result_columns(result: Option<&StoredResult>) -> (Option<&str>, Option<&[u8]>
 
 fn put_record(conn: &Connection, r: &IdempotencyRecord) -> Result<(), StoreError> {
     let (json, gz) = result_columns(r.result.as_ref());
-    conn.execute(
+    exec(
+        conn,
         &format!(
             "INSERT OR REPLACE INTO idempotency ({RECORD_COLUMNS}) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
@@ -201,39 +209,36 @@ fn put_record(conn: &Connection, r: &IdempotencyRecord) -> Result<(), StoreError
             r.created_at_ms,
             r.completed_at_ms
         ],
-    )
-    .map_err(db_err)?;
+    )?;
     Ok(())
 }
 
 fn entity_version(conn: &Connection, key: &EntityKey) -> Result<Option<u64>, StoreError> {
-    conn.query_row(
-        "SELECT version FROM entities WHERE pk = ?1 AND sk = ?2",
-        params![key.pk, key.sk],
-        |row| row.get::<_, i64>(0),
-    )
-    .optional()
-    .map_err(db_err)
-    .map(|v| v.map(|v| v.unsigned_abs()))
+    conn.prepare_cached("SELECT version FROM entities WHERE pk = ?1 AND sk = ?2")
+        .and_then(|mut statement| {
+            statement.query_row(params![key.pk, key.sk], |row| row.get::<_, i64>(0))
+        })
+        .optional()
+        .map_err(db_err)
+        .map(|v| v.map(|v| v.unsigned_abs()))
 }
 
 fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<(), StoreError> {
     let json = serde_json::to_string(record)
         .map_err(|e| StoreError::Corrupt(format!("audit record does not serialize: {e}")))?;
-    let inserted = conn
-        .execute(
-            "INSERT OR IGNORE INTO audit (execution, seq, type, timestamp, correlation_id, record) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                record.execution,
-                record.seq,
-                record.action,
-                record.timestamp,
-                record.correlation_id,
-                json
-            ],
-        )
-        .map_err(db_err)?;
+    let inserted = exec(
+        conn,
+        "INSERT OR IGNORE INTO audit (execution, seq, type, timestamp, correlation_id, record) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            record.execution,
+            record.seq,
+            record.action,
+            record.timestamp,
+            record.correlation_id,
+            json
+        ],
+    )?;
     if inserted == 0 {
         return Err(StoreError::Corrupt(format!(
             "audit record {} {} exists already; audit records are never overwritten",
@@ -326,16 +331,15 @@ impl Store for SqliteStore {
                     ..
                 } => {
                     let (json, gz) = result_columns(result.as_ref());
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE idempotency SET status = ?2, result_json = ?3, result_gz = ?4, \
                          error = ?5, completed_at_ms = ?6, expires_at_s = ?7 WHERE id = ?1",
                         params![id, status.as_str(), json, gz, error, completed_at_ms, expires_at_s],
-                    )
-                    .map_err(db_err)?;
+                    )?;
                 }
                 RecordWrite::Release { id, .. } => {
-                    tx.execute("DELETE FROM idempotency WHERE id = ?1", [id])
-                        .map_err(db_err)?;
+                    exec(tx, "DELETE FROM idempotency WHERE id = ?1", [id])?;
                 }
                 RecordWrite::Insert { record, .. } => put_record(tx, record)?,
                 RecordWrite::None => {}
@@ -344,19 +348,19 @@ impl Store for SqliteStore {
             for write in &commit.writes {
                 match write {
                     StagedWrite::Put { key, doc, .. } => {
-                        tx.execute(
+                        exec(
+                            tx,
                             "INSERT INTO entities (pk, sk, doc, version) VALUES (?1, ?2, ?3, 1) \
                              ON CONFLICT (pk, sk) DO UPDATE SET doc = excluded.doc, version = version + 1",
                             params![key.pk, key.sk, doc.to_string()],
-                        )
-                        .map_err(db_err)?;
+                        )?;
                     }
                     StagedWrite::Delete { key, .. } => {
-                        tx.execute(
+                        exec(
+                            tx,
                             "DELETE FROM entities WHERE pk = ?1 AND sk = ?2",
                             params![key.pk, key.sk],
-                        )
-                        .map_err(db_err)?;
+                        )?;
                     }
                 }
             }

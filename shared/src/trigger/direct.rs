@@ -14,7 +14,11 @@ const STATES_ARN_PREFIX: &str = "arn:aws:states:";
 /// `"respond": "envelope"`, `{"result", "execution": {"key", "attempt", "replayed"}}`);
 /// failure is the action's error, which the runtime reports as a function error whose
 /// `errorType` is its wire name.
-pub async fn invoke(handler: &Handler, payload: serde_json::Value, meta: &Meta) -> Result<Reply, ActionError> {
+pub async fn invoke(
+    handler: &Handler,
+    payload: serde_json::Value,
+    meta: &Meta,
+) -> Result<Reply, ActionError> {
     let envelope = Envelope::from_payload(payload);
     let respond = envelope.respond;
     let source = match &envelope.correlation_id {

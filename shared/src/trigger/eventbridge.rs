@@ -25,7 +25,10 @@ pub async fn handle_event(
     }
     let execution = handler
         .executor()
-        .execute(handler.action(), envelope.into_invocation(Source::EventBridge, meta))
+        .execute(
+            handler.action(),
+            envelope.into_invocation(Source::EventBridge, meta),
+        )
         .await;
     execution.outcome.map(Reply::Raw)
 }

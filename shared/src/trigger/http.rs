@@ -35,7 +35,11 @@ const JSON: &str = "application/json";
 
 /// Check the request line and headers of an action call: `POST`, a JSON content type (or
 /// none), a body within [`MAX_BODY_BYTES`].
-pub fn check_request(method: &Method, headers: &HeaderMap, body_len: usize) -> Result<(), ActionError> {
+pub fn check_request(
+    method: &Method,
+    headers: &HeaderMap,
+    body_len: usize,
+) -> Result<(), ActionError> {
     if method != Method::POST {
         return Err(ActionError::validation(format!(
             "method {method} is not allowed; actions are run with POST"
@@ -64,11 +68,19 @@ pub fn check_request(method: &Method, headers: &HeaderMap, body_len: usize) -> R
 
 /// The invocation an HTTP request asks for: the body as params text (parsed, with its
 /// error position, by the executor), the key and correlation id from their headers.
-pub fn invocation(headers: &HeaderMap, body: &[u8], meta: &Meta) -> Result<Invocation, ActionError> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        ActionError::validation(format!("the body is not UTF-8: {e}"))
-    })?;
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+pub fn invocation(
+    headers: &HeaderMap,
+    body: &[u8],
+    meta: &Meta,
+) -> Result<Invocation, ActionError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ActionError::validation(format!("the body is not UTF-8: {e}")))?;
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     Ok(Invocation {
         params: Params::Text(text.to_owned()),
         key: header(IDEMPOTENCY_KEY_HEADER),
@@ -106,7 +118,11 @@ pub fn execution_response(execution: Execution) -> Response<String> {
         Err(e) => error_response(&e, execution.replayed),
     };
     let headers = response.headers_mut();
-    if let Some(key) = execution.key.as_deref().and_then(|k| HeaderValue::from_str(k).ok()) {
+    if let Some(key) = execution
+        .key
+        .as_deref()
+        .and_then(|k| HeaderValue::from_str(k).ok())
+    {
         headers.insert(IDEMPOTENCY_KEY_HEADER, key);
     }
     if execution.replayed {
@@ -118,12 +134,16 @@ pub fn execution_response(execution: Execution) -> Response<String> {
 /// The HTTP response of an error: its status, `{"error": {...}}`, and `Retry-After` in
 /// whole seconds (rounded up) when the error says when to retry.
 pub fn error_response(err: &ActionError, replayed: bool) -> Response<String> {
-    let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let body = serde_json::to_string(&err.to_body()).unwrap_or_default();
     let mut response = json_response(status, body);
     let headers = response.headers_mut();
     if let Some(ms) = err.retry_after_ms() {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(ms.div_ceil(1000).max(1)));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(ms.div_ceil(1000).max(1)),
+        );
     }
     if err.http_status() == 405 {
         headers.insert(header::ALLOW, HeaderValue::from_static("POST"));
@@ -190,16 +210,29 @@ mod tests {
 
     #[test]
     fn requests_are_checked_before_anything_runs() {
-        let json = HeaderMap::from_iter([(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"))]);
+        let json = HeaderMap::from_iter([(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        )]);
         assert!(check_request(&Method::POST, &json, 10).is_ok());
-        assert_eq!(check_request(&Method::GET, &json, 10).map_err(|e| e.http_status()), Err(405));
+        assert_eq!(
+            check_request(&Method::GET, &json, 10).map_err(|e| e.http_status()),
+            Err(405)
+        );
         assert_eq!(
             check_request(&Method::POST, &json, MAX_BODY_BYTES + 1).map_err(|e| e.http_status()),
             Err(413)
         );
-        let text = HeaderMap::from_iter([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))]);
-        assert_eq!(check_request(&Method::POST, &text, 10).map_err(|e| e.http_status()), Err(415));
-        assert!(check_request(&Method::POST, &HeaderMap::new(), 10).is_ok(), "no content type is fine");
+        let text =
+            HeaderMap::from_iter([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"))]);
+        assert_eq!(
+            check_request(&Method::POST, &text, 10).map_err(|e| e.http_status()),
+            Err(415)
+        );
+        assert!(
+            check_request(&Method::POST, &HeaderMap::new(), 10).is_ok(),
+            "no content type is fine"
+        );
     }
 
     #[test]

@@ -80,8 +80,12 @@ impl Envelope {
     pub fn from_payload(payload: Value) -> Self {
         let is_envelope = payload.as_object().is_some_and(|o| {
             o.contains_key("params")
-                && o.keys()
-                    .all(|k| matches!(k.as_str(), "params" | "idempotencyKey" | "correlationId" | "respond"))
+                && o.keys().all(|k| {
+                    matches!(
+                        k.as_str(),
+                        "params" | "idempotencyKey" | "correlationId" | "respond"
+                    )
+                })
         });
         if is_envelope {
             match serde_json::from_value::<Envelope>(payload.clone()) {
@@ -165,7 +169,9 @@ impl EventShape {
     /// shapes accepted.
     pub fn of(event: &Value) -> Result<Self, ActionError> {
         let unrecognised = |what: &str| {
-            ActionError::validation(format!("unrecognised event ({what}); this function accepts {ACCEPTED}"))
+            ActionError::validation(format!(
+                "unrecognised event ({what}); this function accepts {ACCEPTED}"
+            ))
         };
         let Some(object) = event.as_object() else {
             return Err(unrecognised("not a JSON object"));
@@ -188,7 +194,8 @@ impl EventShape {
         if request_context.is_some()
             && (object.contains_key("httpMethod")
                 || object.contains_key("routeKey")
-                || request_context.is_some_and(|rc| rc.get("http").is_some() || rc.get("elb").is_some()))
+                || request_context
+                    .is_some_and(|rc| rc.get("http").is_some() || rc.get("elb").is_some()))
         {
             return Ok(EventShape::Http);
         }
@@ -236,13 +243,12 @@ impl Handler {
         match EventShape::of(&event)? {
             EventShape::Direct => direct::invoke(self, event, &meta).await,
             EventShape::Sqs => {
-                let batch = serde_json::from_value(event).map_err(|e| {
-                    ActionError::validation(format!("malformed SQS event: {e}"))
-                })?;
+                let batch = serde_json::from_value(event)
+                    .map_err(|e| ActionError::validation(format!("malformed SQS event: {e}")))?;
                 let response = sqs::handle_batch(self, batch).await;
-                Ok(Reply::Json(serde_json::to_value(response).map_err(|e| {
-                    ActionError::internal(format!("batch response does not serialize: {e}"))
-                })?))
+                Ok(Reply::Json(serde_json::to_value(response).map_err(
+                    |e| ActionError::internal(format!("batch response does not serialize: {e}")),
+                )?))
             }
             EventShape::EventBridge => {
                 let event = serde_json::from_value(event).map_err(|e| {
@@ -277,7 +283,9 @@ impl Handler {
 /// ```
 pub async fn run<A: Action>(action: A) -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?.open().await?;
+    let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
+        .open()
+        .await?;
     let handler = Handler::new(Executor::from_arc(store), Arc::new(action));
     tracing::info!(action = A::NAME, "ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
@@ -299,7 +307,9 @@ mod tests {
 
     #[test]
     fn envelopes_and_bare_params_are_told_apart() {
-        let env = Envelope::from_payload(json!({"params": {"a": 1}, "idempotencyKey": "k", "respond": "envelope"}));
+        let env = Envelope::from_payload(
+            json!({"params": {"a": 1}, "idempotencyKey": "k", "respond": "envelope"}),
+        );
         assert_eq!(env.params, json!({"a": 1}));
         assert_eq!(env.idempotency_key.as_deref(), Some("k"));
         assert_eq!(env.respond, Respond::Envelope);
@@ -316,7 +326,10 @@ mod tests {
         assert_eq!(err.kind(), crate::ErrorKind::Validation);
         assert!(err.message().contains("aws:s3") && err.message().contains("SQS event"));
         assert!(EventShape::of(&json!([1])).is_err());
-        assert_eq!(EventShape::of(&json!({"userId": "u"})).ok(), Some(EventShape::Direct));
+        assert_eq!(
+            EventShape::of(&json!({"userId": "u"})).ok(),
+            Some(EventShape::Direct)
+        );
     }
 
     #[test]

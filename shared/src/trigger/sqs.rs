@@ -81,7 +81,10 @@ async fn run_group(handler: &Handler, group: Vec<SqsMessage>) -> Vec<String> {
             failed.push(id);
             continue;
         }
-        let execution = handler.executor().execute(handler.action(), invocation(record)).await;
+        let execution = handler
+            .executor()
+            .execute(handler.action(), invocation(record))
+            .await;
         if let Err(e) = &execution.outcome
             && e.is_retryable()
         {

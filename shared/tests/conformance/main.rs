@@ -196,6 +196,15 @@ async fn expired_lease_is_taken_over(backend: Backend) {
     );
 
     h.clock.advance_ms(30_001);
+    // Only the same payload may take over: another one is a mismatch, and changes nothing.
+    let other = h
+        .executor
+        .execute(&*probe, inv(with_write("y", "thing#t", json!("absent")), "k"))
+        .await;
+    assert_eq!(other.outcome.expect_err("mismatch").kind(), ErrorKind::PayloadMismatch);
+    let left = h.record("probe#k").await.expect("still there");
+    assert_eq!((left.status, left.attempt), (RecordStatus::InProgress, 1));
+
     let ex = h.executor.execute(&*probe, inv(params, "k")).await;
     assert!(ex.outcome.is_ok());
     assert_eq!(ex.attempt, 2);
@@ -208,9 +217,9 @@ async fn expired_lease_is_taken_over(backend: Backend) {
     let audit = h.audit("probe#k").await;
     assert_eq!(
         h.statuses(&audit),
-        [AuditStatus::Completed, AuditStatus::TakenOver]
+        [AuditStatus::Completed, AuditStatus::TakenOver, AuditStatus::Rejected]
     );
-    assert!(audit.iter().all(|a| a.attempt == 2));
+    assert!(audit[..2].iter().all(|a| a.attempt == 2));
 }
 
 async fn retryable_error_releases_the_record_and_a_retry_runs_again(backend: Backend) {
@@ -537,11 +546,15 @@ async fn schema_violation_is_rejected_before_the_claim(backend: Backend) {
 }
 
 async fn fifty_concurrent_executions_run_the_handler_once(backend: Backend) {
-    let Some(h) = Harness::new(backend).await else { return };
+    let Some(h) = Harness::new(backend).await else {
+        return;
+    };
     let probe = Arc::new(Probe::new(ActionOptions::default()));
     probe.plan([Behavior::Sleep(Duration::from_millis(200))]);
     let params = with_write("x", "thing#50", json!("absent"));
-    let tasks: Vec<_> = (0..50).map(|_| h.spawn(&probe, inv(params.clone(), "k"))).collect();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| h.spawn(&probe, inv(params.clone(), "k")))
+        .collect();
     let mut firsts = 0;
     let mut in_progress = 0;
     let mut lease_lost = 0;
@@ -551,19 +564,29 @@ async fn fifty_concurrent_executions_run_the_handler_once(backend: Backend) {
             Ok(_) if !ex.replayed => firsts += 1,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::InProgress => in_progress += 1,
-            Err(e) if e.kind() == ErrorKind::Conflict && backend == Backend::Moto => lease_lost += 1,
+            Err(e) if e.kind() == ErrorKind::Conflict && backend == Backend::Moto => {
+                lease_lost += 1
+            }
             Err(e) => panic!("unexpected {e}"),
         }
     }
     assert_eq!(firsts, 1, "one execution committed");
     assert!(in_progress > 0, "duplicates met the lease");
-    assert_eq!(h.entity("thing#50").await.expect("written").version, 1, "effects exactly once");
+    assert_eq!(
+        h.entity("thing#50").await.expect("written").version,
+        1,
+        "effects exactly once"
+    );
     if backend == Backend::Moto {
         // moto's threaded server checks a condition and writes without a lock, so two
         // concurrent claims can both succeed there (DynamoDB and DynamoDB Local serialize
         // them). Even then the commit's conditions keep effects exactly once: every extra
         // run lost its lease at the commit and wrote nothing.
-        assert_eq!(probe.calls(), 1 + lease_lost, "every extra run on moto lost its lease");
+        assert_eq!(
+            probe.calls(),
+            1 + lease_lost,
+            "every extra run on moto lost its lease"
+        );
     } else {
         assert_eq!(probe.calls(), 1, "the handler ran exactly once");
     }
