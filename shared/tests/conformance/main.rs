@@ -199,9 +199,15 @@ async fn expired_lease_is_taken_over(backend: Backend) {
     // Only the same payload may take over: another one is a mismatch, and changes nothing.
     let other = h
         .executor
-        .execute(&*probe, inv(with_write("y", "thing#t", json!("absent")), "k"))
+        .execute(
+            &*probe,
+            inv(with_write("y", "thing#t", json!("absent")), "k"),
+        )
         .await;
-    assert_eq!(other.outcome.expect_err("mismatch").kind(), ErrorKind::PayloadMismatch);
+    assert_eq!(
+        other.outcome.expect_err("mismatch").kind(),
+        ErrorKind::PayloadMismatch
+    );
     let left = h.record("probe#k").await.expect("still there");
     assert_eq!((left.status, left.attempt), (RecordStatus::InProgress, 1));
 
@@ -217,7 +223,11 @@ async fn expired_lease_is_taken_over(backend: Backend) {
     let audit = h.audit("probe#k").await;
     assert_eq!(
         h.statuses(&audit),
-        [AuditStatus::Completed, AuditStatus::TakenOver, AuditStatus::Rejected]
+        [
+            AuditStatus::Completed,
+            AuditStatus::TakenOver,
+            AuditStatus::Rejected
+        ]
     );
     assert!(audit[..2].iter().all(|a| a.attempt == 2));
 }
