@@ -249,35 +249,11 @@ impl<A: Action> DynAction for A {
         let validator = validator::<A>()
             .as_ref()
             .map_err(|e| ActionError::internal(e.clone()))?;
-        let errors: Vec<Value> = validator
+        let errors: crate::validation::FieldErrors = validator
             .iter_errors(params)
-            .map(|e| {
-                serde_json::json!({
-                    "path": e.instance_path().to_string(),
-                    "message": e.to_string(),
-                })
-            })
+            .map(|e| (e.instance_path().to_string(), e.to_string()))
             .collect();
-        if !errors.is_empty() {
-            let summary = errors
-                .iter()
-                .filter_map(|e| {
-                    let path = e["path"].as_str().unwrap_or_default();
-                    let msg = e["message"].as_str()?;
-                    Some(if path.is_empty() {
-                        msg.to_owned()
-                    } else {
-                        format!("{path}: {msg}")
-                    })
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(ActionError::validation(format!(
-                "invalid params for {}: {summary}",
-                A::NAME
-            ))
-            .with_details(serde_json::json!({ "errors": errors })));
-        }
+        errors.into_result(A::NAME)?;
         let input = parse_input::<A>(params)?;
         Action::validate(self, &input)
     }

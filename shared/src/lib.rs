@@ -1,4 +1,3 @@
-// >>> HELPERS: "{COMMON}" in your brief means the rules in /tmp/briefs/COMMON-RULES.md. Read that file NOW. (The lead removes this line.)
 //! # actiondo — atomic actions for AWS Lambda
 //!
 //! Every unit of business work is an **atomic action**: it completes entirely or fails
@@ -61,13 +60,19 @@
 pub mod action;
 pub mod audit;
 pub mod clock;
+pub mod config;
 pub mod context;
 pub mod error;
 pub mod executor;
 pub mod hash;
+#[cfg(feature = "http-client")]
+pub mod http_client;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "lambda")]
 pub mod trigger;
+pub mod validation;
 
 pub use action::{Action, ActionOptions, Catalog, DynAction, KeyPolicy, Lease, Mode};
 pub use audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
@@ -78,3 +83,4 @@ pub use executor::{Execution, Executor, Invocation, Params, Response};
 pub use store::{Entity, EntityKey, Expect, Store, StoreConfig};
 #[cfg(feature = "lambda")]
 pub use trigger::{BoxError, Handler, run};
+pub use validation::FieldErrors;

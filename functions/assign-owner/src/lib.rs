@@ -36,10 +36,11 @@
 //!   then: without it and without the entity, an assignment fails with
 //!   `ActionDo.Internal` (a deployment error; retryable once it is fixed).
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, Mode};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, Mode,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The environment variable that seeds the owner list.
 pub const OWNERS_ENV: &str = "OWNERS";
@@ -161,19 +162,14 @@ fn check(input: &AssignOwnerInput) -> Result<String, ActionError> {
     let contact_id = input.contact_id.trim();
     let problem = if contact_id.is_empty() {
         Some("must not be empty".to_owned())
-    } else if contact_id.chars().count() > MAX_CONTACT_ID_CHARS {
-        Some(format!("must be at most {MAX_CONTACT_ID_CHARS} characters"))
-    } else if contact_id.chars().any(char::is_control) {
-        Some("must not contain control characters".to_owned())
     } else {
-        None
+        actiondo::validation::text_problem(contact_id, MAX_CONTACT_ID_CHARS)
     };
     match problem {
         None => Ok(contact_id.to_owned()),
-        Some(message) => Err(ActionError::validation(format!(
-            "invalid assignment: /contactId: {message}"
-        ))
-        .with_details(json!({"errors": [{"path": "/contactId", "message": message}]}))),
+        Some(message) => Err(FieldErrors::new()
+            .with("/contactId", message)
+            .into_error("invalid assignment")),
     }
 }
 

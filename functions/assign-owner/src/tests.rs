@@ -1,22 +1,14 @@
 //! Tests of `assign-owner` on the embedded store.
 
-use std::time::Duration;
-
-use actiondo::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
+use actiondo::audit::AuditStatus;
 use actiondo::store::sqlite::SqliteStore;
-use actiondo::store::{Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, Store};
-use actiondo::{Entity, ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use actiondo::testing::{self, SlowReads, TestResult, error_kind as kind, executor};
+use actiondo::{ErrorKind, Execution, Executor, Invocation, Source};
 use serde_json::json;
 
 use super::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
 const OWNERS: [&str; 3] = ["ann", "bo", "cy"];
-
-fn executor() -> Result<Executor, StoreError> {
-    Ok(Executor::new(SqliteStore::in_memory()?))
-}
 
 async fn run_with(
     action: &AssignOwner,
@@ -24,12 +16,7 @@ async fn run_with(
     contact: &str,
     key: &str,
 ) -> Execution {
-    executor
-        .execute(
-            action,
-            Invocation::new(json!({"contactId": contact}), Source::Cli).with_key(key),
-        )
-        .await
+    testing::run(executor, action, json!({"contactId": contact}), key).await
 }
 
 async fn run(executor: &Executor, contact: &str, key: &str) -> Execution {
@@ -43,10 +30,6 @@ async fn rotation(
         None => Ok(None),
         Some(e) => Ok(Some((serde_json::from_value(e.doc)?, e.version))),
     }
-}
-
-fn kind(execution: &Execution) -> Option<ErrorKind> {
-    execution.outcome.as_ref().err().map(ActionError::kind)
 }
 
 #[test]
@@ -126,15 +109,8 @@ async fn a_replay_returns_the_stored_output_byte_for_byte() -> TestResult {
     assert!(!first.replayed && replay.replayed);
     assert_eq!(first.outcome?.get(), replay.outcome?.get());
     assert_eq!(rotation(&executor).await?.ok_or("no rotation")?.1, 1);
-    let trail = executor
-        .store()
-        .query_audit(&AuditQuery::new(AuditFilter::Execution(
-            "assign-owner#same".into(),
-        )))
-        .await?;
-    let statuses: Vec<AuditStatus> = trail.records.iter().map(|r| r.status).collect();
     assert_eq!(
-        statuses,
+        testing::audit_statuses(&executor, "assign-owner#same").await?,
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
     Ok(())
@@ -146,11 +122,7 @@ async fn without_owners_or_a_stored_list_nothing_is_assigned() -> TestResult {
     let unseeded = AssignOwner::without_seed();
     let execution = run_with(&unseeded, &executor, "c_1", "k1").await;
     assert_eq!(kind(&execution), Some(ErrorKind::Internal));
-    let message = execution
-        .outcome
-        .err()
-        .map(|e| e.message().to_owned())
-        .unwrap_or_default();
+    let message = testing::error_message(&execution);
     assert!(message.contains("OWNERS"), "{message}");
     assert!(rotation(&executor).await?.is_none());
     assert!(
@@ -195,11 +167,7 @@ async fn bad_contact_ids_are_rejected_before_any_claim() -> TestResult {
         let key = format!("bad{i}");
         let execution = run(&executor, bad, &key).await;
         assert_eq!(kind(&execution), Some(ErrorKind::Validation), "{bad:?}");
-        let details = execution
-            .outcome
-            .as_ref()
-            .err()
-            .and_then(|e| e.details().cloned());
+        let details = testing::error_details(&execution);
         assert_eq!(
             details.as_ref().map(|d| d["errors"][0]["path"].clone()),
             Some(json!("/contactId"))
@@ -223,54 +191,18 @@ async fn bad_contact_ids_are_rejected_before_any_claim() -> TestResult {
     Ok(())
 }
 
-/// A store whose entity reads take a little while, so that concurrent executions really
-/// interleave between their read of the rotation and their commit.
-#[derive(Debug)]
-struct SlowReads(SqliteStore);
-
-#[async_trait::async_trait]
-impl Store for SlowReads {
-    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        self.0.claim(claim).await
-    }
-    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
-        self.0.commit(commit).await
-    }
-    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.0.put_audit(record).await
-    }
-    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.0.get_record(id).await
-    }
-    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
-        let entity = self.0.get_entity(key).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        entity
-    }
-    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        self.0.query_audit(query).await
-    }
-}
-
 /// Run like a real client: retry on `ActionDo.Conflict`, a bounded number of times.
 async fn run_retrying(executor: Executor, contact: String, key: String) -> Execution {
-    let mut conflicts = 0;
-    loop {
-        let execution = run(&executor, &contact, &key).await;
-        match &execution.outcome {
-            Err(e) if e.kind() == ErrorKind::Conflict && conflicts < 50 => {
-                conflicts += 1;
-                tokio::task::yield_now().await;
-            }
-            _ => return execution,
-        }
-    }
+    let action = AssignOwner::new(OWNERS);
+    testing::run_retrying(&executor, &action, json!({"contactId": contact}), &key)
+        .await
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_assignments_take_every_turn_exactly_once() -> TestResult {
     const N: u64 = 20;
-    let executor = Executor::new(SlowReads(SqliteStore::in_memory()?));
+    let executor = Executor::new(SlowReads::new(SqliteStore::in_memory()?));
     let tasks: Vec<_> = (0..N)
         .map(|i| {
             tokio::spawn(run_retrying(
@@ -307,7 +239,7 @@ async fn concurrent_assignments_take_every_turn_exactly_once() -> TestResult {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_assignments_of_one_contact_take_one_turn() -> TestResult {
-    let executor = Executor::new(SlowReads(SqliteStore::in_memory()?));
+    let executor = Executor::new(SlowReads::new(SqliteStore::in_memory()?));
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             tokio::spawn(run_retrying(

@@ -50,11 +50,12 @@
 //! None: the action reads no environment variable of its own (the store comes from
 //! `ACTIONDO_STORE` and the `ACTIONDO_*_TABLE` variables, as for every action).
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, Mode};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, Mode,
+};
 use iso_currency::Currency;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The most lines one invoice may have (the invoice is one entity item, which must stay
 /// well below DynamoDB's 400 KB item size).
@@ -197,53 +198,17 @@ struct Checked {
     total: i64,
 }
 
-/// Collects validation problems as `{path, message}`.
-#[derive(Debug, Default)]
-struct Problems(Vec<serde_json::Value>);
-
-impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0
-            .push(json!({"path": path.into(), "message": message.into()}));
-    }
-
-    fn into_result<T>(self, value: T) -> Result<T, ActionError> {
-        if self.0.is_empty() {
-            return Ok(value);
-        }
-        let summary = self
-            .0
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {}",
-                    p["path"].as_str().unwrap_or_default(),
-                    p["message"].as_str().unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(
-            ActionError::validation(format!("invalid invoice: {summary}"))
-                .with_details(json!({"errors": self.0})),
-        )
-    }
-}
-
 /// Check every rule of the input and compute the amounts; every problem is reported.
 fn check(input: &CreateInvoiceInput) -> Result<Checked, ActionError> {
-    let mut problems = Problems::default();
+    let mut problems = FieldErrors::new();
 
     let customer_id = input.customer_id.trim();
     if customer_id.is_empty() {
         problems.add("/customerId", "must not be empty");
-    } else if customer_id.chars().count() > MAX_CUSTOMER_ID_CHARS {
-        problems.add(
-            "/customerId",
-            format!("must be at most {MAX_CUSTOMER_ID_CHARS} characters"),
-        );
-    } else if customer_id.chars().any(char::is_control) {
-        problems.add("/customerId", "must not contain control characters");
+    } else if let Some(problem) =
+        actiondo::validation::text_problem(customer_id, MAX_CUSTOMER_ID_CHARS)
+    {
+        problems.add("/customerId", problem);
     }
 
     let currency = input.currency.as_str();
@@ -337,7 +302,8 @@ fn check(input: &CreateInvoiceInput) -> Result<Checked, ActionError> {
         );
     }
 
-    problems.into_result(Checked {
+    problems.into_result_with("invalid invoice")?;
+    Ok(Checked {
         customer_id: customer_id.to_owned(),
         currency: currency.to_owned(),
         lines,

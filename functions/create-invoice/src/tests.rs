@@ -1,28 +1,15 @@
 //! Tests of `create-invoice` on the embedded store.
 
-use std::time::Duration;
-
-use actiondo::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
+use actiondo::audit::{AuditFilter, AuditQuery, AuditRecord, AuditStatus};
 use actiondo::store::sqlite::SqliteStore;
-use actiondo::store::{Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, Store};
-use actiondo::{Entity, EntityKey, ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use actiondo::testing::{self, SlowReads, TestResult, error_kind as kind, error_paths, executor};
+use actiondo::{Entity, ErrorKind, Execution, Executor, StoreError};
 use serde_json::{Value, json};
 
 use super::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn executor() -> Result<Executor, StoreError> {
-    Ok(Executor::new(SqliteStore::in_memory()?))
-}
-
 async fn run(executor: &Executor, params: Value, key: &str) -> Execution {
-    executor
-        .execute(
-            &CreateInvoice::new(),
-            Invocation::new(params, Source::Cli).with_key(key),
-        )
-        .await
+    testing::run(executor, &CreateInvoice::new(), params, key).await
 }
 
 fn invoice(customer: &str, lines: Value) -> Value {
@@ -53,25 +40,6 @@ async fn audit(executor: &Executor, key: &str) -> Result<Vec<AuditRecord>, Store
         ))))
         .await?;
     Ok(page.records)
-}
-
-fn error_paths(execution: &Execution) -> Vec<String> {
-    let Err(e) = &execution.outcome else {
-        return Vec::new();
-    };
-    e.details()
-        .and_then(|d| d["errors"].as_array())
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|p| p["path"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn kind(execution: &Execution) -> Option<ErrorKind> {
-    execution.outcome.as_ref().err().map(ActionError::kind)
 }
 
 #[tokio::test]
@@ -183,13 +151,8 @@ async fn a_replay_returns_the_same_number_byte_for_byte_and_burns_none() -> Test
         .output()?;
     assert_eq!(next.number, 2);
 
-    let statuses: Vec<AuditStatus> = audit(&executor, "same-key")
-        .await?
-        .iter()
-        .map(|r| r.status)
-        .collect();
     assert_eq!(
-        statuses,
+        testing::audit_statuses(&executor, "create-invoice#same-key").await?,
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
     Ok(())
@@ -358,53 +321,14 @@ async fn schema_violations_are_rejected_before_the_handler() -> TestResult {
     Ok(())
 }
 
-/// A store whose entity reads take a little while, so that concurrent executions really
-/// interleave between their read of the counter and their commit.
-#[derive(Debug)]
-struct SlowReads(SqliteStore);
-
-#[async_trait::async_trait]
-impl Store for SlowReads {
-    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        self.0.claim(claim).await
-    }
-    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
-        self.0.commit(commit).await
-    }
-    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.0.put_audit(record).await
-    }
-    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.0.get_record(id).await
-    }
-    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
-        let entity = self.0.get_entity(key).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        entity
-    }
-    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        self.0.query_audit(query).await
-    }
-}
-
 /// Run like a real client: retry on a retryable error (Conflict), a bounded number of times.
 async fn run_retrying(executor: Executor, params: Value, key: String) -> (Execution, u32) {
-    let mut conflicts = 0;
-    loop {
-        let execution = run(&executor, params.clone(), &key).await;
-        match &execution.outcome {
-            Err(e) if e.kind() == ErrorKind::Conflict && conflicts < 50 => {
-                conflicts += 1;
-                tokio::task::yield_now().await;
-            }
-            _ => return (execution, conflicts),
-        }
-    }
+    testing::run_retrying(&executor, &CreateInvoice::new(), params, &key).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_concurrent_invoices_take_numbers_one_to_twenty_exactly_once() -> TestResult {
-    let executor = Executor::new(SlowReads(SqliteStore::in_memory()?));
+    let executor = Executor::new(SlowReads::new(SqliteStore::in_memory()?));
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let params = invoice(

@@ -40,11 +40,11 @@
 //!
 //! None of its own.
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, Mode};
-use email_address::{EmailAddress, Options};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, Mode,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The longest name or company, in characters.
 pub const MAX_FIELD_CHARS: usize = 200;
@@ -149,23 +149,14 @@ struct Checked {
 }
 
 fn check(input: &ContactInput) -> Result<Checked, ActionError> {
-    let mut problems: Vec<serde_json::Value> = Vec::new();
-    let mut problem = |path: &str, message: String| {
-        problems.push(json!({"path": path, "message": message}));
-    };
+    let mut problems = FieldErrors::new();
+    let mut problem = |path: &str, message: String| problems.add(path, message);
 
     let email = normalize_email(&input.email);
-    let options = Options::default()
-        .with_required_tld()
-        .without_display_text()
-        .without_domain_literal();
     if email.is_empty() {
         problem("/email", "must not be empty".into());
-    } else if let Err(e) = EmailAddress::parse_with_options(&email, options) {
-        problem(
-            "/email",
-            format!("{email:?} is not a valid email address: {e}"),
-        );
+    } else if let Some(message) = actiondo::validation::email_syntax_problem(&email) {
+        problem("/email", message);
     }
 
     let name = input.name.trim();
@@ -186,23 +177,7 @@ fn check(input: &ContactInput) -> Result<Checked, ActionError> {
         );
     }
 
-    if !problems.is_empty() {
-        let summary = problems
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {}",
-                    p["path"].as_str().unwrap_or_default(),
-                    p["message"].as_str().unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(
-            ActionError::validation(format!("invalid contact: {summary}"))
-                .with_details(json!({"errors": problems})),
-        );
-    }
+    problems.into_result_with("invalid contact")?;
     Ok(Checked {
         email,
         name: name.to_owned(),

@@ -1,28 +1,15 @@
 //! Tests of `create-or-update-contact` on the embedded store.
 
-use std::time::Duration;
-
-use actiondo::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
+use actiondo::audit::{AuditFilter, AuditQuery, AuditStatus};
 use actiondo::store::sqlite::SqliteStore;
-use actiondo::store::{Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, Store};
-use actiondo::{Entity, ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use actiondo::testing::{self, SlowReads, TestResult, error_paths, executor};
+use actiondo::{ErrorKind, Execution, Executor};
 use serde_json::{Value, json};
 
 use super::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn executor() -> Result<Executor, StoreError> {
-    Ok(Executor::new(SqliteStore::in_memory()?))
-}
-
 async fn run(executor: &Executor, params: Value, key: &str) -> Execution {
-    executor
-        .execute(
-            &CreateOrUpdateContact::new(),
-            Invocation::new(params, Source::Cli).with_key(key),
-        )
-        .await
+    testing::run(executor, &CreateOrUpdateContact::new(), params, key).await
 }
 
 async fn contact(
@@ -35,22 +22,6 @@ async fn contact(
         .await?
         .ok_or("no contact entity")?;
     Ok((serde_json::from_value(entity.doc)?, entity.version))
-}
-
-fn error_paths(execution: &Execution) -> Vec<String> {
-    execution
-        .outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.details())
-        .and_then(|d| d["errors"].as_array())
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|p| p["path"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -198,15 +169,8 @@ async fn a_replay_returns_the_stored_output_byte_for_byte_and_writes_nothing() -
     let (doc, version) = contact(&executor, "di@delta.org").await?;
     assert_eq!((doc.name.as_str(), version), ("Diana", 2));
 
-    let trail = executor
-        .store()
-        .query_audit(&AuditQuery::new(AuditFilter::Execution(
-            "create-or-update-contact#k".into(),
-        )))
-        .await?;
-    let statuses: Vec<AuditStatus> = trail.records.iter().map(|r| r.status).collect();
     assert_eq!(
-        statuses,
+        testing::audit_statuses(&executor, "create-or-update-contact#k").await?,
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
     Ok(())
@@ -221,10 +185,7 @@ async fn every_problem_is_listed_and_nothing_is_written() -> TestResult {
         "bad",
     )
     .await;
-    assert_eq!(
-        execution.outcome.as_ref().err().map(ActionError::kind),
-        Some(ErrorKind::Validation)
-    );
+    assert_eq!(testing::error_kind(&execution), Some(ErrorKind::Validation));
     assert_eq!(error_paths(&execution), vec!["/email", "/name", "/company"]);
     assert!(
         executor
@@ -251,10 +212,7 @@ async fn every_problem_is_listed_and_nothing_is_written() -> TestResult {
 async fn schema_violations_are_rejected_before_the_handler() -> TestResult {
     let executor = executor()?;
     let execution = run(&executor, json!({"email": 42, "nmae": "Ann"}), "schema").await;
-    assert_eq!(
-        execution.outcome.as_ref().err().map(ActionError::kind),
-        Some(ErrorKind::Validation)
-    );
+    assert_eq!(testing::error_kind(&execution), Some(ErrorKind::Validation));
     // A number for the email, the missing name, the unknown field.
     assert!(
         error_paths(&execution).len() >= 3,
@@ -272,53 +230,16 @@ async fn schema_violations_are_rejected_before_the_handler() -> TestResult {
     Ok(())
 }
 
-/// A store whose entity reads take a little while, so that concurrent executions really
-/// interleave between their read of the contact and their commit.
-#[derive(Debug)]
-struct SlowReads(SqliteStore);
-
-#[async_trait::async_trait]
-impl Store for SlowReads {
-    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
-        self.0.claim(claim).await
-    }
-    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
-        self.0.commit(commit).await
-    }
-    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
-        self.0.put_audit(record).await
-    }
-    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        self.0.get_record(id).await
-    }
-    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
-        let entity = self.0.get_entity(key).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        entity
-    }
-    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
-        self.0.query_audit(query).await
-    }
-}
-
 /// Run like a real client: retry on `ActionDo.Conflict`, a bounded number of times.
 async fn run_retrying(executor: Executor, params: Value, key: String) -> Execution {
-    let mut conflicts = 0;
-    loop {
-        let execution = run(&executor, params.clone(), &key).await;
-        match &execution.outcome {
-            Err(e) if e.kind() == ErrorKind::Conflict && conflicts < 50 => {
-                conflicts += 1;
-                tokio::task::yield_now().await;
-            }
-            _ => return execution,
-        }
-    }
+    testing::run_retrying(&executor, &CreateOrUpdateContact::new(), params, &key)
+        .await
+        .0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_for_one_email_never_duplicate_the_contact() -> TestResult {
-    let executor = Executor::new(SlowReads(SqliteStore::in_memory()?));
+    let executor = Executor::new(SlowReads::new(SqliteStore::in_memory()?));
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             // The same address in different cases, a different name each time.
@@ -368,7 +289,7 @@ async fn concurrent_calls_for_one_email_never_duplicate_the_contact() -> TestRes
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_calls_for_distinct_emails_create_one_contact_each() -> TestResult {
-    let executor = Executor::new(SlowReads(SqliteStore::in_memory()?));
+    let executor = Executor::new(SlowReads::new(SqliteStore::in_memory()?));
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let params = json!({"email": format!("user{i}@example.com"), "name": "User"});

@@ -49,14 +49,12 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, Mode};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, Mode,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-
-mod fields;
-
-pub use fields::FieldErrors;
 
 /// The sort key of a user's profile entity.
 pub const USER_PROFILE_SK: &str = "profile";
@@ -142,9 +140,10 @@ pub fn normalize_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
-/// Why an email address is not acceptable, if it is not (syntax per RFC 5322 via the
-/// `email_address` crate, a domain with a top-level domain, no display name, no
-/// domain literal, at most [`MAX_EMAIL_BYTES`]).
+/// Why an email address is not acceptable, if it is not: not empty after trimming, at
+/// most [`MAX_EMAIL_BYTES`], and the syntax of
+/// [`actiondo::validation::parse_email`] (RFC 5322, a domain with a top-level domain, no
+/// display name, no domain literal).
 pub fn email_problem(email: &str) -> Option<String> {
     let email = email.trim();
     if email.is_empty() {
@@ -153,13 +152,7 @@ pub fn email_problem(email: &str) -> Option<String> {
     if email.len() > MAX_EMAIL_BYTES {
         return Some(format!("must be at most {MAX_EMAIL_BYTES} bytes"));
     }
-    let options = email_address::Options::default()
-        .with_required_tld()
-        .without_domain_literal()
-        .without_display_text();
-    email_address::EmailAddress::parse_with_options(email, options)
-        .err()
-        .map(|e| format!("{email:?} is not a valid email address: {e}"))
+    actiondo::validation::email_syntax_problem(email)
 }
 
 /// Read a user's profile (a staged write of this execution is seen first).
@@ -241,13 +234,8 @@ impl Action for CreateUser {
         let name = input.name.trim();
         if name.is_empty() {
             errors.add("/name", "must not be blank");
-        } else if name.chars().count() > MAX_NAME_CHARS {
-            errors.add(
-                "/name",
-                format!("must be at most {MAX_NAME_CHARS} characters"),
-            );
-        } else if name.chars().any(char::is_control) {
-            errors.add("/name", "must not contain control characters");
+        } else if let Some(problem) = actiondo::validation::text_problem(name, MAX_NAME_CHARS) {
+            errors.add("/name", problem);
         }
         errors.into_result(Self::NAME)
     }

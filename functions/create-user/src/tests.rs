@@ -1,48 +1,21 @@
 use std::sync::Arc;
 
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{
-    AuditFilter, AuditQuery, AuditStatus, ErrorKind, Execution, Executor, Invocation, Source,
-};
+use actiondo::testing::{self, paths as error_paths};
+use actiondo::{AuditStatus, ErrorKind, Execution, Executor, Invocation, Source};
 use serde_json::{Value, json};
 
 use super::*;
 
 fn executor() -> Executor {
-    Executor::new(SqliteStore::in_memory().expect("in-memory store"))
+    testing::executor().expect("in-memory store")
 }
 
 async fn run(executor: &Executor, key: &str, params: Value) -> Execution {
-    executor
-        .execute(
-            &CreateUser,
-            Invocation::new(params, Source::Cli).with_key(key),
-        )
-        .await
+    testing::run(executor, &CreateUser, params, key).await
 }
 
 async fn entity(executor: &Executor, key: &EntityKey) -> Option<actiondo::Entity> {
     executor.store().get_entity(key).await.expect("get_entity")
-}
-
-async fn statuses(executor: &Executor, key: &str) -> Vec<AuditStatus> {
-    let page = executor
-        .store()
-        .query_audit(&AuditQuery::new(AuditFilter::Execution(format!(
-            "create-user#{key}"
-        ))))
-        .await
-        .expect("query_audit");
-    page.records.iter().map(|r| r.status).collect()
-}
-
-fn error_paths(err: &ActionError) -> Vec<String> {
-    err.details().expect("details")["errors"]
-        .as_array()
-        .expect("errors array")
-        .iter()
-        .map(|e| e["path"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -80,7 +53,12 @@ async fn creates_the_profile_and_the_email_index() {
         index.doc,
         json!({"userId": out.user_id, "email": "ada@example.com"})
     );
-    assert_eq!(statuses(&ex, "k1").await, vec![AuditStatus::Completed]);
+    assert_eq!(
+        testing::audit_statuses(&ex, "create-user#k1")
+            .await
+            .expect("query_audit"),
+        vec![AuditStatus::Completed]
+    );
 }
 
 #[tokio::test]
@@ -112,7 +90,9 @@ async fn a_replay_returns_the_same_bytes_and_creates_nothing() {
     assert_eq!(index.doc["userId"], json!(out.user_id));
     assert_eq!(index.version, 1, "written once");
     assert_eq!(
-        statuses(&ex, "k1").await,
+        testing::audit_statuses(&ex, "create-user#k1")
+            .await
+            .expect("query_audit"),
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
 }
@@ -153,7 +133,9 @@ async fn a_second_user_with_the_same_email_is_rejected_not_replayed() {
         ErrorKind::Rejected
     );
     assert_eq!(
-        statuses(&ex, "k2").await,
+        testing::audit_statuses(&ex, "create-user#k2")
+            .await
+            .expect("query_audit"),
         vec![AuditStatus::Replayed, AuditStatus::Failed]
     );
     let index = entity(&ex, &email_index_key("ada@example.com"))
@@ -176,7 +158,12 @@ async fn every_invalid_field_is_listed_and_nothing_is_written() {
             .expect("get_record")
             .is_none()
     );
-    assert_eq!(statuses(&ex, "bad").await, vec![AuditStatus::Rejected]);
+    assert_eq!(
+        testing::audit_statuses(&ex, "create-user#bad")
+            .await
+            .expect("query_audit"),
+        vec![AuditStatus::Rejected]
+    );
 }
 
 #[tokio::test]

@@ -57,8 +57,8 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, Mode};
-use email_address::{EmailAddress, Options};
+use actiondo::http_client::{self, body_snippet};
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use reqwest::header;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -182,18 +182,14 @@ pub struct Provider {
 }
 
 impl Provider {
-    /// A provider at `url` (http or https) with a request timeout.
+    /// A provider at `url` (http or https) with a request timeout. The error says what
+    /// is wrong without repeating the URL (its query may carry a secret).
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
-        let url = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{url} is not an http(s) URL"));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .user_agent(concat!("action.do enrich-lead/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let url = http_client::http_url(url)?;
+        let client = http_client::build(http_client::client_builder(
+            concat!("action.do enrich-lead/", env!("CARGO_PKG_VERSION")),
+            timeout,
+        ))?;
         Ok(Self {
             url,
             api_key: None,
@@ -229,20 +225,13 @@ impl Provider {
         let response = request.send().await.map_err(|e| self.send_error(e))?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| self.send_error(e))?;
-        if status.is_server_error()
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        {
-            return Err(ActionError::transient(format!(
-                "the enrichment provider answered {status}"
-            ))
-            .with_details(json!({"status": status.as_u16(), "body": snippet(&body)})));
-        }
-        if !status.is_success() {
-            return Err(ActionError::rejected(format!(
-                "the enrichment provider refused the lookup of {domain}: {status}"
-            ))
-            .with_details(json!({"status": status.as_u16(), "body": snippet(&body)})));
+        if let Some(e) = http_client::status_error(
+            SERVICE,
+            format_args!("the lookup of {domain}"),
+            status,
+            &body,
+        ) {
+            return Err(e);
         }
         if body.len() > MAX_PROVIDER_BYTES {
             return Err(ActionError::transient(format!(
@@ -254,34 +243,24 @@ impl Provider {
             Ok(Value::Object(map)) => Ok(map),
             Ok(other) => Err(ActionError::transient(format!(
                 "the enrichment provider answered JSON that is not an object: {}",
-                snippet(other.to_string().as_bytes())
+                body_snippet(other.to_string().as_bytes())
             ))),
             Err(e) => Err(ActionError::transient(format!(
                 "the enrichment provider answered something that is not JSON: {e}"
             ))
-            .with_details(json!({"status": status.as_u16(), "body": snippet(&body)}))),
+            .with_details(json!({"status": status.as_u16(), "body": body_snippet(&body)}))),
         }
     }
 
     fn send_error(&self, e: reqwest::Error) -> ActionError {
-        let what = if e.is_timeout() {
-            format!("did not answer within {} ms", self.timeout.as_millis())
-        } else if e.is_connect() {
-            "could not be reached".to_owned()
-        } else {
-            "failed".to_owned()
-        };
-        // The URL may carry a secret in its query: keep it out of messages and logs.
-        let e = e.without_url();
-        ActionError::transient(format!("the enrichment provider {what}: {e}")).with_source(e)
+        // The URL may carry a secret in its query: `transport_error` keeps it out of
+        // messages and logs.
+        http_client::transport_error(SERVICE, self.timeout, e)
     }
 }
 
-/// The first 512 bytes of a body, as text, for error details.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    text.chars().take(512).collect()
-}
+/// How errors name the provider.
+const SERVICE: &str = "enrichment provider";
 
 /// The `enrich-lead` action.
 #[derive(Debug, Clone, Default)]
@@ -310,16 +289,15 @@ impl EnrichLead {
     /// When `ENRICHMENT_URL` is not an http(s) URL or `ENRICHMENT_TIMEOUT_MS` is not a
     /// positive integer: deployment errors that must fail the cold start.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let var = actiondo::config::env_var;
         let Some(url) = var(URL_ENV) else {
             return Self::new();
         };
         let timeout = match var(TIMEOUT_ENV) {
             None => DEFAULT_TIMEOUT,
-            Some(ms) => match ms.trim().parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => panic!("{TIMEOUT_ENV}: {ms:?} is not a positive number of milliseconds"),
-            },
+            Some(ms) => {
+                actiondo::config::millis(TIMEOUT_ENV, &ms).unwrap_or_else(|e| panic!("{e}"))
+            }
         };
         let provider = match Provider::new(url.trim(), timeout) {
             Ok(p) => p,
@@ -339,19 +317,12 @@ impl EnrichLead {
 
 /// The email's domain, or a validation error.
 fn email_domain(email: &str) -> Result<String, ActionError> {
-    let email = email.trim().to_lowercase();
-    let options = Options::default()
-        .with_required_tld()
-        .without_display_text()
-        .without_domain_literal();
-    let message = match EmailAddress::parse_with_options(&email, options) {
-        Ok(address) => return Ok(address.domain().trim_end_matches('.').to_owned()),
-        Err(e) => format!("{email:?} is not a valid email address: {e}"),
-    };
-    Err(
-        ActionError::validation(format!("invalid lead: /email: {message}"))
-            .with_details(json!({"errors": [{"path": "/email", "message": message}]})),
-    )
+    match actiondo::validation::parse_email(&email.trim().to_lowercase()) {
+        Ok(address) => Ok(address.domain().trim_end_matches('.').to_owned()),
+        Err(message) => Err(FieldErrors::new()
+            .with("/email", message)
+            .into_error("invalid lead")),
+    }
 }
 
 impl Action for EnrichLead {

@@ -3,24 +3,17 @@
 use std::time::Duration;
 
 use actiondo::store::RecordStatus;
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use actiondo::testing::http::{answering, failing_once, received};
+use actiondo::testing::{self, TestResult, error_kind as kind, executor};
+use actiondo::{ErrorKind, Execution, Executor};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn executor() -> Result<Executor, StoreError> {
-    Ok(Executor::new(SqliteStore::in_memory()?))
-}
-
 async fn run(executor: &Executor, action: &EnrichLead, params: Value, key: &str) -> Execution {
-    executor
-        .execute(action, Invocation::new(params, Source::Cli).with_key(key))
-        .await
+    testing::run(executor, action, params, key).await
 }
 
 async fn enrich(params: Value) -> Result<EnrichLeadOutput, Box<dyn std::error::Error>> {
@@ -40,11 +33,7 @@ fn with_provider(server: &MockServer, timeout_ms: u64) -> Result<EnrichLead, Str
 }
 
 async fn requests(server: &MockServer) -> usize {
-    server.received_requests().await.map_or(0, |r| r.len())
-}
-
-fn kind(execution: &Execution) -> Option<ErrorKind> {
-    execution.outcome.as_ref().err().map(ActionError::kind)
+    received(server).await.len()
 }
 
 #[test]
@@ -249,25 +238,17 @@ async fn without_a_company_domain_the_provider_is_not_asked() -> TestResult {
 
 #[tokio::test]
 async fn a_provider_5xx_is_transient_and_a_retry_asks_again() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": "Acme"})))
-        .mount(&server)
-        .await;
+    let server = failing_once(
+        "GET",
+        ResponseTemplate::new(503).set_body_string("maintenance"),
+        ResponseTemplate::new(200).set_body_json(json!({"name": "Acme"})),
+    )
+    .await;
     let executor = executor()?;
     let action = with_provider(&server, 3000)?;
     let failed = run(&executor, &action, json!({"email": "ann@acme.com"}), "k").await;
     assert_eq!(kind(&failed), Some(ErrorKind::Transient));
-    let details = failed
-        .outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.details().cloned());
+    let details = testing::error_details(&failed);
     assert_eq!(details, Some(json!({"status": 503, "body": "maintenance"})));
     // Nothing was stored: the retry runs again and succeeds.
     assert!(
@@ -286,11 +267,7 @@ async fn a_provider_5xx_is_transient_and_a_retry_asks_again() -> TestResult {
 
 #[tokio::test]
 async fn throttling_is_transient() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(429))
-        .mount(&server)
-        .await;
+    let server = answering("GET", ResponseTemplate::new(429)).await;
     let execution = run(
         &executor()?,
         &with_provider(&server, 3000)?,
@@ -304,21 +281,16 @@ async fn throttling_is_transient() -> TestResult {
 
 #[tokio::test]
 async fn a_provider_4xx_is_rejected_stored_and_replayed() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(404).set_body_json(json!({"error": "unknown domain"})))
-        .mount(&server)
-        .await;
+    let server = answering(
+        "GET",
+        ResponseTemplate::new(404).set_body_json(json!({"error": "unknown domain"})),
+    )
+    .await;
     let executor = executor()?;
     let action = with_provider(&server, 3000)?;
     let execution = run(&executor, &action, json!({"email": "ann@acme.com"}), "k").await;
     assert_eq!(kind(&execution), Some(ErrorKind::Rejected));
-    let details = execution
-        .outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.details().cloned())
-        .ok_or("no details")?;
+    let details = testing::error_details(&execution).ok_or("no details")?;
     assert_eq!(details["status"], 404);
     assert_eq!(details["body"], r#"{"error":"unknown domain"}"#);
     let record = executor
@@ -337,15 +309,13 @@ async fn a_provider_4xx_is_rejected_stored_and_replayed() -> TestResult {
 
 #[tokio::test]
 async fn a_slow_provider_times_out_as_transient() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({}))
-                .set_delay(Duration::from_millis(2000)),
-        )
-        .mount(&server)
-        .await;
+    let server = answering(
+        "GET",
+        ResponseTemplate::new(200)
+            .set_body_json(json!({}))
+            .set_delay(Duration::from_millis(2000)),
+    )
+    .await;
     let started = std::time::Instant::now();
     let execution = run(
         &executor()?,
@@ -355,11 +325,7 @@ async fn a_slow_provider_times_out_as_transient() -> TestResult {
     )
     .await;
     assert_eq!(kind(&execution), Some(ErrorKind::Transient));
-    let message = execution
-        .outcome
-        .err()
-        .map(|e| e.message().to_owned())
-        .unwrap_or_default();
+    let message = testing::error_message(&execution);
     assert!(message.contains("within 150 ms"), "{message}");
     assert!(started.elapsed() < Duration::from_millis(1500));
     Ok(())
@@ -371,11 +337,7 @@ async fn an_answer_that_is_not_a_json_object_is_transient() -> TestResult {
         ResponseTemplate::new(200).set_body_json(json!([1, 2])),
         ResponseTemplate::new(200).set_body_string("<html>"),
     ] {
-        let server = MockServer::start().await;
-        Mock::given(method("GET"))
-            .respond_with(body)
-            .mount(&server)
-            .await;
+        let server = answering("GET", body).await;
         let execution = run(
             &executor()?,
             &with_provider(&server, 3000)?,
@@ -391,9 +353,7 @@ async fn an_answer_that_is_not_a_json_object_is_transient() -> TestResult {
 #[tokio::test]
 async fn an_unreachable_provider_is_transient() -> TestResult {
     // A port that was free a moment ago: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = testing::unused_port()?;
     let action = EnrichLead::with_provider(Provider::new(
         &format!("http://127.0.0.1:{port}/"),
         Duration::from_millis(500),

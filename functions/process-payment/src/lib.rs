@@ -39,8 +39,9 @@
 //! `PAYMENT_API_URL`, `PAYMENT_API_KEY` (required), `PAYMENT_API_TIMEOUT_MS` (default
 //! 10000): see [`provider`].
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, KeyPolicy};
-use create_user::FieldErrors;
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, KeyPolicy,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -175,7 +176,7 @@ impl ProcessPayment {
     pub fn provider(&self) -> Result<&PaymentProvider, ActionError> {
         self.provider
             .as_ref()
-            .map_err(|e| provider::not_configured(<Self as Action>::NAME, e))
+            .map_err(|e| actiondo::config::not_configured(<Self as Action>::NAME, e))
     }
 }
 

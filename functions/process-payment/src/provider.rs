@@ -23,13 +23,17 @@
 //! | 400 (`invalid_request_error`: a parameter the provider refuses) | `ActionDo.Validation` |
 //! | 409 `idempotency_error` (the key was used with other parameters) | `ActionDo.Rejected` |
 //! | other 409 (a request with the same key is in flight) | `ActionDo.Transient` |
-//! | 429, 5xx, timeout, connection failure | `ActionDo.Transient` (429: with `Retry-After`) |
+//! | 408, 429, 5xx, timeout, connection failure | `ActionDo.Transient` (408, 409, 429: with `Retry-After`) |
 //! | other 4xx (401/403: the key is wrong; 404…) | `ActionDo.Rejected` |
 //! | 2xx with a body that is not the expected object | `ActionDo.Internal` |
+//!
+//! The retryable statuses and transport failures are classified by
+//! [`actiondo::http_client`], as for every action that calls an HTTP provider.
 
 use std::time::Duration;
 
 use actiondo::ActionError;
+use actiondo::http_client::{self, StatusCode};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -48,17 +52,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 #[error("payment provider configuration: {0}")]
 pub struct ConfigError(String);
 
-/// The error of an action built without a usable provider configuration: every
-/// execution fails with `ActionDo.Internal` naming the problem (fix the configuration,
-/// then retry).
-pub fn not_configured(action: &str, problem: &str) -> ActionError {
-    ActionError::internal(format!("{action} is not configured: {problem}"))
-        .with_details(json!({"reason": "not_configured", "problem": problem}))
-}
-
 /// The provider of the environment, or (logged) why there is none: what the actions'
 /// `from_env` hold, so that a missing setting fails executions, not the process (the
-/// CLI builds every action at start-up).
+/// CLI builds every action at start-up); they answer
+/// [`actiondo::config::not_configured`] with it.
 pub fn provider_or_problem(action: &str) -> Result<PaymentProvider, String> {
     PaymentProvider::from_env().map_err(|e| {
         tracing::error!(action, error = %e, "the payment provider is not configured; every execution will fail");
@@ -72,6 +69,7 @@ pub struct PaymentProvider {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for PaymentProvider {
@@ -151,16 +149,16 @@ impl PaymentProvider {
         if api_key.trim().is_empty() {
             return Err(ConfigError(format!("{PAYMENT_API_KEY_ENV} is empty")));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("actiondo/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ConfigError(format!("cannot build the HTTP client: {e}")))?;
+        let http = http_client::build(
+            http_client::client_builder(concat!("actiondo/", env!("CARGO_PKG_VERSION")), timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(5))),
+        )
+        .map_err(ConfigError)?;
         Ok(Self {
             http,
             base_url,
             api_key: api_key.trim().to_owned(),
+            timeout,
         })
     }
 
@@ -178,11 +176,9 @@ impl PaymentProvider {
             .ok_or_else(|| ConfigError(format!("{PAYMENT_API_KEY_ENV} is not set")))?;
         let timeout = match var(PAYMENT_API_TIMEOUT_MS_ENV) {
             None => DEFAULT_TIMEOUT,
-            Some(ms) => Duration::from_millis(ms.trim().parse().map_err(|_| {
-                ConfigError(format!(
-                    "{PAYMENT_API_TIMEOUT_MS_ENV}={ms:?} is not a number of milliseconds"
-                ))
-            })?),
+            Some(ms) => {
+                actiondo::config::millis(PAYMENT_API_TIMEOUT_MS_ENV, &ms).map_err(ConfigError)?
+            }
         };
         Self::new(&url, &key, timeout)
     }
@@ -244,24 +240,15 @@ impl PaymentProvider {
             .send()
             .await
             .map_err(|e| {
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not be reached"
-                } else {
-                    "failed"
-                };
-                ActionError::transient(format!("the payment provider {what}: POST {path}"))
-                    .with_details(json!({"provider": "payment", "endpoint": path}))
-                    .with_source(e)
+                http_client::transport_error(
+                    &format!("payment provider (POST {path})"),
+                    self.timeout,
+                    e,
+                )
+                .with_details(json!({"provider": "payment", "endpoint": path}))
             })?;
         let status = response.status().as_u16();
-        let retry_after_ms = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| s.saturating_mul(1000));
+        let retry_after_ms = http_client::retry_after_ms(response.headers());
         let body = response.bytes().await.map_err(|e| {
             ActionError::transient(format!(
                 "the payment provider's answer to POST {path} was cut off"
@@ -328,14 +315,15 @@ fn classify(path: &str, status: u16, body: &[u8], retry_after_ms: Option<u64>) -
         409 if error.kind.as_deref() == Some("idempotency_error") => ActionError::rejected(text(
             "the idempotency key was already used with other parameters at the payment provider",
         )),
-        409 | 429 => {
+        500.. => ActionError::transient(text("the payment provider failed")),
+        // A request with the same key in flight, throttling, a request timeout.
+        s if s == 409 || StatusCode::from_u16(s).is_ok_and(http_client::is_retryable_status) => {
             let e = ActionError::transient(text("the payment provider asks to retry later"));
             match retry_after_ms {
                 Some(ms) => e.with_retry_after_ms(ms),
                 None => e,
             }
         }
-        500.. => ActionError::transient(text("the payment provider failed")),
         _ => ActionError::rejected(text("the payment provider refused the request")),
     };
     err.with_details(details)
@@ -361,6 +349,7 @@ mod tests {
             (400, ErrorKind::Validation),
             (401, ErrorKind::Rejected),
             (404, ErrorKind::Rejected),
+            (408, ErrorKind::Transient),
             (409, ErrorKind::Transient),
             (429, ErrorKind::Transient),
             (500, ErrorKind::Transient),

@@ -1,10 +1,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{
-    AuditFilter, AuditQuery, AuditStatus, ErrorKind, Execution, Executor, Invocation, Source,
-};
+use actiondo::testing::{self, http::form};
+use actiondo::{AuditStatus, ErrorKind, Execution, Executor, Invocation, Source};
 use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -14,7 +12,7 @@ use super::*;
 const API_KEY: &str = "sk_test_123";
 
 fn executor() -> Executor {
-    Executor::new(SqliteStore::in_memory().expect("in-memory store"))
+    testing::executor().expect("in-memory store")
 }
 
 fn action(server: &MockServer) -> ProcessPayment {
@@ -38,40 +36,18 @@ fn intent(id: &str, status: &str) -> Value {
 }
 
 async fn run(ex: &Executor, action: &ProcessPayment, key: &str, params: Value) -> Execution {
-    ex.execute(action, Invocation::new(params, Source::Cli).with_key(key))
-        .await
+    testing::run(ex, action, params, key).await
 }
 
 /// The requests the provider received: (Idempotency-Key, form fields).
 async fn charges(server: &MockServer) -> Vec<(String, BTreeMap<String, String>)> {
-    server
-        .received_requests()
+    testing::http::received(server)
         .await
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| {
-            let key = r
-                .headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned();
-            let form = form_urlencoded::parse(&r.body).into_owned().collect();
-            (key, form)
-        })
-        .collect()
-}
-
-async fn statuses(ex: &Executor, key: &str) -> Vec<AuditStatus> {
-    ex.store()
-        .query_audit(&AuditQuery::new(AuditFilter::Execution(format!(
-            "process-payment#{key}"
-        ))))
-        .await
-        .expect("query_audit")
-        .records
         .iter()
-        .map(|r| r.status)
+        .map(|r| {
+            let key = testing::http::idempotency_key(r).unwrap_or_default();
+            (key.to_owned(), form(r))
+        })
         .collect()
 }
 
@@ -145,7 +121,9 @@ async fn charges_once_with_the_key_and_records_the_payment() {
     );
     assert_eq!(charges(&server).await.len(), 1, "no second charge");
     assert_eq!(
-        statuses(&ex, "order-1").await,
+        testing::audit_statuses(&ex, "process-payment#order-1")
+            .await
+            .expect("query_audit"),
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
 }
@@ -204,7 +182,9 @@ async fn a_retry_after_a_transient_failure_sends_the_same_key() {
     );
     assert_eq!(sent[0].1, sent[1].1, "the same parameters");
     assert_eq!(
-        statuses(&ex, "order-2").await,
+        testing::audit_statuses(&ex, "process-payment#order-2")
+            .await
+            .expect("query_audit"),
         vec![AuditStatus::Completed, AuditStatus::Retrying]
     );
 }
@@ -291,11 +271,7 @@ async fn provider_answers_map_to_the_error_classes() {
         ),
     ];
     for (i, (response, kind)) in cases.into_iter().enumerate() {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(response)
-            .mount(&server)
-            .await;
+        let server = testing::http::answering("POST", response).await;
         let ex = executor();
         let err = run(&ex, &action(&server), &format!("k{i}"), params())
             .await

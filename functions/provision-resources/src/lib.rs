@@ -34,8 +34,10 @@
 //!
 //! None.
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, Mode};
-use create_user::{FieldErrors, Plan};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, Mode,
+};
+use create_user::Plan;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use actiondo::store::faulty::{Fault, FaultyStore};
 use actiondo::store::sqlite::SqliteStore;
+use actiondo::testing;
 use actiondo::{ErrorKind, Execution, Executor, Invocation, Source, Store};
 use create_user::{CreateUser, CreateUserOutput};
 use serde_json::{Value, json};
@@ -9,15 +10,11 @@ use serde_json::{Value, json};
 use super::*;
 
 fn executor() -> Executor {
-    Executor::new(SqliteStore::in_memory().expect("in-memory store"))
+    testing::executor().expect("in-memory store")
 }
 
 async fn run(ex: &Executor, key: &str, params: Value) -> Execution {
-    ex.execute(
-        &ProvisionResources,
-        Invocation::new(params, Source::Cli).with_key(key),
-    )
-    .await
+    testing::run(ex, &ProvisionResources, params, key).await
 }
 
 async fn user(ex: &Executor, email: &str, plan: &str) -> String {

@@ -38,8 +38,7 @@
 //! `PAYMENT_API_URL`, `PAYMENT_API_KEY`, `PAYMENT_API_TIMEOUT_MS`: see
 //! [`process_payment::provider`].
 
-use actiondo::{Action, ActionContext, ActionError, EntityKey, Expect};
-use create_user::FieldErrors;
+use actiondo::{Action, ActionContext, ActionError, EntityKey, Expect, FieldErrors};
 use process_payment::provider::{NewRefund, PaymentProvider};
 use process_payment::{Payment, payment_key};
 use schemars::JsonSchema;
@@ -163,7 +162,7 @@ impl RefundPayment {
     pub fn provider(&self) -> Result<&PaymentProvider, ActionError> {
         self.provider
             .as_ref()
-            .map_err(|e| process_payment::provider::not_configured(<Self as Action>::NAME, e))
+            .map_err(|e| actiondo::config::not_configured(<Self as Action>::NAME, e))
     }
 }
 

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use actiondo::store::sqlite::SqliteStore;
+use actiondo::testing::{self, http::form};
 use actiondo::{ErrorKind, Execution, Executor, Invocation, Source};
 use process_payment::{ProcessPayment, ProcessPaymentOutput};
 use serde_json::{Value, json};
@@ -33,13 +33,8 @@ async fn provider_server() -> MockServer {
     Mock::given(method("POST"))
         .and(path("/v1/refunds"))
         .respond_with(|req: &Request| {
-            let form: std::collections::HashMap<String, String> =
-                form_urlencoded::parse(&req.body).into_owned().collect();
-            let key = req
-                .headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default();
+            let form = form(req);
+            let key = testing::http::idempotency_key(req).unwrap_or_default();
             let amount: u64 = form
                 .get("amount")
                 .and_then(|a| a.parse().ok())
@@ -73,18 +68,12 @@ async fn pay(ex: &Executor, server: &MockServer) -> ProcessPaymentOutput {
 }
 
 async fn refund(ex: &Executor, server: &MockServer, key: &str, params: Value) -> Execution {
-    ex.execute(
-        &RefundPayment::new(provider(server)),
-        Invocation::new(params, Source::Cli).with_key(key),
-    )
-    .await
+    testing::run(ex, &RefundPayment::new(provider(server)), params, key).await
 }
 
 async fn refund_requests(server: &MockServer) -> Vec<Request> {
-    server
-        .received_requests()
+    testing::http::received(server)
         .await
-        .unwrap_or_default()
         .into_iter()
         .filter(|r| r.url.path() == "/v1/refunds")
         .collect()
@@ -101,7 +90,7 @@ async fn payment(ex: &Executor) -> (Payment, u64) {
 }
 
 fn executor() -> Executor {
-    Executor::new(SqliteStore::in_memory().expect("in-memory store"))
+    testing::executor().expect("in-memory store")
 }
 
 #[tokio::test]
@@ -129,17 +118,8 @@ async fn refunds_in_part_then_in_full_and_updates_the_payment() {
     );
     let requests = refund_requests(&server).await;
     assert_eq!(requests.len(), 1);
-    assert_eq!(
-        requests[0]
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok()),
-        Some("r1")
-    );
-    let form: std::collections::BTreeMap<String, String> =
-        form_urlencoded::parse(&requests[0].body)
-            .into_owned()
-            .collect();
+    assert_eq!(testing::http::idempotency_key(&requests[0]), Some("r1"));
+    let form = form(&requests[0]);
     assert_eq!(form["payment_intent"], "pi_1");
     assert_eq!(form["amount"], "500");
     assert_eq!(form["reason"], "requested_by_customer");
@@ -272,17 +252,7 @@ async fn a_retry_after_a_provider_failure_sends_the_same_key_and_refunds_once() 
         .output()
         .expect("retried");
     assert_eq!(out.refund_id, "re_9");
-    let keys: Vec<String> = refund_requests(&server)
-        .await
-        .iter()
-        .filter_map(|r| {
-            r.headers
-                .get("idempotency-key")?
-                .to_str()
-                .ok()
-                .map(str::to_owned)
-        })
-        .collect();
+    let keys = testing::http::idempotency_keys(&refund_requests(&server).await);
     assert_eq!(
         keys,
         vec!["comp-1", "comp-1"],

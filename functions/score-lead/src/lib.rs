@@ -45,10 +45,9 @@
 //!   value stops the function at start-up. The input's `threshold` overrides it for one
 //!   request.
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, Mode};
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The environment variable of the default threshold.
 pub const THRESHOLD_ENV: &str = "SCORE_QUALIFIED_THRESHOLD";
@@ -334,37 +333,20 @@ impl Action for ScoreLead {
     }
 
     fn validate(&self, input: &ScoreLeadInput) -> Result<(), ActionError> {
-        let mut problems = Vec::new();
+        let mut problems = FieldErrors::new();
         let email = input.email.trim();
         match email.split_once('@') {
             Some((local, domain))
                 if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {}
-            _ => problems.push(
-                json!({"path": "/email", "message": format!("{email:?} is not an email address")}),
-            ),
+            _ => problems.add("/email", format!("{email:?} is not an email address")),
         }
         if input.name.trim().is_empty() {
-            problems.push(json!({"path": "/name", "message": "must not be empty"}));
+            problems.add("/name", "must not be empty");
         }
         if let Some(t) = input.threshold.filter(|t| *t > MAX_SCORE) {
-            problems.push(json!({"path": "/threshold", "message": format!("must be 0 to {MAX_SCORE}, got {t}")}));
+            problems.add("/threshold", format!("must be 0 to {MAX_SCORE}, got {t}"));
         }
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let summary = problems
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {}",
-                    p["path"].as_str().unwrap_or_default(),
-                    p["message"].as_str().unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(ActionError::validation(format!("invalid lead: {summary}"))
-            .with_details(json!({"errors": problems})))
+        problems.into_result_with("invalid lead")
     }
 
     async fn execute(

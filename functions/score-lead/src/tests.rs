@@ -1,18 +1,13 @@
 //! Tests of `score-lead` on the embedded store.
 
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use actiondo::testing::{self, TestResult, executor};
+use actiondo::{ErrorKind, Execution, StoreError};
 use serde_json::{Value, json};
 
 use super::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
 async fn run_with(action: ScoreLead, params: Value) -> Result<Execution, StoreError> {
-    let executor = Executor::new(SqliteStore::in_memory()?);
-    Ok(executor
-        .execute(&action, Invocation::new(params, Source::Cli).with_key("k"))
-        .await)
+    Ok(testing::run(&executor()?, &action, params, "k").await)
 }
 
 async fn score(params: Value) -> Result<ScoreLeadOutput, Box<dyn std::error::Error>> {
@@ -154,25 +149,11 @@ async fn the_output_of_the_other_lead_actions_is_accepted_as_is() -> TestResult 
 
 #[tokio::test]
 async fn scoring_is_deterministic_and_a_replay_is_byte_identical() -> TestResult {
-    let executor = Executor::new(SqliteStore::in_memory()?);
-    let a = executor
-        .execute(
-            &ScoreLead::default(),
-            Invocation::new(lead(), Source::Cli).with_key("a"),
-        )
-        .await;
-    let b = executor
-        .execute(
-            &ScoreLead::default(),
-            Invocation::new(lead(), Source::Cli).with_key("b"),
-        )
-        .await;
-    let replay = executor
-        .execute(
-            &ScoreLead::default(),
-            Invocation::new(lead(), Source::Cli).with_key("a"),
-        )
-        .await;
+    let executor = executor()?;
+    let action = ScoreLead::default();
+    let a = testing::run(&executor, &action, lead(), "a").await;
+    let b = testing::run(&executor, &action, lead(), "b").await;
+    let replay = testing::run(&executor, &action, lead(), "a").await;
     assert!(!a.replayed && !b.replayed && replay.replayed);
     let (a, b, replay) = (a.outcome?, b.outcome?, replay.outcome?);
     assert_eq!(a.get(), b.get());
@@ -189,12 +170,7 @@ async fn every_problem_is_listed() -> TestResult {
     .await?;
     let err = execution.outcome.err().ok_or("expected an error")?;
     assert_eq!(err.kind(), ErrorKind::Validation);
-    let paths: Vec<&str> = err
-        .details()
-        .and_then(|d| d["errors"].as_array())
-        .map(|a| a.iter().filter_map(|p| p["path"].as_str()).collect())
-        .unwrap_or_default();
-    assert_eq!(paths, vec!["/email", "/name", "/threshold"]);
+    assert_eq!(testing::paths(&err), vec!["/email", "/name", "/threshold"]);
     Ok(())
 }
 

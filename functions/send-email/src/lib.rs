@@ -50,8 +50,8 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use actiondo::{Action, ActionContext, ActionError};
-use create_user::{FieldErrors, email_problem};
+use actiondo::{Action, ActionContext, ActionError, FieldErrors};
+use create_user::email_problem;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -156,7 +156,7 @@ impl SendEmail {
     pub fn mailer(&self) -> Result<&Mailer, ActionError> {
         self.mailer
             .as_ref()
-            .map_err(|e| mailer::not_configured(<Self as Action>::NAME, e))
+            .map_err(|e| actiondo::config::not_configured(<Self as Action>::NAME, e))
     }
 }
 

@@ -364,13 +364,6 @@ impl Mailer {
     }
 }
 
-/// The error of an action built without a usable email configuration: every execution
-/// fails with `ActionDo.Internal` naming the problem (fix the configuration, then retry).
-pub fn not_configured(action: &str, problem: &str) -> ActionError {
-    ActionError::internal(format!("{action} is not configured: {problem}"))
-        .with_details(json!({"reason": "not_configured", "problem": problem}))
-}
-
 /// The mailer of the environment, or (logged) why there is none: what the actions'
 /// `from_env` hold, so that a bad setting fails executions, not the process (the CLI
 /// builds every action at start-up).

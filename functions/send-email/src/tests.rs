@@ -1,9 +1,7 @@
 use std::path::{Path, PathBuf};
 
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{
-    AuditFilter, AuditQuery, AuditStatus, ErrorKind, Execution, Executor, Invocation, Source,
-};
+use actiondo::testing::{self, paths};
+use actiondo::{AuditStatus, ErrorKind, Execution, Executor};
 use mail_parser::{MessageParser, MimeHeaders as _};
 use serde_json::{Value, json};
 
@@ -12,13 +10,11 @@ use super::*;
 const FROM: &str = "Shop <shop@example.com>";
 
 fn executor() -> Executor {
-    Executor::new(SqliteStore::in_memory().expect("in-memory store"))
+    testing::executor().expect("in-memory store")
 }
 
 async fn run(executor: &Executor, action: &SendEmail, key: &str, params: Value) -> Execution {
-    executor
-        .execute(action, Invocation::new(params, Source::Cli).with_key(key))
-        .await
+    testing::run(executor, action, params, key).await
 }
 
 fn outbox_action(dir: &Path) -> SendEmail {
@@ -34,29 +30,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
             all
         }
     }
-}
-
-async fn statuses(executor: &Executor, key: &str) -> Vec<AuditStatus> {
-    executor
-        .store()
-        .query_audit(&AuditQuery::new(AuditFilter::Execution(format!(
-            "send-email#{key}"
-        ))))
-        .await
-        .expect("query_audit")
-        .records
-        .iter()
-        .map(|r| r.status)
-        .collect()
-}
-
-fn paths(err: &ActionError) -> Vec<String> {
-    err.details().expect("details")["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| e["path"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 #[tokio::test]
@@ -130,7 +103,9 @@ async fn the_outbox_holds_one_rfc5322_message_per_execution() {
     );
     assert_eq!(files(dir.path()), written, "still one file");
     assert_eq!(
-        statuses(&ex, "order-42").await,
+        testing::audit_statuses(&ex, "send-email#order-42")
+            .await
+            .expect("query_audit"),
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
 }
@@ -249,7 +224,12 @@ async fn template_errors_are_validation_and_send_nothing() {
                 .is_none(),
             "no record for a rejected request"
         );
-        assert_eq!(statuses(&ex, key).await, vec![AuditStatus::Rejected]);
+        assert_eq!(
+            testing::audit_statuses(&ex, &format!("send-email#{key}"))
+                .await
+                .expect("query_audit"),
+            vec![AuditStatus::Rejected]
+        );
     }
 }
 
@@ -505,7 +485,12 @@ async fn ses_unreachable_is_transient_and_releases_the_key() {
             .is_none(),
         "released, so a retry runs again"
     );
-    assert_eq!(statuses(&ex, "down").await, vec![AuditStatus::Retrying]);
+    assert_eq!(
+        testing::audit_statuses(&ex, "send-email#down")
+            .await
+            .expect("query_audit"),
+        vec![AuditStatus::Retrying]
+    );
 }
 
 fn uuid_suffix() -> String {

@@ -51,11 +51,12 @@
 
 use std::time::Duration;
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, Mode};
+use actiondo::http_client;
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use reqwest::header;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// The environment variable of the webhook URL.
 pub const URL_ENV: &str = "NOTIFY_WEBHOOK_URL";
@@ -109,20 +110,14 @@ impl Webhook {
     /// A webhook at `url` (http or https) with a request timeout.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         // The URL may hold a secret: name only what is wrong with it.
-        let url = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("not an http(s) URL (scheme {:?})", url.scheme()));
-        }
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "action.do send-notification/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let url = http_client::http_url(url)?;
+        let client = http_client::build(
+            http_client::client_builder(
+                concat!("action.do send-notification/", env!("CARGO_PKG_VERSION")),
+                timeout,
+            )
+            .redirect(reqwest::redirect::Policy::none()),
+        )?;
         Ok(Self {
             url,
             token: None,
@@ -155,35 +150,15 @@ impl Webhook {
             return Ok(status.as_u16());
         }
         // The body explains the refusal; a failure to read it changes nothing.
-        let text = response.text().await.unwrap_or_default();
-        let details =
-            json!({"status": status.as_u16(), "body": text.chars().take(512).collect::<String>()});
-        if status.is_server_error()
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-        {
-            Err(
-                ActionError::transient(format!("the webhook answered {status}"))
-                    .with_details(details),
-            )
-        } else {
-            Err(
-                ActionError::rejected(format!("the webhook refused the notification: {status}"))
-                    .with_details(details),
-            )
+        let body = response.bytes().await.unwrap_or_default();
+        match http_client::status_error("webhook", "the notification", status, &body) {
+            Some(e) => Err(e),
+            None => Ok(status.as_u16()),
         }
     }
 
     fn send_error(&self, e: reqwest::Error) -> ActionError {
-        let what = if e.is_timeout() {
-            format!("did not answer within {} ms", self.timeout.as_millis())
-        } else if e.is_connect() {
-            "could not be reached".to_owned()
-        } else {
-            "failed".to_owned()
-        };
-        let e = e.without_url();
-        ActionError::transient(format!("the webhook {what}: {e}")).with_source(e)
+        http_client::transport_error("webhook", self.timeout, e)
     }
 }
 
@@ -208,15 +183,14 @@ impl SendNotification {
     /// `NOTIFY_TIMEOUT_MS` is not a positive integer: deployment errors that must fail
     /// the cold start.
     pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let var = actiondo::config::env_var;
         let url = var(URL_ENV)
             .unwrap_or_else(|| panic!("{URL_ENV} must be set to the webhook's http(s) URL"));
         let timeout = match var(TIMEOUT_ENV) {
             None => DEFAULT_TIMEOUT,
-            Some(ms) => match ms.trim().parse::<u64>() {
-                Ok(ms) if ms > 0 => Duration::from_millis(ms),
-                _ => panic!("{TIMEOUT_ENV}: {ms:?} is not a positive number of milliseconds"),
-            },
+            Some(ms) => {
+                actiondo::config::millis(TIMEOUT_ENV, &ms).unwrap_or_else(|e| panic!("{e}"))
+            }
         };
         let webhook = match Webhook::new(url.trim(), timeout) {
             Ok(w) => w,
@@ -249,10 +223,8 @@ impl Action for SendNotification {
     }
 
     fn validate(&self, input: &NotificationInput) -> Result<(), ActionError> {
-        let mut problems = Vec::new();
-        let mut problem = |path: &str, message: String| {
-            problems.push(json!({"path": path, "message": message}));
-        };
+        let mut problems = FieldErrors::new();
+        let mut problem = |path: &str, message: String| problems.add(path, message);
         if input.message.trim().is_empty() {
             problem("/message", "must not be blank".into());
         } else if input.message.chars().count() > MAX_MESSAGE_CHARS {
@@ -264,13 +236,10 @@ impl Action for SendNotification {
         if let Some(channel) = &input.channel {
             if channel.trim().is_empty() {
                 problem("/channel", "must not be blank when given".into());
-            } else if channel.chars().count() > MAX_CHANNEL_CHARS {
-                problem(
-                    "/channel",
-                    format!("must be at most {MAX_CHANNEL_CHARS} characters"),
-                );
-            } else if channel.chars().any(char::is_control) {
-                problem("/channel", "must not contain control characters".into());
+            } else if let Some(message) =
+                actiondo::validation::text_problem(channel, MAX_CHANNEL_CHARS)
+            {
+                problem("/channel", message);
             }
         }
         let size = body_of(input)?.len();
@@ -280,24 +249,7 @@ impl Action for SendNotification {
                 format!("the notification is {size} bytes of JSON; the limit is {MAX_BODY_BYTES}"),
             );
         }
-        if problems.is_empty() {
-            return Ok(());
-        }
-        let summary = problems
-            .iter()
-            .map(|p| {
-                format!(
-                    "{}: {}",
-                    p["path"].as_str().unwrap_or_default(),
-                    p["message"].as_str().unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        Err(
-            ActionError::validation(format!("invalid notification: {summary}"))
-                .with_details(json!({"errors": problems})),
-        )
+        problems.into_result_with("invalid notification")
     }
 
     async fn execute(

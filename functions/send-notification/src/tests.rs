@@ -2,21 +2,16 @@
 
 use std::time::Duration;
 
-use actiondo::audit::{AuditFilter, AuditQuery, AuditStatus};
+use actiondo::audit::AuditStatus;
 use actiondo::store::RecordStatus;
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use actiondo::testing::http::{answering, failing_once, idempotency_keys, received};
+use actiondo::testing::{self, TestResult, error_kind as kind, executor};
+use actiondo::{ErrorKind, Execution, Executor, Invocation, Source};
 use serde_json::{Value, json};
 use wiremock::matchers::{body_json, header, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn executor() -> Result<Executor, StoreError> {
-    Ok(Executor::new(SqliteStore::in_memory()?))
-}
 
 fn action(server: &MockServer, timeout_ms: u64) -> Result<SendNotification, String> {
     Ok(SendNotification::new(Webhook::new(
@@ -31,25 +26,7 @@ async fn run(
     params: Value,
     key: &str,
 ) -> Execution {
-    executor
-        .execute(action, Invocation::new(params, Source::Cli).with_key(key))
-        .await
-}
-
-async fn received(server: &MockServer) -> Vec<Request> {
-    server.received_requests().await.unwrap_or_default()
-}
-
-fn idempotency_keys(requests: &[Request]) -> Vec<String> {
-    requests
-        .iter()
-        .filter_map(|r| r.headers.get("idempotency-key"))
-        .filter_map(|v| v.to_str().ok().map(str::to_owned))
-        .collect()
-}
-
-fn kind(execution: &Execution) -> Option<ErrorKind> {
-    execution.outcome.as_ref().err().map(ActionError::kind)
+    testing::run(executor, action, params, key).await
 }
 
 fn notification() -> Value {
@@ -96,15 +73,8 @@ async fn posts_the_message_with_the_execution_key_and_a_replay_sends_nothing() -
         "exactly one send, with the key"
     );
 
-    let trail = executor
-        .store()
-        .query_audit(&AuditQuery::new(AuditFilter::Execution(
-            "send-notification#notify-1".into(),
-        )))
-        .await?;
-    let statuses: Vec<AuditStatus> = trail.records.iter().map(|r| r.status).collect();
     assert_eq!(
-        statuses,
+        testing::audit_statuses(&executor, "send-notification#notify-1").await?,
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
     Ok(())
@@ -112,11 +82,7 @@ async fn posts_the_message_with_the_execution_key_and_a_replay_sends_nothing() -
 
 #[tokio::test]
 async fn without_a_key_the_derived_key_is_sent() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&server)
-        .await;
+    let server = answering("POST", ResponseTemplate::new(202)).await;
     let executor = executor()?;
     let params = json!({"message": "hello"});
     let execution = executor
@@ -137,26 +103,18 @@ async fn without_a_key_the_derived_key_is_sent() -> TestResult {
 
 #[tokio::test]
 async fn a_5xx_is_transient_and_the_retry_sends_the_same_key_again() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(502).set_body_string("bad gateway"))
-        .up_to_n_times(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
+    let server = failing_once(
+        "POST",
+        ResponseTemplate::new(502).set_body_string("bad gateway"),
+        ResponseTemplate::new(200),
+    )
+    .await;
     let executor = executor()?;
     let action = action(&server, 3000)?;
 
     let failed = run(&executor, &action, notification(), "k").await;
     assert_eq!(kind(&failed), Some(ErrorKind::Transient));
-    let details = failed
-        .outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.details().cloned());
+    let details = testing::error_details(&failed);
     assert_eq!(details, Some(json!({"status": 502, "body": "bad gateway"})));
     // The key was released: the retry runs again.
     assert!(
@@ -180,11 +138,7 @@ async fn a_5xx_is_transient_and_the_retry_sends_the_same_key_again() -> TestResu
 
 #[tokio::test]
 async fn throttling_is_transient() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(429))
-        .mount(&server)
-        .await;
+    let server = answering("POST", ResponseTemplate::new(429)).await;
     let execution = run(&executor()?, &action(&server, 3000)?, notification(), "k").await;
     assert_eq!(kind(&execution), Some(ErrorKind::Transient));
     Ok(())
@@ -192,20 +146,16 @@ async fn throttling_is_transient() -> TestResult {
 
 #[tokio::test]
 async fn a_4xx_is_rejected_stored_and_replayed_without_sending() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_string("invalid_payload"))
-        .mount(&server)
-        .await;
+    let server = answering(
+        "POST",
+        ResponseTemplate::new(400).set_body_string("invalid_payload"),
+    )
+    .await;
     let executor = executor()?;
     let action = action(&server, 3000)?;
     let execution = run(&executor, &action, notification(), "k").await;
     assert_eq!(kind(&execution), Some(ErrorKind::Rejected));
-    let details = execution
-        .outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.details().cloned());
+    let details = testing::error_details(&execution);
     assert_eq!(
         details,
         Some(json!({"status": 400, "body": "invalid_payload"}))
@@ -226,13 +176,11 @@ async fn a_4xx_is_rejected_stored_and_replayed_without_sending() -> TestResult {
 
 #[tokio::test]
 async fn a_redirect_is_not_followed() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(301).insert_header("location", "http://127.0.0.1:9/elsewhere"),
-        )
-        .mount(&server)
-        .await;
+    let server = answering(
+        "POST",
+        ResponseTemplate::new(301).insert_header("location", "http://127.0.0.1:9/elsewhere"),
+    )
+    .await;
     let execution = run(&executor()?, &action(&server, 3000)?, notification(), "k").await;
     assert_eq!(kind(&execution), Some(ErrorKind::Rejected));
     assert_eq!(received(&server).await.len(), 1);
@@ -241,20 +189,15 @@ async fn a_redirect_is_not_followed() -> TestResult {
 
 #[tokio::test]
 async fn a_timeout_is_transient() -> TestResult {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(2000)))
-        .mount(&server)
-        .await;
+    let server = answering(
+        "POST",
+        ResponseTemplate::new(200).set_delay(Duration::from_millis(2000)),
+    )
+    .await;
     let started = std::time::Instant::now();
     let execution = run(&executor()?, &action(&server, 150)?, notification(), "k").await;
     assert_eq!(kind(&execution), Some(ErrorKind::Transient));
-    let message = execution
-        .outcome
-        .as_ref()
-        .err()
-        .map(|e| e.message().to_owned())
-        .unwrap_or_default();
+    let message = testing::error_message(&execution);
     assert!(message.contains("within 150 ms"), "{message}");
     assert!(
         !message.contains("secret-part"),
@@ -266,9 +209,7 @@ async fn a_timeout_is_transient() -> TestResult {
 
 #[tokio::test]
 async fn an_unreachable_webhook_is_transient_and_its_url_is_not_shown() -> TestResult {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    let port = testing::unused_port()?;
     let action = SendNotification::new(Webhook::new(
         &format!("http://127.0.0.1:{port}/services/SECRET-TOKEN"),
         Duration::from_millis(500),
@@ -276,12 +217,7 @@ async fn an_unreachable_webhook_is_transient_and_its_url_is_not_shown() -> TestR
     let execution = run(&executor()?, &action, notification(), "k").await;
     assert_eq!(kind(&execution), Some(ErrorKind::Transient));
     let err = execution.outcome.err().ok_or("expected an error")?;
-    let mut chain = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        chain.push_str(&s.to_string());
-        source = s.source();
-    }
+    let chain = testing::error_chain(&err);
     assert!(!chain.contains("SECRET-TOKEN"), "the URL leaked: {chain}");
     Ok(())
 }
@@ -317,19 +253,10 @@ async fn every_problem_is_listed_and_nothing_is_sent() -> TestResult {
     )
     .await;
     assert_eq!(kind(&execution), Some(ErrorKind::Validation));
-    let paths: Vec<String> = execution
-        .outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.details())
-        .and_then(|d| d["errors"].as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p["path"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    assert_eq!(paths, vec!["/message", "/channel"]);
+    assert_eq!(
+        testing::error_paths(&execution),
+        vec!["/message", "/channel"]
+    );
 
     let huge = run(
         &executor,

@@ -46,8 +46,7 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use actiondo::{Action, ActionContext, ActionError};
-use create_user::FieldErrors;
+use actiondo::{Action, ActionContext, ActionError, FieldErrors};
 use schemars::JsonSchema;
 use send_email::mailer::{Email, Mailer, TransportKind};
 use send_email::templates;
@@ -120,7 +119,7 @@ impl SendWelcomeEmail {
     pub fn mailer(&self) -> Result<&Mailer, ActionError> {
         self.mailer
             .as_ref()
-            .map_err(|e| send_email::mailer::not_configured(<Self as Action>::NAME, e))
+            .map_err(|e| actiondo::config::not_configured(<Self as Action>::NAME, e))
     }
 }
 

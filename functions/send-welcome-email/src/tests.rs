@@ -1,9 +1,7 @@
 use std::path::{Path, PathBuf};
 
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{
-    AuditFilter, AuditQuery, AuditStatus, ErrorKind, Execution, Executor, Invocation, Source,
-};
+use actiondo::testing;
+use actiondo::{AuditStatus, ErrorKind, Execution, Executor, Invocation, Source};
 use create_user::{CreateUser, CreateUserOutput};
 use mail_parser::MessageParser;
 use serde_json::{Value, json};
@@ -11,7 +9,7 @@ use serde_json::{Value, json};
 use super::*;
 
 fn executor() -> Executor {
-    Executor::new(SqliteStore::in_memory().expect("in-memory store"))
+    testing::executor().expect("in-memory store")
 }
 
 fn action(dir: &Path) -> SendWelcomeEmail {
@@ -19,8 +17,7 @@ fn action(dir: &Path) -> SendWelcomeEmail {
 }
 
 async fn run(ex: &Executor, action: &SendWelcomeEmail, key: &str, params: Value) -> Execution {
-    ex.execute(action, Invocation::new(params, Source::Cli).with_key(key))
-        .await
+    testing::run(ex, action, params, key).await
 }
 
 async fn create_user(ex: &Executor, email: &str, name: &str) -> CreateUserOutput {
@@ -40,19 +37,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .map(|entries| entries.map(|e| e.expect("entry").path()).collect())
         .unwrap_or_default()
-}
-
-async fn statuses(ex: &Executor, key: &str) -> Vec<AuditStatus> {
-    ex.store()
-        .query_audit(&AuditQuery::new(AuditFilter::Execution(format!(
-            "send-welcome-email#{key}"
-        ))))
-        .await
-        .expect("query_audit")
-        .records
-        .iter()
-        .map(|r| r.status)
-        .collect()
 }
 
 #[tokio::test]
@@ -102,7 +86,9 @@ async fn welcomes_the_user_created_by_create_user_once() {
     );
     assert_eq!(files(dir.path()), written, "no second message");
     assert_eq!(
-        statuses(&ex, "welcome-1").await,
+        testing::audit_statuses(&ex, "send-welcome-email#welcome-1")
+            .await
+            .expect("query_audit"),
         vec![AuditStatus::Replayed, AuditStatus::Completed]
     );
 }
@@ -129,7 +115,9 @@ async fn the_seed_example_for_an_unknown_user_is_rejected_and_replayed() {
     );
     assert!(files(dir.path()).is_empty(), "nothing sent");
     assert_eq!(
-        statuses(&ex, "seed").await,
+        testing::audit_statuses(&ex, "send-welcome-email#seed")
+            .await
+            .expect("query_audit"),
         vec![AuditStatus::Replayed, AuditStatus::Failed]
     );
 }

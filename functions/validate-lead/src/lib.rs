@@ -41,12 +41,11 @@
 
 use std::str::FromStr;
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, Mode};
-use email_address::{EmailAddress, Options};
+use actiondo::validation::text_problem;
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use phonenumber::country;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 /// The environment variable naming the default phone region.
 pub const DEFAULT_PHONE_REGION_ENV: &str = "DEFAULT_PHONE_REGION";
@@ -154,10 +153,8 @@ impl ValidateLead {
 
     /// Validate and normalize `input`; every problem is listed in the error.
     pub fn normalize(&self, input: &LeadInput) -> Result<Lead, ActionError> {
-        let mut problems = Vec::new();
-        let mut problem = |path: &str, message: String| {
-            problems.push(json!({"path": path, "message": message}));
-        };
+        let mut problems = FieldErrors::new();
+        let mut problem = |path: &str, message: String| problems.add(path, message);
 
         let email = input.email.trim().to_lowercase();
         if email.is_empty() {
@@ -167,17 +164,8 @@ impl ValidateLead {
                 "/email",
                 format!("must be at most {MAX_EMAIL_CHARS} characters"),
             );
-        } else if let Err(e) = EmailAddress::parse_with_options(
-            &email,
-            Options::default()
-                .with_required_tld()
-                .without_display_text()
-                .without_domain_literal(),
-        ) {
-            problem(
-                "/email",
-                format!("{email:?} is not a valid email address: {e}"),
-            );
+        } else if let Some(message) = actiondo::validation::email_syntax_problem(&email) {
+            problem("/email", message);
         }
 
         let name = collapse(&input.name);
@@ -227,21 +215,7 @@ impl ValidateLead {
             },
         };
 
-        if !problems.is_empty() {
-            let summary = problems
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}: {}",
-                        p["path"].as_str().unwrap_or_default(),
-                        p["message"].as_str().unwrap_or_default()
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(ActionError::validation(format!("invalid lead: {summary}"))
-                .with_details(json!({"errors": problems})));
-        }
+        problems.into_result_with("invalid lead")?;
         Ok(Lead {
             email,
             name,
@@ -275,17 +249,6 @@ impl ValidateLead {
 /// Trim and collapse runs of white space into one space.
 fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// The problem of a free-text field, if any: too long or with control characters.
-fn text_problem(s: &str, max_chars: usize) -> Option<String> {
-    if s.chars().count() > max_chars {
-        Some(format!("must be at most {max_chars} characters"))
-    } else if s.chars().any(char::is_control) {
-        Some("must not contain control characters".into())
-    } else {
-        None
-    }
 }
 
 impl Action for ValidateLead {

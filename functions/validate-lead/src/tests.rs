@@ -1,43 +1,18 @@
 //! Tests of `validate-lead` on the embedded store.
 
 use actiondo::audit::{AuditFilter, AuditQuery, AuditStatus};
-use actiondo::store::sqlite::SqliteStore;
-use actiondo::{ErrorKind, Execution, Executor, Invocation, Source, StoreError};
+use actiondo::testing::{self, TestResult, error_paths, executor};
+use actiondo::{ErrorKind, Execution, StoreError};
 use serde_json::{Value, json};
 
 use super::*;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-fn executor() -> Result<Executor, StoreError> {
-    Ok(Executor::new(SqliteStore::in_memory()?))
-}
-
 async fn run_with(action: ValidateLead, params: Value) -> Result<Execution, StoreError> {
-    let executor = executor()?;
-    Ok(executor
-        .execute(&action, Invocation::new(params, Source::Cli).with_key("k"))
-        .await)
+    Ok(testing::run(&executor()?, &action, params, "k").await)
 }
 
 async fn run(params: Value) -> Result<Execution, StoreError> {
     run_with(ValidateLead::default(), params).await
-}
-
-fn error_paths(execution: &Execution) -> Vec<String> {
-    execution
-        .outcome
-        .as_ref()
-        .err()
-        .and_then(|e| e.details())
-        .and_then(|d| d["errors"].as_array())
-        .map(|errors| {
-            errors
-                .iter()
-                .filter_map(|p| p["path"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -119,36 +94,20 @@ async fn an_unparseable_or_invalid_phone_is_a_problem() -> TestResult {
 #[tokio::test]
 async fn every_problem_is_listed_at_once_and_nothing_is_recorded() -> TestResult {
     let executor = executor()?;
-    let execution = executor
-        .execute(
-            &ValidateLead::default(),
-            Invocation::new(
-                json!({
-                    "email": "ann at acme",
-                    "name": "  ",
-                    "company": "x".repeat(MAX_FIELD_CHARS + 1),
-                    "phone": "not a phone",
-                    "source": "s".repeat(MAX_SOURCE_CHARS + 1)
-                }),
-                Source::Cli,
-            )
-            .with_key("bad"),
-        )
-        .await;
-    assert_eq!(
-        execution.outcome.as_ref().err().map(ActionError::kind),
-        Some(ErrorKind::Validation)
-    );
+    let params = json!({
+        "email": "ann at acme",
+        "name": "  ",
+        "company": "x".repeat(MAX_FIELD_CHARS + 1),
+        "phone": "not a phone",
+        "source": "s".repeat(MAX_SOURCE_CHARS + 1)
+    });
+    let execution = testing::run(&executor, &ValidateLead::default(), params, "bad").await;
+    assert_eq!(testing::error_kind(&execution), Some(ErrorKind::Validation));
     assert_eq!(
         error_paths(&execution),
         vec!["/email", "/name", "/company", "/source", "/phone"]
     );
-    let message = execution
-        .outcome
-        .as_ref()
-        .err()
-        .map(|e| e.message().to_owned())
-        .unwrap_or_default();
+    let message = testing::error_message(&execution);
     assert!(message.starts_with("invalid lead: /email:"), "{message}");
     assert!(
         executor
@@ -200,10 +159,7 @@ async fn control_characters_are_refused() -> TestResult {
 #[tokio::test]
 async fn schema_violations_are_rejected() -> TestResult {
     let execution = run(json!({"name": 5, "phone": 2015550123_u64, "utm": "x"})).await?;
-    assert_eq!(
-        execution.outcome.as_ref().err().map(ActionError::kind),
-        Some(ErrorKind::Validation)
-    );
+    assert_eq!(testing::error_kind(&execution), Some(ErrorKind::Validation));
     // The missing email, a number for the name, a number for the phone, the unknown field.
     assert!(
         error_paths(&execution).len() >= 4,
@@ -218,15 +174,8 @@ async fn a_replay_returns_the_stored_lead_byte_for_byte() -> TestResult {
     let executor = executor()?;
     let params = json!({"email": "Cy@Gamma.dev", "name": "Cy", "phone": "2015550123"});
     let action = ValidateLead::default();
-    let first = executor
-        .execute(
-            &action,
-            Invocation::new(params.clone(), Source::Cli).with_key("k"),
-        )
-        .await;
-    let replay = executor
-        .execute(&action, Invocation::new(params, Source::Cli).with_key("k"))
-        .await;
+    let first = testing::run(&executor, &action, params.clone(), "k").await;
+    let replay = testing::run(&executor, &action, params, "k").await;
     assert!(!first.replayed && replay.replayed);
     assert_eq!(first.outcome?.get(), replay.outcome?.get());
     let record = executor
