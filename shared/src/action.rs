@@ -191,7 +191,7 @@ pub trait DynAction: Send + Sync + 'static {
     /// Deserialize `params`, run the action and serialize its output.
     fn call<'a>(
         &'a self,
-        params: Value,
+        params: &'a Value,
         cx: &'a mut ActionContext,
     ) -> BoxFuture<'a, Result<Box<RawValue>, ActionError>>;
 }
@@ -249,22 +249,26 @@ impl<A: Action> DynAction for A {
         let validator = validator::<A>()
             .as_ref()
             .map_err(|e| ActionError::internal(e.clone()))?;
-        let errors: crate::validation::FieldErrors = validator
-            .iter_errors(params)
-            .map(|e| (e.instance_path().to_string(), e.to_string()))
-            .collect();
-        errors.into_result(A::NAME)?;
+        // The common case, valid input, takes the fast path; the errors are collected only
+        // when there are some.
+        if !validator.is_valid(params) {
+            let errors: crate::validation::FieldErrors = validator
+                .iter_errors(params)
+                .map(|e| (e.instance_path().to_string(), e.to_string()))
+                .collect();
+            errors.into_result(A::NAME)?;
+        }
         let input = parse_input::<A>(params)?;
         Action::validate(self, &input)
     }
 
     fn call<'a>(
         &'a self,
-        params: Value,
+        params: &'a Value,
         cx: &'a mut ActionContext,
     ) -> BoxFuture<'a, Result<Box<RawValue>, ActionError>> {
         Box::pin(async move {
-            let input = parse_input::<A>(&params)?;
+            let input = parse_input::<A>(params)?;
             let output = Action::execute(self, input, cx).await?;
             let json = serde_json::to_string(&output).map_err(|e| {
                 ActionError::internal(format!("output of {} does not serialize: {e}", A::NAME))

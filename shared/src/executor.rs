@@ -543,7 +543,7 @@ impl Executor {
             staged: Vec::new(),
         };
         let budget_ms = budget_ms.max(1);
-        let run = AssertUnwindSafe(p.action.call(p.params.clone(), &mut cx)).catch_unwind();
+        let run = AssertUnwindSafe(p.action.call(&p.params, &mut cx)).catch_unwind();
         let result = match tokio::time::timeout(
             Duration::from_millis(budget_ms.unsigned_abs()),
             run,
