@@ -240,8 +240,13 @@ impl Executor {
         let params = match &inv.params {
             Params::Json(v) => Ok(v.clone()),
             Params::Text(text) => serde_json::from_str::<Value>(text).map_err(|e| {
+                // serde's text ends with its own "at line L column C"; say it once.
+                let text = e.to_string();
+                let what = text
+                    .rsplit_once(" at line ")
+                    .map_or(text.as_str(), |(w, _)| w);
                 ActionError::validation(format!(
-                    "params are not valid JSON: {e} (line {}, column {})",
+                    "params are not valid JSON: {what} (line {}, column {})",
                     e.line(),
                     e.column()
                 ))

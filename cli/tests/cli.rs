@@ -1,0 +1,683 @@
+//! End-to-end tests of the built `actiondo` binary: each test runs it in a fresh temporary
+//! folder (so the default store, `.actiondo/actiondo.db`, is private to the test) and
+//! checks its stdout, stderr, exit status and what it left in the store.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+/// What one run of the binary produced.
+#[derive(Debug)]
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// stdout as JSON; panics (failing the test) with the whole run when it is not.
+    fn json(&self) -> Value {
+        match serde_json::from_str(&self.stdout) {
+            Ok(v) => v,
+            Err(e) => panic!("stdout is not JSON ({e}): {self:#?}"),
+        }
+    }
+
+    #[track_caller]
+    fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "unexpected exit status: {self:#?}");
+        self
+    }
+}
+
+/// A temporary working folder and the environment every run in it gets.
+struct Sandbox {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    /// Start the child with an empty environment (plus `env`).
+    clear_env: bool,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("temp dir: {e}"),
+        };
+        Self {
+            dir,
+            env: Vec::new(),
+            clear_env: false,
+        }
+    }
+
+    /// A sandbox whose runs see no environment variable but those set with [`Self::env`].
+    fn with_empty_env() -> Self {
+        Self {
+            clear_env: true,
+            ..Self::new()
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.to_owned(), value.into()));
+        self
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_actiondo"));
+        if self.clear_env {
+            cmd.env_clear();
+        }
+        cmd.current_dir(self.path())
+            .args(args)
+            // Nothing from the developer's shell may choose the store or add log lines.
+            .env_remove("ACTIONDO_STORE")
+            .env_remove("RUST_LOG")
+            .env_remove("EMAIL_OUTBOX_DIR")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let out = match cmd.output() {
+            Ok(o) => o,
+            Err(e) => panic!("running actiondo: {e}"),
+        };
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+fn user_params(email: &str) -> String {
+    json!({"email": email, "name": "Ada Lovelace"}).to_string()
+}
+
+fn audit_statuses(page: &Value) -> Vec<String> {
+    page["records"]
+        .as_array()
+        .map(|records| {
+            records
+                .iter()
+                .filter_map(|r| r["status"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn executing_twice_replays_the_stored_result_byte_for_byte() {
+    let sb = Sandbox::new();
+    let params = user_params("ada@example.com");
+    let first = sb.run(&["execute", "create-user", "--params", &params]);
+    first.assert_code(0);
+    assert!(!first.stderr.contains("replayed"), "{first:#?}");
+    let key_line = first
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("key: "))
+        .map(str::to_owned);
+    let Some(key) = key_line else {
+        panic!("no key line on stderr: {first:#?}")
+    };
+    let response = first.json();
+    assert_eq!(response["error"], Value::Null);
+    let user_id = response["result"]["userId"].as_str().unwrap_or_default();
+    assert!(user_id.starts_with("u_"), "{response}");
+    assert_eq!(response["result"]["email"], "ada@example.com");
+
+    let second = sb.run(&["execute", "create-user", "--params", &params]);
+    second.assert_code(0);
+    assert!(
+        second.stderr.contains(&format!(
+            "replayed: stored outcome of attempt 1 (key {key})"
+        )),
+        "{second:#?}"
+    );
+    // The whole output, not only the value: the replay prints the stored bytes.
+    assert_eq!(first.stdout, second.stdout);
+
+    // The store is the default file in the working folder.
+    assert!(sb.path().join(".actiondo/actiondo.db").is_file());
+
+    let audit = sb.run(&["audit", "--type", "create-user", "--key", &key, "--json"]);
+    audit.assert_code(0);
+    let page = audit.json();
+    assert_eq!(audit_statuses(&page), ["replayed", "completed"]);
+    for record in page["records"].as_array().into_iter().flatten() {
+        assert_eq!(record["execution"], format!("create-user#{key}"));
+        assert_eq!(record["source"], "cli");
+        assert_eq!(record["attempt"], 1);
+    }
+    assert_eq!(page["nextCursor"], Value::Null);
+
+    // The table shows the same two records, newest first.
+    let table = sb.run(&["audit"]);
+    table.assert_code(0);
+    let replayed_at = table.stdout.find("replayed");
+    let completed_at = table.stdout.find("completed");
+    assert!(
+        replayed_at.is_some() && completed_at.is_some() && replayed_at < completed_at,
+        "{table:#?}"
+    );
+    assert!(table.stdout.contains(&key), "{table:#?}");
+}
+
+#[test]
+fn an_explicit_key_and_correlation_id_are_recorded() {
+    let sb = Sandbox::new();
+    let params = user_params("grace@example.com");
+    sb.run(&[
+        "execute",
+        "create-user",
+        "--params",
+        &params,
+        "--key",
+        "signup-1",
+        "--correlation-id",
+        "run-42",
+    ])
+    .assert_code(0);
+    let audit = sb.run(&["audit", "--correlation", "run-42", "--json"]);
+    audit.assert_code(0);
+    let page = audit.json();
+    assert_eq!(audit_statuses(&page), ["completed"]);
+    assert_eq!(page["records"][0]["execution"], "create-user#signup-1");
+    assert_eq!(page["records"][0]["correlationId"], "run-42");
+
+    // The same key with other params is refused, and that refusal is an action error.
+    let other = sb.run(&[
+        "execute",
+        "create-user",
+        "--params",
+        &user_params("someone-else@example.com"),
+        "--key",
+        "signup-1",
+    ]);
+    other.assert_code(1);
+    assert_eq!(other.json()["error"]["type"], "ActionDo.PayloadMismatch");
+}
+
+#[test]
+fn a_schema_violation_is_an_action_error_listing_the_fields() {
+    let sb = Sandbox::new();
+    let run = sb.run(&[
+        "execute",
+        "create-user",
+        "--params",
+        r#"{"email": 5}"#,
+        "--key",
+        "bad-1",
+    ]);
+    run.assert_code(1);
+    let response = run.json();
+    assert_eq!(response["result"], Value::Null);
+    assert_eq!(response["error"]["type"], "ActionDo.Validation");
+    assert_eq!(response["error"]["retryable"], false);
+    let errors = response["error"]["details"]["errors"].to_string();
+    assert!(
+        errors.contains("/email") && errors.contains("name"),
+        "{response}"
+    );
+    // Rejected before any claim, and audited as such.
+    let audit = sb.run(&["audit", "--type", "create-user", "--key", "bad-1", "--json"]);
+    assert_eq!(audit_statuses(&audit.json()), ["rejected"]);
+}
+
+#[test]
+fn malformed_json_is_an_action_error_with_its_position() {
+    let sb = Sandbox::new();
+    let run = sb.run(&[
+        "execute",
+        "create-user",
+        "--params",
+        "{\n  \"email\": \"a@b.c\",\n  \"name\" \"Ada\"\n}",
+    ]);
+    run.assert_code(1);
+    let response = run.json();
+    assert_eq!(response["error"]["type"], "ActionDo.Validation");
+    let message = response["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("line 3, column"), "{message}");
+    assert_eq!(response["error"]["details"]["line"], 3);
+}
+
+#[test]
+fn an_unknown_action_is_a_usage_error_with_a_suggestion() {
+    let sb = Sandbox::new();
+    let run = sb.run(&["execute", "create-usr", "--params", "{}"]);
+    run.assert_code(2);
+    assert!(run.stdout.is_empty(), "{run:#?}");
+    assert!(run.stderr.contains("did you mean create-user"), "{run:#?}");
+    // Nothing was opened or written.
+    assert!(!sb.path().join(".actiondo").exists());
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let sb = Sandbox::new();
+    let bad_flag = sb.run(&["execute", "create-user", "--params", "{}", "--bogus"]);
+    bad_flag.assert_code(2);
+    assert!(bad_flag.stderr.contains("--bogus"), "{bad_flag:#?}");
+
+    let missing = sb.run(&["execute", "create-user", "--params", "@missing.json"]);
+    missing.assert_code(2);
+    assert!(
+        missing
+            .stderr
+            .contains("cannot read the params from missing.json"),
+        "{missing:#?}"
+    );
+
+    sb.run(&["execute", "create-user"]).assert_code(2);
+    sb.run(&["audit", "--key", "k"]).assert_code(2);
+    sb.run(&["audit", "--since", "yesterday"]).assert_code(2);
+    sb.run(&["--store", "postgres://db", "audit"])
+        .assert_code(2);
+    sb.run(&["frobnicate"]).assert_code(2);
+    assert!(!sb.path().join(".actiondo").exists());
+}
+
+#[test]
+fn params_can_come_from_a_file() {
+    let sb = Sandbox::new();
+    let file = sb.path().join("user.json");
+    assert!(std::fs::write(&file, user_params("file@example.com")).is_ok());
+    let run = sb.run(&["execute", "create-user", "--params", "@user.json"]);
+    run.assert_code(0);
+    assert_eq!(run.json()["result"]["email"], "file@example.com");
+}
+
+#[test]
+fn the_store_flag_and_variable_choose_the_database() {
+    let sb = Sandbox::new();
+    let params = user_params("store@example.com");
+    sb.run(&[
+        "--store",
+        "sqlite:data/a.db",
+        "execute",
+        "create-user",
+        "--params",
+        &params,
+    ])
+    .assert_code(0);
+    assert!(sb.path().join("data/a.db").is_file());
+    assert!(!sb.path().join(".actiondo").exists());
+
+    // ACTIONDO_STORE names the same file: the second run is a replay.
+    let sb = sb.env("ACTIONDO_STORE", "sqlite:data/a.db");
+    let again = sb.run(&["execute", "create-user", "--params", &params]);
+    again.assert_code(0);
+    assert!(again.stderr.contains("replayed:"), "{again:#?}");
+
+    // A private in-memory store has no history.
+    let fresh = sb.run(&[
+        "--store",
+        "sqlite::memory:",
+        "execute",
+        "create-user",
+        "--params",
+        &params,
+    ]);
+    fresh.assert_code(0);
+    assert!(!fresh.stderr.contains("replayed"), "{fresh:#?}");
+}
+
+#[test]
+fn actions_lists_every_wired_action_with_its_input_schema() {
+    let sb = Sandbox::new();
+    let expected: Vec<&str> = actiondo_cli::catalog::catalog()
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    // The thirteen actions of issue 4, in name order.
+    assert_eq!(
+        expected,
+        [
+            "assign-owner",
+            "create-invoice",
+            "create-or-update-contact",
+            "create-user",
+            "enrich-lead",
+            "process-payment",
+            "provision-resources",
+            "refund-payment",
+            "score-lead",
+            "send-email",
+            "send-notification",
+            "send-welcome-email",
+            "validate-lead",
+        ]
+    );
+
+    let run = sb.run(&["actions", "--json"]);
+    run.assert_code(0);
+    let listed = run.json();
+    let actions = listed["actions"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = actions.iter().filter_map(|a| a["name"].as_str()).collect();
+    assert_eq!(names, expected);
+    for action in &actions {
+        assert!(
+            action["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{action}"
+        );
+        assert!(action["inputSchema"].is_object(), "{action}");
+        assert!(action["outputSchema"].is_object(), "{action}");
+    }
+    let create_user = actions.iter().find(|a| a["name"] == "create-user");
+    let required = create_user.map(|a| a["inputSchema"]["required"].clone());
+    assert_eq!(required, Some(json!(["email", "name"])));
+
+    let table = sb.run(&["actions"]);
+    table.assert_code(0);
+    for name in &expected {
+        assert!(table.stdout.contains(name), "{name} missing: {table:#?}");
+    }
+    assert!(table.stdout.contains("email: string"), "{table:#?}");
+    assert!(table.stdout.contains("plan?:"), "{table:#?}");
+
+    let one = sb.run(&["actions", "create-user"]);
+    one.assert_code(0);
+    assert!(one.stdout.contains("input schema:"), "{one:#?}");
+    sb.run(&["actions", "create-usr"]).assert_code(2);
+}
+
+#[test]
+fn audit_pages_with_a_cursor() {
+    let sb = Sandbox::new();
+    for i in 0..3 {
+        sb.run(&[
+            "execute",
+            "create-user",
+            "--params",
+            &user_params(&format!("p{i}@example.com")),
+        ])
+        .assert_code(0);
+    }
+    let first = sb.run(&["audit", "--limit", "2", "--json"]);
+    first.assert_code(0);
+    let page = first.json();
+    assert_eq!(audit_statuses(&page).len(), 2);
+    let Some(cursor) = page["nextCursor"].as_str().map(str::to_owned) else {
+        panic!("no cursor: {page}")
+    };
+    let rest = sb.run(&["audit", "--limit", "2", "--cursor", &cursor, "--json"]);
+    rest.assert_code(0);
+    let rest = rest.json();
+    assert_eq!(audit_statuses(&rest).len(), 1);
+    assert_eq!(rest["nextCursor"], Value::Null);
+
+    let table = sb.run(&["audit", "--limit", "2"]);
+    assert!(table.stderr.contains("--cursor"), "{table:#?}");
+    let future = sb.run(&["audit", "--since", "2999-01-01T00:00:00Z"]);
+    future.assert_code(0);
+    assert!(future.stdout.contains("no audit records"), "{future:#?}");
+}
+
+#[test]
+fn dynamodb_settings_problems_are_shown_clearly() {
+    // No table names: the store cannot be opened.
+    let sb = Sandbox::new();
+    let run = sb.run(&["tables", "create"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("ACTIONDO_IDEMPOTENCY_TABLE"),
+        "{run:#?}"
+    );
+    let run = sb.run(&["--store", "dynamodb", "audit"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("ACTIONDO_AUDIT_TABLE"), "{run:#?}");
+
+    // With settings, an unfiltered listing is refused by the store itself, before any
+    // request is sent (the endpoint here is closed).
+    let sb = dynamo_env(Sandbox::new(), "http://127.0.0.1:9", "t-unused");
+    let run = sb.run(&["--store", "dynamodb", "audit"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("needs a filter"), "{run:#?}");
+}
+
+/// The child environment of a DynamoDB run: endpoint, dummy credentials, region and
+/// table names `{prefix}-idempotency|audit|entities`, nothing from `~/.aws`.
+fn dynamo_env(sb: Sandbox, endpoint: &str, prefix: &str) -> Sandbox {
+    let nowhere: PathBuf = sb.path().join("no-aws-config");
+    let nowhere = nowhere.display().to_string();
+    sb.env("AWS_ENDPOINT_URL_DYNAMODB", endpoint)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", nowhere.clone())
+        .env("AWS_SHARED_CREDENTIALS_FILE", nowhere)
+        .env(
+            "ACTIONDO_IDEMPOTENCY_TABLE",
+            format!("{prefix}-idempotency"),
+        )
+        .env("ACTIONDO_AUDIT_TABLE", format!("{prefix}-audit"))
+        .env("ACTIONDO_ENTITIES_TABLE", format!("{prefix}-entities"))
+}
+
+fn infra_required() -> bool {
+    std::env::var("ACTIONDO_TEST_REQUIRE_INFRA").is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+#[test]
+fn dynamodb_store_against_dynamodb_local() {
+    let Ok(url) = std::env::var("ACTIONDO_TEST_DYNAMODB_LOCAL_URL") else {
+        assert!(
+            !infra_required(),
+            "ACTIONDO_TEST_DYNAMODB_LOCAL_URL is not set, and this run requires DynamoDB Local (CI=true or ACTIONDO_TEST_REQUIRE_INFRA=1); run ./tests/run.sh"
+        );
+        eprintln!(
+            "\n*** NOT RUN: actiondo --store dynamodb against DynamoDB Local — ACTIONDO_TEST_DYNAMODB_LOCAL_URL is not set. ./tests/run.sh starts the server. ***\n"
+        );
+        return;
+    };
+    let prefix = format!("cli{}", uuid::Uuid::new_v4().simple());
+    let sb = dynamo_env(Sandbox::new(), &url, &prefix);
+
+    let created = sb.run(&["tables", "create"]);
+    created.assert_code(0);
+    assert!(
+        created.stdout.contains(&format!("{prefix}-audit")),
+        "{created:#?}"
+    );
+    // Creating them again keeps them.
+    sb.run(&["tables", "create"]).assert_code(0);
+
+    let params = user_params("dynamo@example.com");
+    let args = [
+        "--store",
+        "dynamodb",
+        "execute",
+        "create-user",
+        "--params",
+        &params,
+        "--key",
+        "ddb-1",
+    ];
+    let first = sb.run(&args);
+    first.assert_code(0);
+    assert!(!first.stderr.contains("replayed"), "{first:#?}");
+    let second = sb.run(&args);
+    second.assert_code(0);
+    assert!(
+        second
+            .stderr
+            .contains("replayed: stored outcome of attempt 1 (key ddb-1)"),
+        "{second:#?}"
+    );
+    assert_eq!(first.stdout, second.stdout);
+    // Nothing went to the embedded store.
+    assert!(!sb.path().join(".actiondo").exists());
+
+    let audit = sb.run(&[
+        "--store",
+        "dynamodb",
+        "audit",
+        "--type",
+        "create-user",
+        "--key",
+        "ddb-1",
+        "--json",
+    ]);
+    audit.assert_code(0);
+    assert_eq!(audit_statuses(&audit.json()), ["replayed", "completed"]);
+    let by_type = sb.run(&["--store", "dynamodb", "audit", "--type", "create-user"]);
+    by_type.assert_code(0);
+    assert!(by_type.stdout.contains("ddb-1"), "{by_type:#?}");
+    let unfiltered = sb.run(&["--store", "dynamodb", "audit"]);
+    unfiltered.assert_code(2);
+    assert!(
+        unfiltered.stderr.contains("needs a filter"),
+        "{unfiltered:#?}"
+    );
+}
+
+fn eml_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The README's onboarding story: create a user, send the welcome email, send it again
+/// (a replay: no second email), read the audit trail.
+#[test]
+fn onboarding_story_sends_the_welcome_email_once() {
+    let outbox = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("temp dir: {e}"),
+    };
+    let sb = Sandbox::new().env("EMAIL_OUTBOX_DIR", outbox.path().display().to_string());
+
+    let user = sb.run(&[
+        "execute",
+        "create-user",
+        "--params",
+        r#"{"email": "Ada@Example.com", "name": "Ada Lovelace"}"#,
+    ]);
+    user.assert_code(0);
+    let user_id = user.json()["result"]["userId"]
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(user_id.starts_with("u_"), "{user:#?}");
+
+    let params = json!({"userId": user_id, "template": "new-user-welcome-v2"}).to_string();
+    let sent = sb.run(&["execute", "send-welcome-email", "--params", &params]);
+    sent.assert_code(0);
+    assert!(!sent.stderr.contains("replayed"), "{sent:#?}");
+    let response = sent.json();
+    assert_eq!(response["error"], Value::Null);
+    assert_eq!(response["result"]["userId"], user_id.as_str());
+    assert_eq!(response["result"]["to"], "ada@example.com");
+    assert_eq!(response["result"]["transport"], "outbox");
+    let emails = eml_files(outbox.path());
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    let message = std::fs::read_to_string(&emails[0]).unwrap_or_default();
+    assert!(message.contains("ada@example.com"), "{message}");
+    // Nothing went to the default outbox under the working folder.
+    assert!(!sb.path().join(".actiondo/outbox").exists());
+
+    let again = sb.run(&["execute", "send-welcome-email", "--params", &params]);
+    again.assert_code(0);
+    assert!(
+        again
+            .stderr
+            .contains("replayed: stored outcome of attempt 1"),
+        "{again:#?}"
+    );
+    assert_eq!(sent.stdout, again.stdout);
+    assert_eq!(
+        eml_files(outbox.path()).len(),
+        1,
+        "the replay sent a second email"
+    );
+
+    let audit = sb.run(&["audit", "--type", "send-welcome-email", "--json"]);
+    audit.assert_code(0);
+    assert_eq!(audit_statuses(&audit.json()), ["replayed", "completed"]);
+    let all = sb.run(&["audit", "--json"]);
+    assert_eq!(
+        audit_statuses(&all.json()),
+        ["replayed", "completed", "completed"]
+    );
+
+    // An unknown user is a business rejection: exit 1, nothing sent.
+    let unknown = sb.run(&[
+        "execute",
+        "send-welcome-email",
+        "--params",
+        r#"{"userId": "u_nobody", "template": "new-user-welcome-v2"}"#,
+    ]);
+    unknown.assert_code(1);
+    assert_eq!(unknown.json()["error"]["type"], "ActionDo.Rejected");
+    assert_eq!(eml_files(outbox.path()).len(), 1);
+}
+
+/// Every action is built at start-up, whatever is (not) configured: with no environment
+/// at all, the catalog still lists everything and actions that need nothing still run.
+#[test]
+fn the_catalog_builds_without_any_configuration() {
+    let sb = Sandbox::with_empty_env();
+    let expected: Vec<&str> = actiondo_cli::catalog::catalog()
+        .iter()
+        .map(|a| a.name())
+        .collect();
+    let run = sb.run(&["actions", "--json"]);
+    run.assert_code(0);
+    let names: Vec<String> = run.json()["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, expected, "{run:#?}");
+    sb.run(&[
+        "execute",
+        "create-user",
+        "--params",
+        &user_params("bare@example.com"),
+    ])
+    .assert_code(0);
+}
+
+/// A broken setting does not break the CLI: only the action that needs it fails, with an
+/// action error that names the problem.
+#[test]
+fn a_misconfigured_action_fails_alone() {
+    let sb = Sandbox::new().env("EMAIL_TRANSPORT", "carrier-pigeon");
+    sb.run(&["actions"]).assert_code(0);
+    let run = sb.run(&[
+        "execute",
+        "send-email",
+        "--params",
+        r#"{"to": "ada@example.com", "subject": "Hi", "body": "Hello"}"#,
+    ]);
+    run.assert_code(1);
+    let response = run.json();
+    assert_eq!(response["error"]["type"], "ActionDo.Internal", "{run:#?}");
+    assert!(
+        response["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("EMAIL_TRANSPORT")),
+        "{run:#?}"
+    );
+    sb.run(&[
+        "execute",
+        "create-user",
+        "--params",
+        &user_params("other@example.com"),
+    ])
+    .assert_code(0);
+}
