@@ -48,10 +48,19 @@
 //!
 //! ## Configuration
 //!
-//! - `ENRICHMENT_URL`: the provider's endpoint (http or https); unset: no provider;
-//!   an invalid URL stops the function at start-up.
-//! - `ENRICHMENT_TIMEOUT_MS`: the provider request's timeout (default 3000).
+//! - `ENRICHMENT_URL`: the provider's endpoint (http or https); unset: no provider.
+//! - `ENRICHMENT_TIMEOUT_MS`: the provider request's timeout, a positive number of
+//!   milliseconds (default 3000); only read when `ENRICHMENT_URL` is set.
 //! - `ENRICHMENT_API_KEY`: sent as a bearer token when set.
+//!
+//! [`EnrichLead::from_env`] never fails (the `actiondo` CLI builds every action at
+//! start-up, where the settings may be wrong): an invalid `ENRICHMENT_URL` or
+//! `ENRICHMENT_TIMEOUT_MS` is logged as a warning and every execution then fails with
+//! `ActionDo.Internal` `"enrich-lead is not configured: …"` (details
+//! `{"reason": "not_configured", …}`; retryable, nothing stored, the provider not asked)
+//! until the setting is fixed; the action does not fall back to the domain work alone.
+//! [`EnrichLead::try_from_env`] fails at once instead. The URL is never repeated in the
+//! problem (its query may carry a secret).
 
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -262,54 +271,104 @@ impl Provider {
 /// How errors name the provider.
 const SERVICE: &str = "enrichment provider";
 
+/// A setting that cannot work: what [`EnrichLead::try_from_env`] answers. Its text names
+/// the setting (never the URL itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 /// The `enrich-lead` action.
 #[derive(Debug, Clone, Default)]
 pub struct EnrichLead {
     provider: Option<Provider>,
+    /// Why the configuration is unusable, if it is: every execution fails with it.
+    problem: Option<String>,
 }
 
 impl EnrichLead {
     /// The action without a provider: domain work only.
     pub fn new() -> Self {
-        Self { provider: None }
+        Self {
+            provider: None,
+            problem: None,
+        }
     }
 
     /// The action with a provider.
     pub fn with_provider(provider: Provider) -> Self {
         Self {
             provider: Some(provider),
+            problem: None,
         }
     }
 
     /// The action configured from `ENRICHMENT_URL`, `ENRICHMENT_TIMEOUT_MS` and
     /// `ENRICHMENT_API_KEY`.
     ///
-    /// # Panics
-    ///
-    /// When `ENRICHMENT_URL` is not an http(s) URL or `ENRICHMENT_TIMEOUT_MS` is not a
-    /// positive integer: deployment errors that must fail the cold start.
+    /// Never fails: when `ENRICHMENT_URL` is not an http(s) URL or
+    /// `ENRICHMENT_TIMEOUT_MS` is not a positive integer the problem is logged and every
+    /// execution fails with `ActionDo.Internal` naming it (see
+    /// [`check_configured`](Self::check_configured)). Use
+    /// [`try_from_env`](Self::try_from_env) to fail at once instead.
     pub fn from_env() -> Self {
-        let var = actiondo::config::env_var;
-        let Some(url) = var(URL_ENV) else {
-            return Self::new();
-        };
-        let timeout = match var(TIMEOUT_ENV) {
-            None => DEFAULT_TIMEOUT,
-            Some(ms) => {
-                actiondo::config::millis(TIMEOUT_ENV, &ms).unwrap_or_else(|e| panic!("{e}"))
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The action configured from `ENRICHMENT_URL`, `ENRICHMENT_TIMEOUT_MS` and
+    /// `ENRICHMENT_API_KEY`, or why it cannot be.
+    pub fn try_from_env() -> Result<Self, ConfigError> {
+        Self::try_from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
+    /// environment variable name) instead of the process environment. Blank values
+    /// count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
+            tracing::warn!(
+                action = <Self as Action>::NAME,
+                problem = %e,
+                "the action is not configured; every execution will fail"
+            );
+            Self {
+                provider: None,
+                problem: Some(e.0),
             }
-        };
-        let provider = match Provider::new(url.trim(), timeout) {
-            Ok(p) => p,
-            Err(e) => panic!("{URL_ENV}: {e}"),
-        };
-        Self::with_provider(match var(API_KEY_ENV) {
-            Some(key) => provider.with_api_key(key),
-            None => provider,
         })
     }
 
-    /// The provider, if any.
+    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
+    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let Some(url) = var(URL_ENV) else {
+            return Ok(Self::new());
+        };
+        let timeout = match var(TIMEOUT_ENV) {
+            None => DEFAULT_TIMEOUT,
+            Some(ms) => actiondo::config::millis(TIMEOUT_ENV, &ms).map_err(ConfigError)?,
+        };
+        let provider = Provider::new(url.trim(), timeout)
+            .map_err(|e| ConfigError(format!("{URL_ENV}: {e}")))?;
+        Ok(Self::with_provider(match var(API_KEY_ENV) {
+            Some(key) => provider.with_api_key(key),
+            None => provider,
+        }))
+    }
+
+    /// `Ok` when the action has a usable configuration; otherwise the error every
+    /// execution answers: `ActionDo.Internal` from [`actiondo::config::not_configured`].
+    pub fn check_configured(&self) -> Result<(), ActionError> {
+        match &self.problem {
+            None => Ok(()),
+            Some(problem) => Err(actiondo::config::not_configured(
+                <Self as Action>::NAME,
+                problem,
+            )),
+        }
+    }
+
+    /// The provider, if any (none for an action built without a usable configuration,
+    /// which never executes).
     pub fn provider(&self) -> Option<&Provider> {
         self.provider.as_ref()
     }
@@ -350,6 +409,7 @@ impl Action for EnrichLead {
         input: EnrichLeadInput,
         _cx: &mut ActionContext,
     ) -> Result<EnrichLeadOutput, ActionError> {
+        self.check_configured()?;
         let domain = email_domain(&input.email)?;
         let free_mail = is_free_mail(&domain);
         let disposable = is_disposable(&domain);

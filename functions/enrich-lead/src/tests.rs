@@ -373,3 +373,98 @@ fn provider_urls_must_be_http() {
         Ok("https://api.example/lookup?v=2&domain=a%26b.com".to_owned())
     );
 }
+
+/// A settings lookup answering `pairs` (what `from_lookup` reads instead of the process
+/// environment).
+fn settings(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+#[tokio::test]
+async fn the_provider_settings_are_read() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/companies"))
+        .and(query_param("domain", "acme.com"))
+        .and(header("authorization", "Bearer from-settings"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": "Acme"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let action = EnrichLead::try_from_lookup(settings(vec![
+        (URL_ENV, format!(" {}/v1/companies ", server.uri())),
+        (TIMEOUT_ENV, "2000".into()),
+        (API_KEY_ENV, "from-settings".into()),
+    ]))?;
+    action.check_configured()?;
+    let out: EnrichLeadOutput = run(&executor()?, &action, json!({"email": "ann@acme.com"}), "k")
+        .await
+        .output()?;
+    assert_eq!(
+        out.provider.map(Value::Object),
+        Some(json!({"name": "Acme"}))
+    );
+
+    // Without a URL: domain work only, and the timeout is not read.
+    let domain_only = EnrichLead::from_lookup(settings(vec![
+        (URL_ENV, "  ".into()),
+        (TIMEOUT_ENV, "soon".into()),
+    ]));
+    assert!(domain_only.provider().is_none());
+    assert!(domain_only.check_configured().is_ok());
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_provider_settings_fail_every_execution_as_not_configured_instead_of_panicking()
+-> TestResult {
+    let server = MockServer::start().await;
+    let executor = executor()?;
+    let cases = [
+        (
+            "url",
+            vec![(URL_ENV, "ftp://user:s3cret@x.example/".to_owned())],
+            "enrich-lead is not configured: ENRICHMENT_URL: ",
+        ),
+        (
+            "timeout",
+            vec![
+                (URL_ENV, format!("{}/v1/companies", server.uri())),
+                (TIMEOUT_ENV, "soon".into()),
+            ],
+            "enrich-lead is not configured: ENRICHMENT_TIMEOUT_MS=\"soon\" is not a positive number of milliseconds",
+        ),
+    ];
+    for (key, pairs, message) in cases {
+        let action = EnrichLead::from_lookup(settings(pairs.clone()));
+        assert!(
+            EnrichLead::try_from_lookup(settings(pairs)).is_err(),
+            "{key}"
+        );
+        assert!(action.provider().is_none(), "{key}");
+        let execution = run(&executor, &action, json!({"email": "ann@acme.com"}), key).await;
+        assert_eq!(kind(&execution), Some(ErrorKind::Internal), "{key}");
+        let err = execution.outcome.err().ok_or("expected an error")?;
+        assert!(err.message().starts_with(message), "{key}: {err}");
+        assert!(!err.message().contains("s3cret"), "the URL leaked: {err}");
+        assert_eq!(
+            err.details().map(|d| d["reason"].clone()),
+            Some(json!("not_configured"))
+        );
+        assert!(
+            executor
+                .store()
+                .get_record(&format!("enrich-lead#{key}"))
+                .await?
+                .is_none(),
+            "released: a retry after fixing the setting runs"
+        );
+    }
+    assert_eq!(requests(&server).await, 0, "the provider is not asked");
+    Ok(())
+}

@@ -41,9 +41,16 @@
 //!
 //! ## Configuration
 //!
-//! - `SCORE_QUALIFIED_THRESHOLD`: the default threshold, 0–100 (default 60); an invalid
-//!   value stops the function at start-up. The input's `threshold` overrides it for one
-//!   request.
+//! - `SCORE_QUALIFIED_THRESHOLD`: the default threshold, 0–100 (default 60). The
+//!   input's `threshold` overrides it for one request.
+//!
+//! [`ScoreLead::from_env`] never fails (the `actiondo` CLI builds every action at
+//! start-up, where the setting may be wrong): an invalid value is logged as a warning
+//! and every execution then fails with `ActionDo.Internal`
+//! `"score-lead is not configured: SCORE_QUALIFIED_THRESHOLD: …"` (details
+//! `{"reason": "not_configured", …}`; retryable, nothing stored) until the setting is
+//! fixed, even when the input gives its own `threshold`. [`ScoreLead::try_from_env`]
+//! fails at once instead.
 
 use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use schemars::JsonSchema;
@@ -156,16 +163,25 @@ pub fn source_points(source: &str) -> Option<i32> {
     })
 }
 
+/// A setting that cannot work: what [`ScoreLead::try_from_env`] answers. Its text names
+/// the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 /// The `score-lead` action.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScoreLead {
     threshold: u32,
+    /// Why the configuration is unusable, if it is: every execution fails with it.
+    problem: Option<String>,
 }
 
 impl Default for ScoreLead {
     fn default() -> Self {
         Self {
             threshold: DEFAULT_THRESHOLD,
+            problem: None,
         }
     }
 }
@@ -178,33 +194,71 @@ impl ScoreLead {
                 "a threshold must be 0 to {MAX_SCORE}, got {threshold}"
             ));
         }
-        Ok(Self { threshold })
+        Ok(Self {
+            threshold,
+            problem: None,
+        })
     }
 
     /// The action configured from `SCORE_QUALIFIED_THRESHOLD` (default 60).
     ///
-    /// # Panics
-    ///
-    /// When the variable is set but not an integer from 0 to 100: a deployment error that
-    /// must fail the cold start.
+    /// Never fails: when the variable is set but not an integer from 0 to 100 the
+    /// problem is logged and every execution fails with `ActionDo.Internal` naming it
+    /// (see [`check_configured`](Self::check_configured)). Use
+    /// [`try_from_env`](Self::try_from_env) to fail at once instead.
     pub fn from_env() -> Self {
-        match std::env::var(THRESHOLD_ENV) {
-            Ok(v) if !v.trim().is_empty() => {
-                let parsed = v
-                    .trim()
-                    .parse::<u32>()
-                    .map_err(|e| format!("{v:?} is not an integer: {e}"))
-                    .and_then(Self::with_threshold);
-                match parsed {
-                    Ok(action) => action,
-                    Err(e) => panic!("{THRESHOLD_ENV}: {e}"),
-                }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The action configured from `SCORE_QUALIFIED_THRESHOLD`, or why it cannot be.
+    pub fn try_from_env() -> Result<Self, ConfigError> {
+        Self::try_from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
+    /// environment variable name) instead of the process environment. Blank values
+    /// count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
+            tracing::warn!(
+                action = <Self as Action>::NAME,
+                problem = %e,
+                "the action is not configured; every execution will fail"
+            );
+            Self {
+                problem: Some(e.0),
+                ..Self::default()
             }
-            _ => Self::default(),
+        })
+    }
+
+    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
+    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match lookup(THRESHOLD_ENV).filter(|v| !v.trim().is_empty()) {
+            None => Ok(Self::default()),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{v:?} is not an integer: {e}"))
+                .and_then(Self::with_threshold)
+                .map_err(|e| ConfigError(format!("{THRESHOLD_ENV}: {e}"))),
         }
     }
 
-    /// The default threshold.
+    /// `Ok` when the action has a usable configuration; otherwise the error every
+    /// execution answers: `ActionDo.Internal` from [`actiondo::config::not_configured`].
+    pub fn check_configured(&self) -> Result<(), ActionError> {
+        match &self.problem {
+            None => Ok(()),
+            Some(problem) => Err(actiondo::config::not_configured(
+                <Self as Action>::NAME,
+                problem,
+            )),
+        }
+    }
+
+    /// The default threshold ([`DEFAULT_THRESHOLD`] for an action built without a usable
+    /// configuration, which never scores an execution).
     pub fn threshold(&self) -> u32 {
         self.threshold
     }
@@ -354,6 +408,7 @@ impl Action for ScoreLead {
         input: ScoreLeadInput,
         _cx: &mut ActionContext,
     ) -> Result<ScoreLeadOutput, ActionError> {
+        self.check_configured()?;
         Ok(self.score(&input))
     }
 }

@@ -201,3 +201,82 @@ fn e164_is_recognized() {
     assert!(!is_e164("+1 201 555"));
     assert!(!is_e164("+123"));
 }
+
+/// A settings lookup answering `pairs` (what `from_lookup` reads instead of the process
+/// environment).
+fn settings(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[test]
+fn the_threshold_setting_is_read_and_a_bad_one_is_reported_not_panicked() {
+    assert_eq!(
+        ScoreLead::from_lookup(settings(&[])).threshold(),
+        DEFAULT_THRESHOLD
+    );
+    assert_eq!(
+        ScoreLead::from_lookup(settings(&[(THRESHOLD_ENV, " ")])).threshold(),
+        DEFAULT_THRESHOLD,
+        "blank is unset"
+    );
+    let strict = ScoreLead::from_lookup(settings(&[(THRESHOLD_ENV, " 75 ")]));
+    assert_eq!(strict.threshold(), 75);
+    assert!(strict.check_configured().is_ok());
+    let bad: [&'static [(&str, &str)]; 3] = [
+        &[(THRESHOLD_ENV, "high")],
+        &[(THRESHOLD_ENV, "-1")],
+        &[(THRESHOLD_ENV, "101")],
+    ];
+    for pairs in bad {
+        let err = ScoreLead::try_from_lookup(settings(pairs))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("SCORE_QUALIFIED_THRESHOLD: "),
+            "{pairs:?}: {err}"
+        );
+        assert!(
+            ScoreLead::from_lookup(settings(pairs))
+                .check_configured()
+                .is_err(),
+            "{pairs:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_threshold_fails_every_execution_as_not_configured_instead_of_panicking() -> TestResult
+{
+    let executor = executor()?;
+    let action = ScoreLead::from_lookup(settings(&[(THRESHOLD_ENV, "101")]));
+    let mut overridden = lead();
+    overridden["threshold"] = json!(50);
+    for (key, params) in [("plain", lead()), ("overridden", overridden)] {
+        let execution = testing::run(&executor, &action, params, key).await;
+        let err = execution.outcome.err().ok_or("expected an error")?;
+        assert_eq!(err.kind(), ErrorKind::Internal, "{key}");
+        assert_eq!(
+            err.message(),
+            "score-lead is not configured: SCORE_QUALIFIED_THRESHOLD: a threshold must be 0 to 100, got 101"
+        );
+        assert_eq!(
+            err.details().map(|d| d["reason"].clone()),
+            Some(json!("not_configured"))
+        );
+        assert!(
+            executor
+                .store()
+                .get_record(&format!("score-lead#{key}"))
+                .await?
+                .is_none(),
+            "nothing stored: a retry after fixing the setting runs"
+        );
+    }
+    Ok(())
+}

@@ -44,10 +44,18 @@
 //!
 //! ## Configuration
 //!
-//! - `NOTIFY_WEBHOOK_URL` (required): the http(s) endpoint; missing or invalid stops the
-//!   function at start-up.
-//! - `NOTIFY_TIMEOUT_MS`: the request timeout (default 5000).
+//! - `NOTIFY_WEBHOOK_URL` (required): the http(s) endpoint.
+//! - `NOTIFY_TIMEOUT_MS`: the request timeout, a positive number of milliseconds
+//!   (default 5000).
 //! - `NOTIFY_WEBHOOK_TOKEN`: sent as `Authorization: Bearer <token>` when set.
+//!
+//! [`SendNotification::from_env`] never fails (the `actiondo` CLI builds every action at
+//! start-up, where the settings may be unset): a missing or invalid `NOTIFY_WEBHOOK_URL`
+//! or an invalid `NOTIFY_TIMEOUT_MS` is logged as a warning and every execution then
+//! fails with `ActionDo.Internal` `"send-notification is not configured: …"` (details
+//! `{"reason": "not_configured", …}`; retryable, nothing sent or stored) until the
+//! setting is fixed. [`SendNotification::try_from_env`] fails at once instead. The URL
+//! is never repeated in the problem.
 
 use std::time::Duration;
 
@@ -162,44 +170,86 @@ impl Webhook {
     }
 }
 
+/// A setting that cannot work: what [`SendNotification::try_from_env`] answers. Its text
+/// names the setting (never the URL itself).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 /// The `send-notification` action.
 #[derive(Debug, Clone)]
 pub struct SendNotification {
-    webhook: Webhook,
+    /// The webhook, or why the configuration gives none: every execution fails with it.
+    webhook: Result<Webhook, String>,
 }
 
 impl SendNotification {
     /// The action posting to `webhook`.
     pub fn new(webhook: Webhook) -> Self {
-        Self { webhook }
+        Self {
+            webhook: Ok(webhook),
+        }
     }
 
     /// The action configured from `NOTIFY_WEBHOOK_URL`, `NOTIFY_TIMEOUT_MS` and
     /// `NOTIFY_WEBHOOK_TOKEN`.
     ///
-    /// # Panics
-    ///
-    /// When `NOTIFY_WEBHOOK_URL` is missing or not an http(s) URL, or
-    /// `NOTIFY_TIMEOUT_MS` is not a positive integer: deployment errors that must fail
-    /// the cold start.
+    /// Never fails: when `NOTIFY_WEBHOOK_URL` is missing or not an http(s) URL, or
+    /// `NOTIFY_TIMEOUT_MS` is not a positive integer, the problem is logged and every
+    /// execution fails with `ActionDo.Internal` naming it (see
+    /// [`webhook`](Self::webhook)). Use [`try_from_env`](Self::try_from_env) to fail at
+    /// once instead.
     pub fn from_env() -> Self {
-        let var = actiondo::config::env_var;
-        let url = var(URL_ENV)
-            .unwrap_or_else(|| panic!("{URL_ENV} must be set to the webhook's http(s) URL"));
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The action configured from `NOTIFY_WEBHOOK_URL`, `NOTIFY_TIMEOUT_MS` and
+    /// `NOTIFY_WEBHOOK_TOKEN`, or why it cannot be.
+    pub fn try_from_env() -> Result<Self, ConfigError> {
+        Self::try_from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
+    /// environment variable name) instead of the process environment. Blank values
+    /// count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
+            tracing::warn!(
+                action = <Self as Action>::NAME,
+                problem = %e,
+                "the action is not configured; every execution will fail"
+            );
+            Self { webhook: Err(e.0) }
+        })
+    }
+
+    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
+    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let url = var(URL_ENV).ok_or_else(|| {
+            ConfigError(format!(
+                "{URL_ENV} must be set to the webhook's http(s) URL"
+            ))
+        })?;
         let timeout = match var(TIMEOUT_ENV) {
             None => DEFAULT_TIMEOUT,
-            Some(ms) => {
-                actiondo::config::millis(TIMEOUT_ENV, &ms).unwrap_or_else(|e| panic!("{e}"))
-            }
+            Some(ms) => actiondo::config::millis(TIMEOUT_ENV, &ms).map_err(ConfigError)?,
         };
-        let webhook = match Webhook::new(url.trim(), timeout) {
-            Ok(w) => w,
-            Err(e) => panic!("{URL_ENV}: {e}"),
-        };
-        Self::new(match var(TOKEN_ENV) {
+        let webhook = Webhook::new(url.trim(), timeout)
+            .map_err(|e| ConfigError(format!("{URL_ENV}: {e}")))?;
+        Ok(Self::new(match var(TOKEN_ENV) {
             Some(token) => webhook.with_token(token),
             None => webhook,
-        })
+        }))
+    }
+
+    /// The webhook, or, for an action built without a usable configuration, the error
+    /// every execution answers: `ActionDo.Internal` from
+    /// [`actiondo::config::not_configured`].
+    pub fn webhook(&self) -> Result<&Webhook, ActionError> {
+        self.webhook
+            .as_ref()
+            .map_err(|e| actiondo::config::not_configured(<Self as Action>::NAME, e))
     }
 }
 
@@ -257,8 +307,9 @@ impl Action for SendNotification {
         input: NotificationInput,
         cx: &mut ActionContext,
     ) -> Result<NotificationOutput, ActionError> {
+        let webhook = self.webhook()?;
         let body = body_of(&input)?;
-        let status = self.webhook.post(body, cx.idempotency_key()).await?;
+        let status = webhook.post(body, cx.idempotency_key()).await?;
         Ok(NotificationOutput {
             delivered: true,
             status,

@@ -295,3 +295,91 @@ fn webhook_urls_must_be_http_and_are_not_echoed() {
     assert!(err.contains("scheme") && !err.contains("pw"), "{err}");
     assert!(Webhook::new("not a url", DEFAULT_TIMEOUT).is_err());
 }
+
+/// A settings lookup answering `pairs` (what `from_lookup` reads instead of the process
+/// environment).
+fn settings(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_settings_are_read() -> TestResult {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/T0"))
+        .and(header("authorization", "Bearer from-settings"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let action = SendNotification::try_from_lookup(settings(vec![
+        (URL_ENV, format!(" {}/hooks/T0 ", server.uri())),
+        (TIMEOUT_ENV, "2000".into()),
+        (TOKEN_ENV, "from-settings".into()),
+    ]))?;
+    action.webhook()?;
+    let out: NotificationOutput = run(&executor()?, &action, notification(), "k")
+        .await
+        .output()?;
+    assert_eq!(out.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_or_bad_settings_fail_every_execution_as_not_configured_instead_of_panicking()
+-> TestResult {
+    let server = MockServer::start().await;
+    let executor = executor()?;
+    let cases = [
+        (
+            "missing",
+            vec![(URL_ENV, " ".to_owned())],
+            "send-notification is not configured: NOTIFY_WEBHOOK_URL must be set to the webhook's http(s) URL",
+        ),
+        (
+            "url",
+            vec![(URL_ENV, "ftp://user:s3cret@x.example/".to_owned())],
+            "send-notification is not configured: NOTIFY_WEBHOOK_URL: ",
+        ),
+        (
+            "timeout",
+            vec![
+                (URL_ENV, format!("{}/hooks/T0", server.uri())),
+                (TIMEOUT_ENV, "0".into()),
+            ],
+            "send-notification is not configured: NOTIFY_TIMEOUT_MS=\"0\" is not a positive number of milliseconds",
+        ),
+    ];
+    for (key, pairs, message) in cases {
+        assert!(
+            SendNotification::try_from_lookup(settings(pairs.clone())).is_err(),
+            "{key}"
+        );
+        let action = SendNotification::from_lookup(settings(pairs));
+        assert!(action.webhook().is_err(), "{key}");
+        let execution = run(&executor, &action, notification(), key).await;
+        assert_eq!(kind(&execution), Some(ErrorKind::Internal), "{key}");
+        let err = execution.outcome.err().ok_or("expected an error")?;
+        assert!(err.message().starts_with(message), "{key}: {err}");
+        assert!(!err.message().contains("s3cret"), "the URL leaked: {err}");
+        assert_eq!(
+            err.details().map(|d| d["reason"].clone()),
+            Some(json!("not_configured"))
+        );
+        assert!(
+            executor
+                .store()
+                .get_record(&format!("send-notification#{key}"))
+                .await?
+                .is_none(),
+            "released: a retry after fixing the setting runs"
+        );
+    }
+    assert!(received(&server).await.is_empty(), "nothing is sent");
+    Ok(())
+}

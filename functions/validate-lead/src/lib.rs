@@ -36,8 +36,14 @@
 //! ## Configuration
 //!
 //! - `DEFAULT_PHONE_REGION`: the ISO 3166-1 alpha-2 region of phone numbers written
-//!   without a country code (default `US`); an unknown region stops the function at
-//!   start-up.
+//!   without a country code (default `US`).
+//!
+//! [`ValidateLead::from_env`] never fails (the `actiondo` CLI builds every action at
+//! start-up, where the setting may be wrong): an unknown region is logged as a warning
+//! and every execution then fails with `ActionDo.Internal`
+//! `"validate-lead is not configured: DEFAULT_PHONE_REGION: …"` (details
+//! `{"reason": "not_configured", …}`; retryable, nothing stored) until the setting is
+//! fixed. [`ValidateLead::try_from_env`] fails at once instead.
 
 use std::str::FromStr;
 
@@ -100,24 +106,33 @@ pub struct Lead {
     pub source: Option<String>,
 }
 
+/// A setting that cannot work: what [`ValidateLead::try_from_env`] answers. Its text
+/// names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
 /// The `validate-lead` action.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ValidateLead {
     region: country::Id,
+    /// Why the configuration is unusable, if it is: every execution fails with it.
+    problem: Option<String>,
 }
 
 impl Default for ValidateLead {
     fn default() -> Self {
-        Self {
-            region: country::Id::US,
-        }
+        Self::new(country::Id::US)
     }
 }
 
 impl ValidateLead {
     /// The action with phone numbers without a country code read in `region`.
     pub fn new(region: country::Id) -> Self {
-        Self { region }
+        Self {
+            region,
+            problem: None,
+        }
     }
 
     /// The action with the default region given by its ISO 3166-1 alpha-2 code (`"GB"`,
@@ -131,28 +146,68 @@ impl ValidateLead {
 
     /// The action configured from `DEFAULT_PHONE_REGION` (default `US`).
     ///
-    /// # Panics
-    ///
-    /// When `DEFAULT_PHONE_REGION` is set to an unknown region: a deployment error that
-    /// must fail the cold start, not every request.
+    /// Never fails: when `DEFAULT_PHONE_REGION` is not a known region the problem is
+    /// logged and every execution fails with `ActionDo.Internal` naming it (see
+    /// [`check_configured`](Self::check_configured)). Use
+    /// [`try_from_env`](Self::try_from_env) to fail at once instead.
     pub fn from_env() -> Self {
-        let code = std::env::var(DEFAULT_PHONE_REGION_ENV)
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_PHONE_REGION.to_owned());
-        match Self::with_region_code(&code) {
-            Ok(action) => action,
-            Err(e) => panic!("{DEFAULT_PHONE_REGION_ENV}: {e}"),
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The action configured from `DEFAULT_PHONE_REGION`, or why it cannot be.
+    pub fn try_from_env() -> Result<Self, ConfigError> {
+        Self::try_from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
+    /// environment variable name) instead of the process environment. Blank values
+    /// count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
+            tracing::warn!(
+                action = <Self as Action>::NAME,
+                problem = %e,
+                "the action is not configured; every execution will fail"
+            );
+            Self {
+                problem: Some(e.0),
+                ..Self::default()
+            }
+        })
+    }
+
+    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
+    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match lookup(DEFAULT_PHONE_REGION_ENV).filter(|v| !v.trim().is_empty()) {
+            None => Ok(Self::default()),
+            Some(code) => Self::with_region_code(&code)
+                .map_err(|e| ConfigError(format!("{DEFAULT_PHONE_REGION_ENV}: {e}"))),
         }
     }
 
-    /// The default phone region.
+    /// `Ok` when the action has a usable configuration; otherwise the error every
+    /// execution answers: `ActionDo.Internal` from [`actiondo::config::not_configured`].
+    pub fn check_configured(&self) -> Result<(), ActionError> {
+        match &self.problem {
+            None => Ok(()),
+            Some(problem) => Err(actiondo::config::not_configured(
+                <Self as Action>::NAME,
+                problem,
+            )),
+        }
+    }
+
+    /// The default phone region ([`DEFAULT_PHONE_REGION`] for an action built without a
+    /// usable configuration, which never reads a phone).
     pub fn region(&self) -> country::Id {
         self.region
     }
 
-    /// Validate and normalize `input`; every problem is listed in the error.
+    /// Validate and normalize `input`; every problem is listed in the error. Fails with
+    /// [`check_configured`](Self::check_configured)'s error, whatever the input, when the
+    /// action has no usable configuration.
     pub fn normalize(&self, input: &LeadInput) -> Result<Lead, ActionError> {
+        self.check_configured()?;
         let mut problems = FieldErrors::new();
         let mut problem = |path: &str, message: String| problems.add(path, message);
 
@@ -266,6 +321,11 @@ impl Action for ValidateLead {
     }
 
     fn validate(&self, input: &LeadInput) -> Result<(), ActionError> {
+        // Without a usable region the phone cannot be judged; an error here would be
+        // audited as a rejected request, so `execute` answers the configuration problem.
+        if self.problem.is_some() {
+            return Ok(());
+        }
         self.normalize(input).map(|_| ())
     }
 

@@ -197,3 +197,76 @@ fn regions_are_iso_codes() {
     assert!(ValidateLead::with_region_code("").is_err());
     assert_eq!(ValidateLead::default().region(), country::Id::US);
 }
+
+/// A settings lookup answering `pairs` (what `from_lookup` reads instead of the process
+/// environment).
+fn settings(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+    move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
+#[test]
+fn the_region_setting_is_read_and_a_bad_one_is_reported_not_panicked() {
+    assert_eq!(
+        ValidateLead::from_lookup(settings(&[])).region(),
+        country::Id::US
+    );
+    assert_eq!(
+        ValidateLead::from_lookup(settings(&[(DEFAULT_PHONE_REGION_ENV, "  ")])).region(),
+        country::Id::US,
+        "blank is unset"
+    );
+    let gb = ValidateLead::from_lookup(settings(&[(DEFAULT_PHONE_REGION_ENV, " gb ")]));
+    assert_eq!(gb.region(), country::Id::GB);
+    assert!(gb.check_configured().is_ok());
+
+    let err = ValidateLead::try_from_lookup(settings(&[(DEFAULT_PHONE_REGION_ENV, "XX")]))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.starts_with("DEFAULT_PHONE_REGION: "), "{err}");
+    let unconfigured = ValidateLead::from_lookup(settings(&[(DEFAULT_PHONE_REGION_ENV, "XX")]));
+    assert!(unconfigured.check_configured().is_err());
+}
+
+#[tokio::test]
+async fn a_bad_region_fails_every_execution_as_not_configured_instead_of_panicking() -> TestResult {
+    let executor = executor()?;
+    let action = ValidateLead::from_lookup(settings(&[(DEFAULT_PHONE_REGION_ENV, "XX")]));
+    // A valid lead, and one whose phone only the configured region could judge.
+    for (key, params) in [
+        (
+            "ok",
+            json!({"email": "a@b.co", "name": "A", "phone": "2015550123"}),
+        ),
+        (
+            "phone",
+            json!({"email": "a@b.co", "name": "A", "phone": "020 7946 0958"}),
+        ),
+    ] {
+        let execution = testing::run(&executor, &action, params, key).await;
+        let err = execution.outcome.err().ok_or("expected an error")?;
+        assert_eq!(err.kind(), ErrorKind::Internal, "{key}");
+        assert_eq!(
+            err.message(),
+            "validate-lead is not configured: DEFAULT_PHONE_REGION: \"XX\" is not an ISO 3166-1 alpha-2 phone region"
+        );
+        assert_eq!(
+            err.details().map(|d| d["reason"].clone()),
+            Some(json!("not_configured"))
+        );
+        assert!(
+            executor
+                .store()
+                .get_record(&format!("validate-lead#{key}"))
+                .await?
+                .is_none(),
+            "nothing stored: a retry after fixing the setting runs"
+        );
+    }
+    Ok(())
+}
