@@ -5,6 +5,7 @@
 //! missing setting (say `PAYMENT_API_URL`) surfaces as an error when that action runs.
 
 use actiondo::Catalog;
+use actiondo::config::FromSettings;
 
 /// Every action the CLI can run.
 pub fn catalog() -> Catalog {

@@ -3,13 +3,145 @@
 //!
 //! An action's `from_env()` must never fail (the CLI builds every action at start-up,
 //! where many settings are unset): it keeps the problem and every execution answers
-//! [`not_configured`].
+//! [`not_configured`]. [`FromSettings`] is that mechanism, once: an action says how it
+//! reads its settings and what it is without them; `from_env`, `try_from_env`,
+//! `from_lookup` and `try_from_lookup` (and the warning) come with it.
 
 use std::time::Duration;
 
 use serde_json::json;
 
+use crate::action::Action;
 use crate::error::ActionError;
+
+/// A setting that cannot work. Its text (the problem) names the setting.
+///
+/// ```
+/// use actiondo::config::ConfigError;
+///
+/// let e = ConfigError::new("TIMEOUT_MS is not set");
+/// assert_eq!(e.to_string(), "TIMEOUT_MS is not set");
+/// assert_eq!(e.problem(), "TIMEOUT_MS is not set");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct ConfigError {
+    problem: String,
+}
+
+impl ConfigError {
+    /// The error with this problem text (name the setting in it).
+    pub fn new(problem: impl Into<String>) -> Self {
+        Self {
+            problem: problem.into(),
+        }
+    }
+
+    /// The problem text.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+
+    /// The problem text, owned: what an unconfigured action keeps.
+    pub fn into_problem(self) -> String {
+        self.problem
+    }
+}
+
+/// An action built from its settings (environment variables), which never fails to be
+/// built: when the settings are unusable, [`from_env`](Self::from_env) logs the problem
+/// once and returns the [`unconfigured`](Self::unconfigured) action, whose every
+/// execution answers [`not_configured`]. [`try_from_env`](Self::try_from_env) fails at
+/// once instead.
+///
+/// Implement [`try_from_settings`](Self::try_from_settings) and
+/// [`unconfigured`](Self::unconfigured); the rest is provided. Blank values count as
+/// unset: `try_from_settings` never sees one.
+///
+/// # Example
+///
+/// ```
+/// use actiondo::config::{ConfigError, FromSettings, not_configured};
+/// use actiondo::{Action, ActionContext, ActionError};
+///
+/// struct Greet {
+///     greeting: Result<String, String>,
+/// }
+///
+/// impl Action for Greet {
+///     type Input = String;
+///     type Output = String;
+///     const NAME: &'static str = "greet";
+///     const DESCRIPTION: &'static str = "Greets someone.";
+///
+///     async fn execute(&self, name: String, _cx: &mut ActionContext) -> Result<String, ActionError> {
+///         let greeting = self.greeting.as_ref().map_err(|p| not_configured(Self::NAME, p))?;
+///         Ok(format!("{greeting}, {name}!"))
+///     }
+/// }
+///
+/// impl FromSettings for Greet {
+///     fn try_from_settings(
+///         settings: &dyn Fn(&str) -> Option<String>,
+///     ) -> Result<Self, ConfigError> {
+///         let greeting = settings("GREETING").ok_or_else(|| ConfigError::new("GREETING is not set"))?;
+///         Ok(Self { greeting: Ok(greeting) })
+///     }
+///
+///     fn unconfigured(problem: ConfigError) -> Self {
+///         Self { greeting: Err(problem.into_problem()) }
+///     }
+/// }
+///
+/// let hello = Greet::from_lookup(|name| (name == "GREETING").then(|| "Hello".to_owned()));
+/// assert_eq!(hello.greeting.as_deref(), Ok("Hello"));
+/// let blank = Greet::try_from_lookup(|_| Some("  ".to_owned()));
+/// assert_eq!(blank.err(), Some(ConfigError::new("GREETING is not set")));
+/// assert!(Greet::from_lookup(|_| None).greeting.is_err());
+/// ```
+pub trait FromSettings: Action + Sized {
+    /// The action built from the settings `settings` returns (by variable name; never a
+    /// blank value), or which one is wrong.
+    fn try_from_settings(settings: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError>;
+
+    /// The action to run with when the settings are unusable: every execution then fails
+    /// with [`not_configured`] naming `problem`.
+    fn unconfigured(problem: ConfigError) -> Self;
+
+    /// The action configured from the process environment.
+    ///
+    /// Never fails: when a setting is unusable the problem is logged (a warning) and
+    /// every execution fails with `ActionDo.Internal` naming it. Use
+    /// [`try_from_env`](Self::try_from_env) to fail at once instead.
+    fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The action configured from the process environment, or why it cannot be.
+    fn try_from_env() -> Result<Self, ConfigError> {
+        Self::try_from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
+    /// environment variable name) instead of the process environment. Blank values
+    /// count as unset.
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
+            tracing::warn!(
+                action = Self::NAME,
+                problem = %e,
+                "the action is not configured; every execution will fail"
+            );
+            Self::unconfigured(e)
+        })
+    }
+
+    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
+    /// Blank values count as unset.
+    fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::try_from_settings(&|name| lookup(name).filter(|v| !v.trim().is_empty()))
+    }
+}
 
 /// The value of environment variable `name`, when it is set and not blank (as given,
 /// untrimmed).

@@ -66,6 +66,7 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use actiondo::config::{ConfigError, FromSettings};
 use actiondo::http_client::{self, body_snippet};
 use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use reqwest::header;
@@ -271,12 +272,6 @@ impl Provider {
 /// How errors name the provider.
 const SERVICE: &str = "enrichment provider";
 
-/// A setting that cannot work: what [`EnrichLead::try_from_env`] answers. Its text names
-/// the setting (never the URL itself).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
 /// The `enrich-lead` action.
 #[derive(Debug, Clone, Default)]
 pub struct EnrichLead {
@@ -300,59 +295,6 @@ impl EnrichLead {
             provider: Some(provider),
             problem: None,
         }
-    }
-
-    /// The action configured from `ENRICHMENT_URL`, `ENRICHMENT_TIMEOUT_MS` and
-    /// `ENRICHMENT_API_KEY`.
-    ///
-    /// Never fails: when `ENRICHMENT_URL` is not an http(s) URL or
-    /// `ENRICHMENT_TIMEOUT_MS` is not a positive integer the problem is logged and every
-    /// execution fails with `ActionDo.Internal` naming it (see
-    /// [`check_configured`](Self::check_configured)). Use
-    /// [`try_from_env`](Self::try_from_env) to fail at once instead.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// The action configured from `ENRICHMENT_URL`, `ENRICHMENT_TIMEOUT_MS` and
-    /// `ENRICHMENT_API_KEY`, or why it cannot be.
-    pub fn try_from_env() -> Result<Self, ConfigError> {
-        Self::try_from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
-    /// environment variable name) instead of the process environment. Blank values
-    /// count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
-            tracing::warn!(
-                action = <Self as Action>::NAME,
-                problem = %e,
-                "the action is not configured; every execution will fail"
-            );
-            Self {
-                provider: None,
-                problem: Some(e.0),
-            }
-        })
-    }
-
-    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
-    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let Some(url) = var(URL_ENV) else {
-            return Ok(Self::new());
-        };
-        let timeout = match var(TIMEOUT_ENV) {
-            None => DEFAULT_TIMEOUT,
-            Some(ms) => actiondo::config::millis(TIMEOUT_ENV, &ms).map_err(ConfigError)?,
-        };
-        let provider = Provider::new(url.trim(), timeout)
-            .map_err(|e| ConfigError(format!("{URL_ENV}: {e}")))?;
-        Ok(Self::with_provider(match var(API_KEY_ENV) {
-            Some(key) => provider.with_api_key(key),
-            None => provider,
-        }))
     }
 
     /// `Ok` when the action has a usable configuration; otherwise the error every
@@ -381,6 +323,36 @@ fn email_domain(email: &str) -> Result<String, ActionError> {
         Err(message) => Err(FieldErrors::new()
             .with("/email", message)
             .into_error("invalid lead")),
+    }
+}
+
+/// Configured from `ENRICHMENT_URL`, `ENRICHMENT_TIMEOUT_MS` and `ENRICHMENT_API_KEY`.
+/// When `ENRICHMENT_URL` is not an http(s) URL or `ENRICHMENT_TIMEOUT_MS` is not a
+/// positive integer, [`FromSettings::from_env`] logs the problem (never the URL itself)
+/// and every execution fails with `ActionDo.Internal` naming it (see
+/// [`check_configured`](EnrichLead::check_configured)).
+impl FromSettings for EnrichLead {
+    fn try_from_settings(settings: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let Some(url) = settings(URL_ENV) else {
+            return Ok(Self::new());
+        };
+        let timeout = match settings(TIMEOUT_ENV) {
+            None => DEFAULT_TIMEOUT,
+            Some(ms) => actiondo::config::millis(TIMEOUT_ENV, &ms).map_err(ConfigError::new)?,
+        };
+        let provider = Provider::new(url.trim(), timeout)
+            .map_err(|e| ConfigError::new(format!("{URL_ENV}: {e}")))?;
+        Ok(Self::with_provider(match settings(API_KEY_ENV) {
+            Some(key) => provider.with_api_key(key),
+            None => provider,
+        }))
+    }
+
+    fn unconfigured(problem: ConfigError) -> Self {
+        Self {
+            provider: None,
+            problem: Some(problem.into_problem()),
+        }
     }
 }
 

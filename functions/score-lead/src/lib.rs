@@ -52,6 +52,7 @@
 //! fixed, even when the input gives its own `threshold`. [`ScoreLead::try_from_env`]
 //! fails at once instead.
 
+use actiondo::config::{ConfigError, FromSettings};
 use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -163,12 +164,6 @@ pub fn source_points(source: &str) -> Option<i32> {
     })
 }
 
-/// A setting that cannot work: what [`ScoreLead::try_from_env`] answers. Its text names
-/// the setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
 /// The `score-lead` action.
 #[derive(Debug, Clone)]
 pub struct ScoreLead {
@@ -198,51 +193,6 @@ impl ScoreLead {
             threshold,
             problem: None,
         })
-    }
-
-    /// The action configured from `SCORE_QUALIFIED_THRESHOLD` (default 60).
-    ///
-    /// Never fails: when the variable is set but not an integer from 0 to 100 the
-    /// problem is logged and every execution fails with `ActionDo.Internal` naming it
-    /// (see [`check_configured`](Self::check_configured)). Use
-    /// [`try_from_env`](Self::try_from_env) to fail at once instead.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// The action configured from `SCORE_QUALIFIED_THRESHOLD`, or why it cannot be.
-    pub fn try_from_env() -> Result<Self, ConfigError> {
-        Self::try_from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
-    /// environment variable name) instead of the process environment. Blank values
-    /// count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
-            tracing::warn!(
-                action = <Self as Action>::NAME,
-                problem = %e,
-                "the action is not configured; every execution will fail"
-            );
-            Self {
-                problem: Some(e.0),
-                ..Self::default()
-            }
-        })
-    }
-
-    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
-    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        match lookup(THRESHOLD_ENV).filter(|v| !v.trim().is_empty()) {
-            None => Ok(Self::default()),
-            Some(v) => v
-                .trim()
-                .parse::<u32>()
-                .map_err(|e| format!("{v:?} is not an integer: {e}"))
-                .and_then(Self::with_threshold)
-                .map_err(|e| ConfigError(format!("{THRESHOLD_ENV}: {e}"))),
-        }
     }
 
     /// `Ok` when the action has a usable configuration; otherwise the error every
@@ -370,6 +320,31 @@ fn is_e164(phone: &str) -> bool {
     (7..=15).contains(&digits.len())
         && digits.bytes().all(|b| b.is_ascii_digit())
         && !digits.starts_with('0')
+}
+
+/// Configured from `SCORE_QUALIFIED_THRESHOLD` (default 60). When it is set but not an
+/// integer from 0 to 100, [`FromSettings::from_env`] logs the problem and every
+/// execution fails with `ActionDo.Internal` naming it (see
+/// [`check_configured`](ScoreLead::check_configured)).
+impl FromSettings for ScoreLead {
+    fn try_from_settings(settings: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match settings(THRESHOLD_ENV) {
+            None => Ok(Self::default()),
+            Some(v) => v
+                .trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{v:?} is not an integer: {e}"))
+                .and_then(Self::with_threshold)
+                .map_err(|e| ConfigError::new(format!("{THRESHOLD_ENV}: {e}"))),
+        }
+    }
+
+    fn unconfigured(problem: ConfigError) -> Self {
+        Self {
+            problem: Some(problem.into_problem()),
+            ..Self::default()
+        }
+    }
 }
 
 impl Action for ScoreLead {

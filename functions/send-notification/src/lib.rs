@@ -59,6 +59,7 @@
 
 use std::time::Duration;
 
+use actiondo::config::{ConfigError, FromSettings};
 use actiondo::http_client;
 use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use reqwest::header;
@@ -170,12 +171,6 @@ impl Webhook {
     }
 }
 
-/// A setting that cannot work: what [`SendNotification::try_from_env`] answers. Its text
-/// names the setting (never the URL itself).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
 /// The `send-notification` action.
 #[derive(Debug, Clone)]
 pub struct SendNotification {
@@ -191,58 +186,6 @@ impl SendNotification {
         }
     }
 
-    /// The action configured from `NOTIFY_WEBHOOK_URL`, `NOTIFY_TIMEOUT_MS` and
-    /// `NOTIFY_WEBHOOK_TOKEN`.
-    ///
-    /// Never fails: when `NOTIFY_WEBHOOK_URL` is missing or not an http(s) URL, or
-    /// `NOTIFY_TIMEOUT_MS` is not a positive integer, the problem is logged and every
-    /// execution fails with `ActionDo.Internal` naming it (see
-    /// [`webhook`](Self::webhook)). Use [`try_from_env`](Self::try_from_env) to fail at
-    /// once instead.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// The action configured from `NOTIFY_WEBHOOK_URL`, `NOTIFY_TIMEOUT_MS` and
-    /// `NOTIFY_WEBHOOK_TOKEN`, or why it cannot be.
-    pub fn try_from_env() -> Result<Self, ConfigError> {
-        Self::try_from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
-    /// environment variable name) instead of the process environment. Blank values
-    /// count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
-            tracing::warn!(
-                action = <Self as Action>::NAME,
-                problem = %e,
-                "the action is not configured; every execution will fail"
-            );
-            Self { webhook: Err(e.0) }
-        })
-    }
-
-    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
-    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let url = var(URL_ENV).ok_or_else(|| {
-            ConfigError(format!(
-                "{URL_ENV} must be set to the webhook's http(s) URL"
-            ))
-        })?;
-        let timeout = match var(TIMEOUT_ENV) {
-            None => DEFAULT_TIMEOUT,
-            Some(ms) => actiondo::config::millis(TIMEOUT_ENV, &ms).map_err(ConfigError)?,
-        };
-        let webhook = Webhook::new(url.trim(), timeout)
-            .map_err(|e| ConfigError(format!("{URL_ENV}: {e}")))?;
-        Ok(Self::new(match var(TOKEN_ENV) {
-            Some(token) => webhook.with_token(token),
-            None => webhook,
-        }))
-    }
-
     /// The webhook, or, for an action built without a usable configuration, the error
     /// every execution answers: `ActionDo.Internal` from
     /// [`actiondo::config::not_configured`].
@@ -256,6 +199,37 @@ impl SendNotification {
 fn body_of(input: &NotificationInput) -> Result<Vec<u8>, ActionError> {
     serde_json::to_vec(input)
         .map_err(|e| ActionError::internal(format!("the notification does not serialize: {e}")))
+}
+
+/// Configured from `NOTIFY_WEBHOOK_URL`, `NOTIFY_TIMEOUT_MS` and `NOTIFY_WEBHOOK_TOKEN`.
+/// When `NOTIFY_WEBHOOK_URL` is missing or not an http(s) URL, or `NOTIFY_TIMEOUT_MS` is
+/// not a positive integer, [`FromSettings::from_env`] logs the problem (never the URL
+/// itself) and every execution fails with `ActionDo.Internal` naming it (see
+/// [`webhook`](SendNotification::webhook)).
+impl FromSettings for SendNotification {
+    fn try_from_settings(settings: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let url = settings(URL_ENV).ok_or_else(|| {
+            ConfigError::new(format!(
+                "{URL_ENV} must be set to the webhook's http(s) URL"
+            ))
+        })?;
+        let timeout = match settings(TIMEOUT_ENV) {
+            None => DEFAULT_TIMEOUT,
+            Some(ms) => actiondo::config::millis(TIMEOUT_ENV, &ms).map_err(ConfigError::new)?,
+        };
+        let webhook = Webhook::new(url.trim(), timeout)
+            .map_err(|e| ConfigError::new(format!("{URL_ENV}: {e}")))?;
+        Ok(Self::new(match settings(TOKEN_ENV) {
+            Some(token) => webhook.with_token(token),
+            None => webhook,
+        }))
+    }
+
+    fn unconfigured(problem: ConfigError) -> Self {
+        Self {
+            webhook: Err(problem.into_problem()),
+        }
+    }
 }
 
 impl Action for SendNotification {

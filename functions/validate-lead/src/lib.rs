@@ -47,6 +47,7 @@
 
 use std::str::FromStr;
 
+use actiondo::config::{ConfigError, FromSettings};
 use actiondo::validation::text_problem;
 use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
 use phonenumber::country;
@@ -106,12 +107,6 @@ pub struct Lead {
     pub source: Option<String>,
 }
 
-/// A setting that cannot work: what [`ValidateLead::try_from_env`] answers. Its text
-/// names the setting.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(String);
-
 /// The `validate-lead` action.
 #[derive(Debug, Clone)]
 pub struct ValidateLead {
@@ -142,47 +137,6 @@ impl ValidateLead {
         country::Id::from_str(&upper)
             .map(Self::new)
             .map_err(|_| format!("{code:?} is not an ISO 3166-1 alpha-2 phone region"))
-    }
-
-    /// The action configured from `DEFAULT_PHONE_REGION` (default `US`).
-    ///
-    /// Never fails: when `DEFAULT_PHONE_REGION` is not a known region the problem is
-    /// logged and every execution fails with `ActionDo.Internal` naming it (see
-    /// [`check_configured`](Self::check_configured)). Use
-    /// [`try_from_env`](Self::try_from_env) to fail at once instead.
-    pub fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// The action configured from `DEFAULT_PHONE_REGION`, or why it cannot be.
-    pub fn try_from_env() -> Result<Self, ConfigError> {
-        Self::try_from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
-    /// environment variable name) instead of the process environment. Blank values
-    /// count as unset.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        Self::try_from_lookup(lookup).unwrap_or_else(|e| {
-            tracing::warn!(
-                action = <Self as Action>::NAME,
-                problem = %e,
-                "the action is not configured; every execution will fail"
-            );
-            Self {
-                problem: Some(e.0),
-                ..Self::default()
-            }
-        })
-    }
-
-    /// As [`try_from_env`](Self::try_from_env), with the settings `lookup` returns.
-    pub fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        match lookup(DEFAULT_PHONE_REGION_ENV).filter(|v| !v.trim().is_empty()) {
-            None => Ok(Self::default()),
-            Some(code) => Self::with_region_code(&code)
-                .map_err(|e| ConfigError(format!("{DEFAULT_PHONE_REGION_ENV}: {e}"))),
-        }
     }
 
     /// `Ok` when the action has a usable configuration; otherwise the error every
@@ -304,6 +258,26 @@ impl ValidateLead {
 /// Trim and collapse runs of white space into one space.
 fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Configured from `DEFAULT_PHONE_REGION` (default `US`). When it is not a known region,
+/// [`FromSettings::from_env`] logs the problem and every execution fails with
+/// `ActionDo.Internal` naming it (see [`check_configured`](ValidateLead::check_configured)).
+impl FromSettings for ValidateLead {
+    fn try_from_settings(settings: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match settings(DEFAULT_PHONE_REGION_ENV) {
+            None => Ok(Self::default()),
+            Some(code) => Self::with_region_code(&code)
+                .map_err(|e| ConfigError::new(format!("{DEFAULT_PHONE_REGION_ENV}: {e}"))),
+        }
+    }
+
+    fn unconfigured(problem: ConfigError) -> Self {
+        Self {
+            problem: Some(problem.into_problem()),
+            ..Self::default()
+        }
+    }
 }
 
 impl Action for ValidateLead {
