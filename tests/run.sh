@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # tests/run.sh — the one test command of action.do.
 #
-#   ./tests/run.sh                      install tools, fmt, clippy, build, then
+#   ./tests/run.sh                      install tools, fmt, clippy, template and
+#                                       workflow checks, build, then
 #                                       `cargo test --workspace` against real servers
 #   ./tests/run.sh -- store::           same, extra args go to `cargo test`
+#   ./tests/run.sh --checks-only        install sam/cfn-lint/asl-validator and run only
+#                                       the template and workflow checks (seconds)
 #   ./tests/run.sh --servers-only -- CMD [ARGS...]
 #                                       install tools, start the servers and run CMD
 #                                       with the test environment (no fmt/clippy/build);
@@ -13,13 +16,22 @@
 #   1. Installs test tools idempotently under .tools/ (git-ignored):
 #        .tools/dynamodb-local/  DynamoDBLocal.jar + DynamoDBLocal_lib (from the npm
 #                                package amplify-dynamodb-simulator)
-#        .tools/venv/            Python venv with moto[server] (+ cargo-lambda, cfn-lint)
+#        .tools/venv/            Python venv with moto[server], cfn-lint (+ cargo-lambda)
 #        .tools/venv-sam/        Python venv with aws-sam-cli (own venv: it pins its deps)
 #        .tools/node/            npm prefix with asl-validator
 #        .tools/bin/             symlinks to every installed tool (put on PATH for tests)
 #        .tools/logs/            server logs and the last cargo test output
-#   2. cargo fmt --check, cargo clippy -D warnings, cargo test --no-run (needs the
-#      registry, so it runs before we lose the network).
+#   2. cargo fmt --check, cargo clippy -D warnings, then the template and workflow
+#      checks, all offline (dummy credentials, region us-east-1, no telemetry):
+#        sam validate --lint                    template.yaml (SAM transform + cfn-lint)
+#        cfn-lint --include-checks I            template.yaml, informational rules too
+#        asl-validator --json-path F            every workflows/*.asl.json
+#        tests/check_stack.py                   template.yaml, workflows/ and functions/
+#                                               agree (every package deployed, ASL
+#                                               substitutions = DefinitionSubstitutions =
+#                                               invoke policies, the Task envelope, Retry)
+#      then cargo test --no-run (needs the registry, so it runs before we lose the
+#      network).
 #   3. Re-runs itself inside a private network (and PID) namespace — DynamoDB Local
 #      binds every interface, and the namespace has its own loopback and nothing
 #      else — starts DynamoDB Local and moto there on free ports, exports the
@@ -29,7 +41,8 @@
 # Environment:
 #   ACTIONDO_TOOLS   extra tools to install, space/comma separated, from:
 #                    dynamodb-local moto cargo-lambda sam cfn-lint asl-validator | all
-#                    (default "dynamodb-local moto"; those two are always installed)
+#                    (dynamodb-local moto sam cfn-lint asl-validator are always
+#                    installed, so in effect this only adds cargo-lambda)
 #   ACTIONDO_NETNS   set to 0 to run the servers on 127.0.0.1 without a namespace
 #   ACTIONDO_SERVER_WAIT_SECS  how long to wait for each server to answer (60)
 #   CI=true          no fallbacks: no namespace (unless ACTIONDO_NETNS=0) is an error
@@ -58,11 +71,13 @@ cd "$ROOT"
 # a changed pin re-installs on the next run).
 DDB_SIM_PKG="amplify-dynamodb-simulator@2.9.30"
 MOTO_PKG="moto[server]==5.2.5"
+# The template and workflow checkers gate every run: pinned too, so that a new
+# release's new rules show up in a deliberate bump, not as a red CI run.
+SAM_PKG="aws-sam-cli==1.170.0"
+CFN_LINT_PKG="cfn-lint==1.58.0"
+ASL_VALIDATOR_PKG="asl-validator@4.0.0"
 # Optional tools: empty version = latest at first install.
 CARGO_LAMBDA_PKG="cargo-lambda"
-SAM_PKG="aws-sam-cli"
-CFN_LINT_PKG="cfn-lint"
-ASL_VALIDATOR_PKG="asl-validator"
 
 SERVER_WAIT_SECS=${ACTIONDO_SERVER_WAIT_SECS:-60}
 export DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -177,21 +192,72 @@ install_asl_validator() {
     link_tool "$bin" asl-validator
 }
 
+CHECK_TOOLS=(sam cfn-lint asl-validator)
+
+# install_tools [--checks-only]: the servers, the checkers and what ACTIONDO_TOOLS adds;
+# with --checks-only, only the checkers.
 install_tools() {
-    local requested wanted=(dynamodb-local moto) t
-    requested=${ACTIONDO_TOOLS:-dynamodb-local moto}
-    [ "$requested" = all ] && requested="cargo-lambda sam cfn-lint asl-validator"
-    for t in ${requested//,/ }; do
-        case $t in
-            dynamodb-local|moto) ;;   # always installed
-            cargo-lambda|sam|cfn-lint|asl-validator) wanted+=("$t") ;;
-            *) die "unknown tool '$t' in ACTIONDO_TOOLS" ;;
-        esac
-    done
+    local requested wanted=() t t0=$SECONDS
+    if [ "${1:-}" = --checks-only ]; then
+        wanted=("${CHECK_TOOLS[@]}")
+    else
+        wanted=(dynamodb-local moto "${CHECK_TOOLS[@]}")
+        requested=${ACTIONDO_TOOLS:-}
+        [ "$requested" = all ] && requested="cargo-lambda"
+        for t in ${requested//,/ }; do
+            case $t in
+                dynamodb-local|moto|sam|cfn-lint|asl-validator) ;;   # always installed
+                cargo-lambda) wanted+=("$t") ;;
+                *) die "unknown tool '$t' in ACTIONDO_TOOLS" ;;
+            esac
+        done
+    fi
     mkdir -p "$TOOLS" "$LOGS"
     for t in "${wanted[@]}"; do
         "install_${t//-/_}"
     done
+    info "tools ready in $((SECONDS - t0))s"
+}
+
+# ---------------------------------------------------------------- template and workflow checks
+
+# now_ms: wall clock in milliseconds (for the per-check timings).
+now_ms() { date +%s%3N; }
+
+# run_check NAME CMD...: run one check; print its time; a failure ends the run.
+run_check() {
+    local name=$1 t0 rc=0; shift
+    t0=$(now_ms)
+    "$@" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        printf 'ERROR: check "%s" failed (exit %s): %s\n' "$name" "$rc" "$*" >&2
+        exit "$rc"
+    fi
+    info "$name: ok ($(( $(now_ms) - t0 )) ms)"
+}
+
+# Offline: the SAM CLI and cfn-lint need a region and credentials to exist (any will
+# do; nothing is sent), and no telemetry. A profile from the caller's environment
+# could point at a missing file, so it is dropped.
+check_env() {
+    env -u AWS_PROFILE -u AWS_DEFAULT_PROFILE -u AWS_SESSION_TOKEN \
+        AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 \
+        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
+        AWS_EC2_METADATA_DISABLED=true SAM_CLI_TELEMETRY=0 "$@"
+}
+
+check_templates() {
+    local f asl_args=()
+    [ -f "$ROOT/template.yaml" ] || die "template.yaml is missing"
+    for f in "$ROOT"/workflows/*.asl.json; do
+        [ -e "$f" ] && asl_args+=(--json-path "${f#"$ROOT"/}")
+    done
+    [ ${#asl_args[@]} -gt 0 ] || die "no workflows/*.asl.json to check"
+    run_check "sam validate --lint" check_env "$TOOLS/bin/sam" validate --lint --template-file "$ROOT/template.yaml"
+    run_check "cfn-lint" check_env "$TOOLS/bin/cfn-lint" --include-checks I -- "$ROOT/template.yaml"
+    # One process for every file (node starts once); it fails if any file is invalid.
+    run_check "asl-validator ($((${#asl_args[@]} / 2)) workflows)" "$TOOLS/bin/asl-validator" "${asl_args[@]}"
+    run_check "check_stack.py" "$VENV/bin/python" "$ROOT/tests/check_stack.py"
 }
 
 # ---------------------------------------------------------------- servers (inside)
@@ -364,9 +430,11 @@ usage() { sed -n '2,/^$/{/^$/d; s/^# \{0,1\}//; p}' "$SELF"; }
 
 SERVERS_ONLY=0
 INSIDE=0
+CHECKS_ONLY=0
 while [ $# -gt 0 ]; do
     case $1 in
         --servers-only) SERVERS_ONLY=1; shift ;;
+        --checks-only) CHECKS_ONLY=1; shift ;;
         --inside) INSIDE=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; break ;;
@@ -385,8 +453,17 @@ trap 'rc=$?; if [ "$rc" -ne 0 ] && [ "$PHASE" != tests ]; then
       fi' EXIT
 [ -t 1 ] && export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-always}"
 
+[ "$CHECKS_ONLY" = 1 ] && [ "$SERVERS_ONLY" = 1 ] && die "--checks-only and --servers-only exclude each other"
+
 PHASE=install
 section "installing tools into .tools/"
+if [ "$CHECKS_ONLY" = 1 ]; then
+    [ $# -eq 0 ] || die "--checks-only takes no arguments for cargo test"
+    install_tools --checks-only
+    PHASE=templates; section "templates and workflows"; check_templates
+    section "summary: templates and workflows ok after $((SECONDS - START))s"
+    exit 0
+fi
 install_tools
 
 if [ "$SERVERS_ONLY" = 0 ]; then
@@ -397,6 +474,7 @@ if [ "$SERVERS_ONLY" = 0 ]; then
 
     PHASE=fmt;    section "fmt";    cargo fmt --all --check
     PHASE=clippy; section "clippy"; cargo clippy --workspace --all-targets -- -D warnings
+    PHASE=templates; section "templates and workflows"; check_templates
     PHASE=build;  section "build (cargo test --workspace --no-run)"
     cargo test --workspace --no-run
 fi
@@ -440,7 +518,7 @@ if [ "$SERVERS_ONLY" = 1 ]; then
     exit "$rc"
 fi
 status=ok; [ "$rc" = 0 ] || status="FAILED (exit $rc)"
-section "summary: fmt ok, clippy ok, build ok, tests $status after $((SECONDS - START))s"
+section "summary: fmt ok, clippy ok, templates ok, build ok, tests $status after $((SECONDS - START))s"
 # The last line, in the plain 'N passed, N failed, N skipped' form, summed over
 # every test binary (cargo prints one 'test result:' line per binary).
 if [ -f "$LOGS/cargo-test.log" ]; then

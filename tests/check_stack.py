@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Consistency of template.yaml, workflows/*.asl.json and functions/ that no linter checks.
+
+Run by tests/run.sh (phase "templates") with the Python of .tools/venv, which has
+cfn-lint (its YAML decoder reads the CloudFormation tags). Exit status 1 and one line per
+problem when anything is off; nothing is skipped.
+
+- every package under functions/ has exactly one AWS::Serverless::Function with
+  CodeUri functions/<package>, BuildMethod rust-cargolambda and Binary <package>, and
+  every function of the template points at such a package;
+- every workflows/*.asl.json is the DefinitionUri of exactly one state machine;
+- a state machine's DefinitionSubstitutions are exactly the ${...} of its definition, each
+  `XFunctionArn: !GetAtt XFunction.Arn`, and its LambdaInvokePolicy entries are exactly
+  the functions it invokes (least privilege both ways);
+- every Lambda Task sends the envelope of DESIGN §7: {"params", "idempotencyKey":
+  States.Format('{}#{}', $$.Execution.Id, $$.State.Name), "correlationId":
+  $$.Execution.Id}, unwraps the invoke result with ResultSelector, retries the
+  retryable error names with backoff and full jitter, and never retries a terminal one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from cfnlint.decode import decode
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "States.Format('{}#{}', $$.Execution.Id, $$.State.Name)"
+CORRELATION = "$$.Execution.Id"
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+MUST_RETRY = {
+    "ActionDo.Transient", "ActionDo.InProgress", "ActionDo.Conflict",
+    "Lambda.ServiceException", "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException", "Lambda.TooManyRequestsException",
+}
+TERMINAL = {"ActionDo.Validation", "ActionDo.Rejected", "ActionDo.PayloadMismatch",
+            "ActionDo.NotFound", "ActionDo.Unauthorized", "ActionDo.Forbidden"}
+
+problems: list[str] = []
+
+
+def problem(msg: str) -> None:
+    problems.append(msg)
+
+
+def get_att(value, attribute: str) -> str | None:
+    """The logical id of `!GetAtt X.<attribute>`, else None."""
+    if isinstance(value, dict) and list(value) == ["Fn::GetAtt"]:
+        target = value["Fn::GetAtt"]
+        if isinstance(target, str):
+            target = target.split(".", 1)
+        if len(target) == 2 and target[1] == attribute:
+            return target[0]
+    return None
+
+
+def ref(value) -> str | None:
+    if isinstance(value, dict) and list(value) == ["Ref"]:
+        return value["Ref"]
+    return None
+
+
+def package_name(manifest: Path) -> str | None:
+    """`name` of the [package] table (a regex: tomllib needs Python 3.11)."""
+    m = re.search(r'^\[package\][^\[]*?^name\s*=\s*"([^"]+)"', manifest.read_text(), re.M | re.S)
+    return m.group(1) if m else None
+
+
+def check_functions(resources: dict) -> None:
+    packages = {}
+    for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
+        name = package_name(manifest)
+        packages[f"functions/{manifest.parent.name}"] = name
+    seen: dict[str, str] = {}
+    for logical, res in resources.items():
+        if res.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = res.get("Properties", {})
+        code = str(props.get("CodeUri", "")).rstrip("/")
+        meta = res.get("Metadata", {})
+        if code not in packages:
+            problem(f"{logical}: CodeUri {code!r} is not a package under functions/")
+            continue
+        if code in seen:
+            problem(f"{logical}: {code} is deployed twice (also by {seen[code]})")
+        seen[code] = logical
+        if meta.get("BuildMethod") != "rust-cargolambda":
+            problem(f"{logical}: Metadata.BuildMethod must be rust-cargolambda")
+        binary = meta.get("BuildProperties", {}).get("Binary")
+        if binary != packages[code]:
+            problem(f"{logical}: BuildProperties.Binary is {binary!r}, the package is {packages[code]!r}")
+    for code, name in packages.items():
+        if code not in seen:
+            problem(f"{code} (package {name}) has no AWS::Serverless::Function in template.yaml")
+
+
+def tasks(states: dict, path: str = ""):
+    """Every state, with Parallel branches and Map iterators included."""
+    for name, state in states.items():
+        yield f"{path}{name}", state
+        for branch in state.get("Branches", []):
+            yield from tasks(branch.get("States", {}), f"{path}{name}/")
+        for key in ("Iterator", "ItemProcessor"):
+            if key in state:
+                yield from tasks(state[key].get("States", {}), f"{path}{name}/")
+
+
+def check_task(where: str, state: dict, placeholders: set[str]) -> None:
+    params = state.get("Parameters", {})
+    fn = params.get("FunctionName", "")
+    m = re.fullmatch(r"\$\{(\w+)\}", fn) if isinstance(fn, str) else None
+    if not m:
+        problem(f"{where}: FunctionName must be a ${{...FunctionArn}} substitution, not {fn!r}")
+    payload = params.get("Payload")
+    if not isinstance(payload, dict):
+        problem(f"{where}: Payload must be the envelope object")
+        return
+    keys = set(payload)
+    if not ({"params", "params.$"} & keys):
+        problem(f"{where}: the Payload has no params")
+    if payload.get("idempotencyKey.$") != KEY:
+        problem(f"{where}: idempotencyKey.$ must be {KEY}")
+    if payload.get("correlationId.$") != CORRELATION:
+        problem(f"{where}: correlationId.$ must be {CORRELATION}")
+    extra = keys - {"params", "params.$", "idempotencyKey.$", "correlationId.$"}
+    if extra:
+        problem(f"{where}: unexpected Payload fields {sorted(extra)}")
+    if "ResultSelector" not in state:
+        problem(f"{where}: no ResultSelector (the invoke result wraps the output in Payload)")
+    retried: set[str] = set()
+    for retrier in state.get("Retry", []):
+        names = set(retrier.get("ErrorEquals", []))
+        if names & TERMINAL:
+            problem(f"{where}: retries terminal errors {sorted(names & TERMINAL)}")
+        if names & MUST_RETRY:
+            if retrier.get("JitterStrategy") != "FULL" or retrier.get("BackoffRate", 1) <= 1:
+                problem(f"{where}: retrier {sorted(names)} needs BackoffRate > 1 and JitterStrategy FULL")
+        retried |= names
+    missing = MUST_RETRY - retried
+    if missing:
+        problem(f"{where}: does not retry {sorted(missing)}")
+
+
+def check_state_machines(resources: dict) -> None:
+    files = {f"workflows/{p.name}" for p in (ROOT / "workflows").glob("*.asl.json")}
+    used: dict[str, str] = {}
+    for logical, res in resources.items():
+        if res.get("Type") != "AWS::Serverless::StateMachine":
+            continue
+        props = res.get("Properties", {})
+        uri = props.get("DefinitionUri")
+        if uri not in files:
+            problem(f"{logical}: DefinitionUri {uri!r} is not a file workflows/*.asl.json")
+            continue
+        if uri in used:
+            problem(f"{logical}: {uri} is already used by {used[uri]}")
+        used[uri] = logical
+        text = (ROOT / uri).read_text()
+        definition = json.loads(text)
+        placeholders = set(re.findall(r"\$\{(\w+)\}", text))
+        subs = props.get("DefinitionSubstitutions", {})
+        for name in sorted(placeholders - set(subs)):
+            problem(f"{logical}: ${{{name}}} in {uri} has no DefinitionSubstitution")
+        for name in sorted(set(subs) - placeholders):
+            problem(f"{logical}: DefinitionSubstitution {name} is not used in {uri}")
+        invoked = set()
+        for name, value in subs.items():
+            target = get_att(value, "Arn")
+            if not name.endswith("FunctionArn") or target != name[: -len("Arn")]:
+                problem(f"{logical}: {name} must be !GetAtt {name[:-len('Arn')]}.Arn")
+            elif resources.get(target, {}).get("Type") != "AWS::Serverless::Function":
+                problem(f"{logical}: {name} names {target}, which is not a function of the template")
+            else:
+                invoked.add(target)
+        allowed = set()
+        for policy in props.get("Policies", []):
+            if isinstance(policy, dict) and "LambdaInvokePolicy" in policy:
+                allowed.add(ref(policy["LambdaInvokePolicy"].get("FunctionName")))
+        for name in sorted(invoked - allowed):
+            problem(f"{logical}: invokes {name} without a LambdaInvokePolicy for it")
+        for name in sorted(allowed - invoked):
+            problem(f"{logical}: LambdaInvokePolicy for {name}, which {uri} never invokes")
+        for where, state in tasks(definition.get("States", {})):
+            if state.get("Type") == "Task":
+                if state.get("Resource") != LAMBDA_INVOKE:
+                    problem(f"{uri} {where}: Resource must be {LAMBDA_INVOKE}")
+                else:
+                    check_task(f"{uri} {where}", state, placeholders)
+    for uri in sorted(files - set(used)):
+        problem(f"{uri} is not the DefinitionUri of any state machine in template.yaml")
+
+
+def main() -> int:
+    template, matches = decode(str(ROOT / "template.yaml"))
+    if matches or template is None:
+        for m in matches:
+            problem(f"template.yaml: {m}")
+    else:
+        resources = template.get("Resources", {})
+        check_functions(resources)
+        check_state_machines(resources)
+    for p in problems:
+        print(f"check_stack: {p}", file=sys.stderr)
+    if problems:
+        return 1
+    print("check_stack: template.yaml, workflows/ and functions/ agree")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
