@@ -264,27 +264,16 @@ async fn api_gateway_errors_follow_the_design_table() {
         .expect("http");
     assert_eq!(too_large["statusCode"], 413);
 
-    let rejected = handle(
-        &handler,
-        http_event(
-            APIGW_V2,
-            r#"{"value": "x", "fail": "reject"}"#,
-            &[("Idempotency-Key", "r")],
-        ),
-    )
-    .await
-    .expect("http");
+    // A business rejection is stored: the same request again replays it, with the header.
+    let declined = http_event(
+        APIGW_V2,
+        r#"{"value": "x", "fail": "reject"}"#,
+        &[("Idempotency-Key", "r")],
+    );
+    let rejected = handle(&handler, declined.clone()).await.expect("http");
     assert_eq!(rejected["statusCode"], 422);
-    let replayed = handle(
-        &handler,
-        http_event(
-            APIGW_V2,
-            r#"{"value": "x", "fail": "reject"}"#,
-            &[("Idempotency-Key", "r")],
-        ),
-    )
-    .await
-    .expect("http");
+    assert_eq!(header(&rejected, "idempotent-replayed"), None);
+    let replayed = handle(&handler, declined).await.expect("http");
     assert_eq!(replayed["statusCode"], 422);
     assert_eq!(header(&replayed, "idempotent-replayed"), Some("true"));
     assert_eq!(probe.calls(), 1);
