@@ -556,6 +556,17 @@ async fn schema_violation_is_rejected_before_the_claim(backend: Backend) {
 }
 
 async fn fifty_concurrent_executions_run_the_handler_once(backend: Backend) {
+    if backend == Backend::Moto {
+        // moto's threaded server checks a condition and then writes without a lock, for
+        // single items and transactions alike, so under a 50-way race two claims and even
+        // two commits can both succeed: this scenario would test moto, not the protocol.
+        // It runs against SQLite and DynamoDB Local, which serialize conditional writes as
+        // DynamoDB does.
+        eprintln!(
+            "*** NOT RUN on moto: 50 concurrent executions (moto's conditional writes are not atomic) ***"
+        );
+        return;
+    }
     let Some(h) = Harness::new(backend).await else {
         return;
     };
@@ -567,19 +578,16 @@ async fn fifty_concurrent_executions_run_the_handler_once(backend: Backend) {
         .collect();
     let mut firsts = 0;
     let mut in_progress = 0;
-    let mut lease_lost = 0;
     for task in tasks {
         let ex = task.await.expect("joins");
         match &ex.outcome {
             Ok(_) if !ex.replayed => firsts += 1,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::InProgress => in_progress += 1,
-            Err(e) if e.kind() == ErrorKind::Conflict && backend == Backend::Moto => {
-                lease_lost += 1
-            }
             Err(e) => panic!("unexpected {e}"),
         }
     }
+    assert_eq!(probe.calls(), 1, "the handler ran exactly once");
     assert_eq!(firsts, 1, "one execution committed");
     assert!(in_progress > 0, "duplicates met the lease");
     assert_eq!(
@@ -587,19 +595,6 @@ async fn fifty_concurrent_executions_run_the_handler_once(backend: Backend) {
         1,
         "effects exactly once"
     );
-    if backend == Backend::Moto {
-        // moto's threaded server checks a condition and writes without a lock, so two
-        // concurrent claims can both succeed there (DynamoDB and DynamoDB Local serialize
-        // them). Even then the commit's conditions keep effects exactly once: every extra
-        // run lost its lease at the commit and wrote nothing.
-        assert_eq!(
-            probe.calls(),
-            1 + lease_lost,
-            "every extra run on moto lost its lease"
-        );
-    } else {
-        assert_eq!(probe.calls(), 1, "the handler ran exactly once");
-    }
 }
 
 async fn store_failures_surface_as_transient_with_no_partial_state(backend: Backend) {
