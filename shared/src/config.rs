@@ -179,6 +179,15 @@ pub fn not_configured(action: &str, problem: &str) -> ActionError {
         .with_details(json!({"reason": "not_configured", "problem": problem}))
 }
 
+/// `Ok` when an action has no configuration problem, else its [`not_configured`] error:
+/// the first line of an action's `execute` when its settings may be unusable.
+pub fn ensure_configured(action: &str, problem: Option<&str>) -> Result<(), ActionError> {
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(not_configured(action, problem)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -300,13 +300,7 @@ impl EnrichLead {
     /// `Ok` when the action has a usable configuration; otherwise the error every
     /// execution answers: `ActionDo.Internal` from [`actiondo::config::not_configured`].
     pub fn check_configured(&self) -> Result<(), ActionError> {
-        match &self.problem {
-            None => Ok(()),
-            Some(problem) => Err(actiondo::config::not_configured(
-                <Self as Action>::NAME,
-                problem,
-            )),
-        }
+        actiondo::config::ensure_configured(<Self as Action>::NAME, self.problem.as_deref())
     }
 
     /// The provider, if any (none for an action built without a usable configuration,

@@ -142,13 +142,7 @@ impl ValidateLead {
     /// `Ok` when the action has a usable configuration; otherwise the error every
     /// execution answers: `ActionDo.Internal` from [`actiondo::config::not_configured`].
     pub fn check_configured(&self) -> Result<(), ActionError> {
-        match &self.problem {
-            None => Ok(()),
-            Some(problem) => Err(actiondo::config::not_configured(
-                <Self as Action>::NAME,
-                problem,
-            )),
-        }
+        actiondo::config::ensure_configured(<Self as Action>::NAME, self.problem.as_deref())
     }
 
     /// The default phone region ([`DEFAULT_PHONE_REGION`] for an action built without a
