@@ -82,6 +82,13 @@ CARGO_LAMBDA_PKG="cargo-lambda"
 SERVER_WAIT_SECS=${ACTIONDO_SERVER_WAIT_SECS:-60}
 export DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
+# No pip cache: every package is installed once into a venv, a cache only doubles
+# the disk it takes.
+export PIP_NO_CACHE_DIR=1
+# Free disk (GiB) the run needs: the tools (~1.5 GiB) and a dev build of the
+# workspace (~8 GiB). Checked up front so that a full disk fails with a clear message
+# instead of in the middle of an install.
+MIN_FREE_GIB=${ACTIONDO_MIN_FREE_GIB:-10}
 
 # ---------------------------------------------------------------- helpers
 
@@ -114,6 +121,16 @@ apt_install() {
 }
 
 # ---------------------------------------------------------------- installs
+
+# check_disk: enough free space for the tools and the build, or a clear failure.
+check_disk() {
+    local free_kib
+    free_kib=$(df -Pk "$ROOT" | awk 'NR==2 {print $4}')
+    info "disk: $((free_kib / 1024 / 1024)) GiB free under $ROOT (need ${MIN_FREE_GIB} GiB)"
+    if [ "$free_kib" -lt $((MIN_FREE_GIB * 1024 * 1024)) ]; then
+        die "only $((free_kib / 1024)) MiB free under $ROOT; the tools and the build need ${MIN_FREE_GIB} GiB (set ACTIONDO_MIN_FREE_GIB to change)"
+    fi
+}
 
 ensure_java() {
     if ! command -v java >/dev/null 2>&1; then
@@ -457,6 +474,7 @@ trap 'rc=$?; if [ "$rc" -ne 0 ] && [ "$PHASE" != tests ]; then
 
 PHASE=install
 section "installing tools into .tools/"
+check_disk
 if [ "$CHECKS_ONLY" = 1 ]; then
     [ $# -eq 0 ] || die "--checks-only takes no arguments for cargo test"
     install_tools --checks-only
@@ -467,6 +485,9 @@ fi
 install_tools
 
 if [ "$SERVERS_ONLY" = 0 ]; then
+    # A clean CI build gains nothing from incremental artifacts, which double the
+    # size of target/.
+    is_ci && export CARGO_INCREMENTAL=0
     PHASE=toolchain
     need cargo "install the Rust toolchain"
     cargo fmt --version >/dev/null 2>&1 || die "cargo fmt (rustfmt) is not installed"
