@@ -8,6 +8,8 @@ problem when anything is off; nothing is skipped.
 - every package under functions/ has exactly one AWS::Serverless::Function with
   CodeUri functions/<package>, BuildMethod rust-cargolambda and Binary <package>, and
   every function of the template points at such a package;
+- the router has one ACTIONDO_FUNCTION_<NAME> per action function and may invoke exactly
+  those functions;
 - every workflows/*.asl.json is the DefinitionUri of exactly one state machine;
 - a state machine's DefinitionSubstitutions are exactly the ${...} of its definition, each
   `XFunctionArn: !GetAtt XFunction.Arn`, and its LambdaInvokePolicy entries are exactly
@@ -95,6 +97,54 @@ def check_functions(resources: dict) -> None:
     for code, name in packages.items():
         if code not in seen:
             problem(f"{code} (package {name}) has no AWS::Serverless::Function in template.yaml")
+
+
+def check_router(resources: dict) -> None:
+    """The router reaches every action function and only those: one ACTIONDO_FUNCTION_<NAME>
+    variable per action function (Ref to it), and lambda:InvokeFunction on exactly their
+    ARNs, across the router's managed policies."""
+    router = resources.get("RouterFunction")
+    if router is None:
+        problem("RouterFunction is missing")
+        return
+    actions: dict[str, str] = {}  # logical id -> package name
+    for logical, res in resources.items():
+        if res.get("Type") != "AWS::Serverless::Function" or logical == "RouterFunction":
+            continue
+        binary = res.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        if binary:
+            actions[logical] = binary
+    props = router.get("Properties", {})
+    env = props.get("Environment", {}).get("Variables", {})
+    wired = {k: ref(v) for k, v in env.items() if k.startswith("ACTIONDO_FUNCTION_")}
+    for logical, name in actions.items():
+        var = "ACTIONDO_FUNCTION_" + name.upper().replace("-", "_")
+        if wired.get(var) != logical:
+            problem(f"RouterFunction: {var} must be !Ref {logical} (got {wired.get(var)!r})")
+    for var, target in wired.items():
+        if target not in actions:
+            problem(f"RouterFunction: {var} refers to {target!r}, which is not an action function")
+    invokable: set[str] = set()
+    for policy in props.get("Policies", []):
+        name = ref(policy)
+        doc = resources.get(name or "", {}).get("Properties", {}).get("PolicyDocument", {})
+        for statement in doc.get("Statement", []):
+            verbs = statement.get("Action", [])
+            verbs = [verbs] if isinstance(verbs, str) else verbs
+            if "lambda:InvokeFunction" not in verbs:
+                continue
+            targets = statement.get("Resource", [])
+            targets = targets if isinstance(targets, list) else [targets]
+            for target in targets:
+                logical = get_att(target, "Arn")
+                if logical is None:
+                    problem(f"RouterFunction: {name} grants lambda:InvokeFunction on {target!r}, not an action's ARN")
+                invokable.add(logical or "?")
+    if invokable != set(actions):
+        problem(
+            "RouterFunction: lambda:InvokeFunction must cover exactly the action functions; "
+            f"missing {sorted(set(actions) - invokable)}, extra {sorted(invokable - set(actions))}"
+        )
 
 
 def tasks(states: dict, path: str = ""):
@@ -201,6 +251,7 @@ def main() -> int:
     else:
         resources = template.get("Resources", {})
         check_functions(resources)
+        check_router(resources)
         check_state_machines(resources)
     for p in problems:
         print(f"check_stack: {p}", file=sys.stderr)

@@ -27,7 +27,7 @@ pub struct ActionsArgs {
 
 /// Run `actiondo actions`.
 pub fn run(args: &ActionsArgs) -> Result<u8, CliError> {
-    let catalog = crate::catalog::catalog();
+    let catalog = router::catalog();
     crate::print_stdout(&render(&catalog, args)?)?;
     Ok(EXIT_OK)
 }

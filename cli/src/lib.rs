@@ -20,7 +20,6 @@
 
 pub mod actions;
 pub mod audit;
-pub mod catalog;
 pub mod error;
 pub mod execute;
 pub mod json;

@@ -329,11 +329,8 @@ fn the_store_flag_and_variable_choose_the_database() {
 #[test]
 fn actions_lists_every_wired_action_with_its_input_schema() {
     let sb = Sandbox::new();
-    let expected: Vec<&str> = actiondo_cli::catalog::catalog()
-        .iter()
-        .map(|a| a.name())
-        .collect();
-    // The thirteen actions of issue 4, in name order.
+    let expected: Vec<&str> = router::catalog().iter().map(|a| a.name()).collect();
+    // The thirteen actions of issue 4 and the two compensations of issue 6, in name order.
     assert_eq!(
         expected,
         [
@@ -342,9 +339,11 @@ fn actions_lists_every_wired_action_with_its_input_schema() {
             "create-or-update-contact",
             "create-user",
             "enrich-lead",
+            "mark-user",
             "process-payment",
             "provision-resources",
             "refund-payment",
+            "release-resources",
             "score-lead",
             "send-email",
             "send-notification",
@@ -630,10 +629,7 @@ fn onboarding_story_sends_the_welcome_email_once() {
 #[test]
 fn the_catalog_builds_without_any_configuration() {
     let sb = Sandbox::with_empty_env();
-    let expected: Vec<&str> = actiondo_cli::catalog::catalog()
-        .iter()
-        .map(|a| a.name())
-        .collect();
+    let expected: Vec<&str> = router::catalog().iter().map(|a| a.name()).collect();
     let run = sb.run(&["actions", "--json"]);
     run.assert_code(0);
     let names: Vec<String> = run.json()["actions"]

@@ -91,6 +91,24 @@ impl Invocation {
     }
 }
 
+/// Parse params given as JSON text; malformed JSON is `ActionDo.Validation` naming the
+/// problem and its position (`details: {"line", "column"}`), as every front end reports it.
+pub fn parse_params(text: &str) -> Result<Value, ActionError> {
+    serde_json::from_str::<Value>(text).map_err(|e| {
+        // serde's text ends with its own "at line L column C"; say it once.
+        let text = e.to_string();
+        let what = text
+            .rsplit_once(" at line ")
+            .map_or(text.as_str(), |(w, _)| w);
+        ActionError::validation(format!(
+            "params are not valid JSON: {what} (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+        .with_details(serde_json::json!({"line": e.line(), "column": e.column()}))
+    })
+}
+
 /// What an execution returned: the output (or error) and how it was obtained.
 #[derive(Debug)]
 pub struct Execution {
@@ -239,19 +257,7 @@ impl Executor {
         }
         let params = match &inv.params {
             Params::Json(v) => Ok(v.clone()),
-            Params::Text(text) => serde_json::from_str::<Value>(text).map_err(|e| {
-                // serde's text ends with its own "at line L column C"; say it once.
-                let text = e.to_string();
-                let what = text
-                    .rsplit_once(" at line ")
-                    .map_or(text.as_str(), |(w, _)| w);
-                ActionError::validation(format!(
-                    "params are not valid JSON: {what} (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ))
-                .with_details(serde_json::json!({"line": e.line(), "column": e.column()}))
-            }),
+            Params::Text(text) => parse_params(text),
         };
         let params = match params {
             Ok(p) => p,

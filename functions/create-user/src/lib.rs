@@ -21,10 +21,14 @@
 //!
 //! | pk | sk | document |
 //! |---|---|---|
-//! | `user#<userId>` | `profile` | [`UserProfile`]: `{userId, email, name, plan, createdAt}` |
+//! | `user#<userId>` | `profile` | [`UserProfile`]: `{userId, email, name, plan, createdAt, status, statusChange?}` |
 //! | `email#<lower-cased email>` | `user` | [`EmailIndex`]: `{userId, email}` |
 //!
 //! Use [`user_key`], [`email_index_key`] and [`find_user`] rather than spelling the keys.
+//!
+//! A new profile has `status: "active"` (a profile without `status` reads as `active`);
+//! `mark-user` changes it (e.g. to `onboarding_failed`, the compensation of this action in
+//! a workflow) and records the change in `statusChange`.
 //!
 //! `userId` is `u_` followed by a UUID v4 in simple form (32 hex digits).
 //!
@@ -98,6 +102,52 @@ impl std::fmt::Display for Plan {
     }
 }
 
+/// The status of a user (the profile's `status`); `mark-user` changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// A user in good standing (every new user; the default).
+    #[default]
+    Active,
+    /// The user's onboarding failed and was compensated.
+    OnboardingFailed,
+    /// The account was deactivated.
+    Deactivated,
+}
+
+impl UserStatus {
+    /// The snake-case name, as stored and sent.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::OnboardingFailed => "onboarding_failed",
+            UserStatus::Deactivated => "deactivated",
+        }
+    }
+}
+
+impl std::fmt::Display for UserStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The last change of a user's status (written by `mark-user`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusChange {
+    /// The status before the change.
+    pub previous: UserStatus,
+    /// When, RFC 3339 (UTC).
+    pub changed_at: String,
+    /// Why, as the caller put it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The changing execution, `<action>#<idempotency key>`: the id of its idempotency
+    /// record and of its audit trail.
+    pub execution: String,
+}
+
 /// The document of `user#<userId>` / `profile`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -113,6 +163,12 @@ pub struct UserProfile {
     pub plan: Plan,
     /// When the user was created, RFC 3339 (UTC).
     pub created_at: String,
+    /// `active` when created; changed by `mark-user`.
+    #[serde(default)]
+    pub status: UserStatus,
+    /// The last status change; `None` until there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_change: Option<StatusChange>,
 }
 
 /// The document of `email#<lower-cased email>` / `user`: which user owns an email.
@@ -265,6 +321,8 @@ impl Action for CreateUser {
             name: input.name.trim().to_owned(),
             plan,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            status: UserStatus::Active,
+            status_change: None,
         };
         cx.put(user_key(&user_id), &profile, Expect::Absent)?;
         cx.put(

@@ -43,6 +43,8 @@ async fn creates_the_profile_and_the_email_index() {
     assert_eq!(profile.email, "ada@example.com");
     assert_eq!(profile.name, "Ada Lovelace");
     assert_eq!(profile.plan, Plan::Pro);
+    assert_eq!(profile.status, UserStatus::Active);
+    assert_eq!(profile.status_change, None);
     assert!(chrono::DateTime::parse_from_rfc3339(&profile.created_at).is_ok());
 
     let index = entity(&ex, &email_index_key("ADA@example.com"))
@@ -305,4 +307,18 @@ async fn find_user_reads_the_profile_written() {
         .expect("read");
     assert!(missing.is_none());
     assert_eq!(unknown_user("u_x").kind(), ErrorKind::Rejected);
+}
+
+#[test]
+fn a_profile_written_before_statuses_existed_reads_as_active() {
+    let profile: UserProfile = serde_json::from_value(json!({
+        "userId": "u_1", "email": "a@example.com", "name": "A", "plan": "pro",
+        "createdAt": "2024-01-01T00:00:00.000Z",
+    }))
+    .expect("old shape");
+    assert_eq!(profile.status, UserStatus::Active);
+    assert_eq!(profile.status_change, None);
+    let written = serde_json::to_value(&profile).expect("serialize");
+    assert_eq!(written["status"], "active");
+    assert!(written.get("statusChange").is_none());
 }

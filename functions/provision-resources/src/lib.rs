@@ -13,19 +13,32 @@
 //!   commit in one transaction with the idempotency record and the audit record, or not
 //!   at all ([`Mode::Optimistic`]).
 //! - Once per **user**, whatever the key: the provisioning record is read first; when it
-//!   exists the action writes nothing and returns the same ids with
+//!   exists and is active the action writes nothing and returns the same ids with
 //!   `alreadyProvisioned: true` (a different `plan` then changes nothing: changing a
 //!   plan is another action). Two concurrent runs with different keys both stage the
 //!   provisioning record with [`Expect::Absent`]; one commits, the other is re-run in
 //!   place by the executor and finds it.
+//! - After `release-resources` (the compensation of this action) marked the user's
+//!   resources [`ResourceStatus::Released`], the user holds nothing: the released
+//!   provisioning record counts as absent, and a new run provisions a **new** workspace
+//!   and quota (new ids) and replaces the record, on the condition that it still has the
+//!   released version ([`Expect::Version`]) — so a release and a provisioning of one user
+//!   never interleave. The released workspace and quota stay, marked, as the trace.
+//!   (A replay is still a replay: the same key within the retention returns the stored
+//!   outcome, so re-provision under a new key — the default key derived from the same
+//!   params would replay the first provisioning.)
 //!
 //! ## Entities
 //!
 //! | pk | sk | document |
 //! |---|---|---|
-//! | `user#<userId>` | `provisioning` | [`Provisioning`]: `{userId, workspaceId, quotaId, plan, provisionedAt}` |
-//! | `workspace#<workspaceId>` | `workspace` | [`Workspace`]: `{workspaceId, ownerId, name, plan, createdAt}` |
-//! | `quota#<quotaId>` | `quota` | [`Quota`]: `{quotaId, workspaceId, userId, plan, limits, createdAt}` |
+//! | `user#<userId>` | `provisioning` | [`Provisioning`]: `{userId, workspaceId, quotaId, plan, provisionedAt, status, release?}` |
+//! | `workspace#<workspaceId>` | `workspace` | [`Workspace`]: `{workspaceId, ownerId, name, plan, createdAt, status, release?}` |
+//! | `quota#<quotaId>` | `quota` | [`Quota`]: `{quotaId, workspaceId, userId, plan, limits, createdAt, status, release?}` |
+//!
+//! `status` is `active` when written here (a document without it reads as `active`) and
+//! `released` once `release-resources` gave it back; `release` ([`Release`]) then says
+//! when, why and by which execution.
 //!
 //! Reads `user#<userId>` / `profile` ([`create_user::UserProfile`]). Ids are `ws_` and
 //! `q_` followed by a UUID v4 in simple form.
@@ -59,6 +72,30 @@ pub fn quota_key(quota_id: &str) -> EntityKey {
     EntityKey::new(format!("quota#{quota_id}"), "quota")
 }
 
+/// Whether a provisioned resource is held or was given back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResourceStatus {
+    /// Held by its user (as provisioned; the default of a document without `status`).
+    #[default]
+    Active,
+    /// Released by `release-resources`: kept as a trace, no longer the user's.
+    Released,
+}
+
+/// The trace of a release, on each released entity (written by `release-resources`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Release {
+    /// When, RFC 3339 (UTC).
+    pub released_at: String,
+    /// Why, as `release-resources` names it (e.g. `onboarding_failed`).
+    pub reason: String,
+    /// The releasing execution, `release-resources#<idempotency key>`: the id of its
+    /// idempotency record and of its audit trail.
+    pub execution: String,
+}
+
 /// What was provisioned for a user: the document of `user#<userId>` / `provisioning`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -73,6 +110,12 @@ pub struct Provisioning {
     pub plan: Plan,
     /// When, RFC 3339 (UTC).
     pub provisioned_at: String,
+    /// `active`, or `released` by `release-resources`.
+    #[serde(default)]
+    pub status: ResourceStatus,
+    /// When, why and by whom it was released; `None` while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
 }
 
 /// A workspace: the document of `workspace#<workspaceId>` / `workspace`.
@@ -89,6 +132,12 @@ pub struct Workspace {
     pub plan: Plan,
     /// When, RFC 3339 (UTC).
     pub created_at: String,
+    /// `active`, or `released` by `release-resources`.
+    #[serde(default)]
+    pub status: ResourceStatus,
+    /// When, why and by whom it was released; `None` while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
 }
 
 /// The limits of a plan.
@@ -147,6 +196,12 @@ pub struct Quota {
     pub limits: QuotaLimits,
     /// When, RFC 3339 (UTC).
     pub created_at: String,
+    /// `active`, or `released` by `release-resources`.
+    #[serde(default)]
+    pub status: ResourceStatus,
+    /// When, why and by whom it was released; `None` while active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<Release>,
 }
 
 /// Parameters of `provision-resources`.
@@ -216,18 +271,23 @@ impl Action for ProvisionResources {
         cx: &mut ActionContext,
     ) -> Result<ProvisionResourcesOutput, ActionError> {
         let user_id = input.user_id.trim();
-        if let Some((done, _)) = cx
+        // A released record counts as absent: provision anew over it, on its version.
+        let record_expect = match cx
             .get_as::<Provisioning>(&provisioning_key(user_id))
             .await?
         {
-            return Ok(ProvisionResourcesOutput {
-                user_id: done.user_id,
-                workspace_id: done.workspace_id,
-                quota_id: done.quota_id,
-                plan: done.plan,
-                already_provisioned: true,
-            });
-        }
+            Some((done, _)) if done.status == ResourceStatus::Active => {
+                return Ok(ProvisionResourcesOutput {
+                    user_id: done.user_id,
+                    workspace_id: done.workspace_id,
+                    quota_id: done.quota_id,
+                    plan: done.plan,
+                    already_provisioned: true,
+                });
+            }
+            Some((_released, version)) => Expect::Version(version),
+            None => Expect::Absent,
+        };
         let user = create_user::find_user(cx, user_id)
             .await?
             .ok_or_else(|| create_user::unknown_user(user_id))?;
@@ -243,6 +303,8 @@ impl Action for ProvisionResources {
                 name: format!("{}'s workspace", user.name),
                 plan,
                 created_at: now.clone(),
+                status: ResourceStatus::Active,
+                release: None,
             },
             Expect::Absent,
         )?;
@@ -255,6 +317,8 @@ impl Action for ProvisionResources {
                 plan,
                 limits: QuotaLimits::for_plan(plan),
                 created_at: now.clone(),
+                status: ResourceStatus::Active,
+                release: None,
             },
             Expect::Absent,
         )?;
@@ -266,8 +330,10 @@ impl Action for ProvisionResources {
                 quota_id: quota_id.clone(),
                 plan,
                 provisioned_at: now,
+                status: ResourceStatus::Active,
+                release: None,
             },
-            Expect::Absent,
+            record_expect,
         )?;
         Ok(ProvisionResourcesOutput {
             user_id: user.user_id,

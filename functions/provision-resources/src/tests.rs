@@ -236,3 +236,100 @@ async fn concurrent_runs_for_one_user_provision_once() {
     assert_eq!(version, 1);
     assert_eq!(record.workspace_id, outs[0].workspace_id);
 }
+
+#[tokio::test]
+async fn new_entities_are_active_and_documents_without_a_status_read_as_active() {
+    let ex = executor();
+    let user_id = user(&ex, "ada@example.com", "pro").await;
+    let out: ProvisionResourcesOutput = run(&ex, "p", json!({"userId": user_id}))
+        .await
+        .output()
+        .expect("provisioned");
+    for key in [
+        provisioning_key(&user_id),
+        workspace_key(&out.workspace_id),
+        quota_key(&out.quota_id),
+    ] {
+        let raw = ex
+            .store()
+            .get_entity(&key)
+            .await
+            .expect("get_entity")
+            .expect("written");
+        assert_eq!(raw.doc["status"], "active", "{key}");
+        assert!(raw.doc.get("release").is_none(), "{key}");
+    }
+    // A record written before statuses existed is an active one.
+    let legacy: Provisioning = serde_json::from_value(json!({
+        "userId": "u_1", "workspaceId": "ws_1", "quotaId": "q_1", "plan": "free",
+        "provisionedAt": "2024-01-01T00:00:00.000Z",
+    }))
+    .expect("legacy shape");
+    assert_eq!(legacy.status, ResourceStatus::Active);
+    assert_eq!(legacy.release, None);
+}
+
+/// Writes a user's provisioning record as `release-resources` leaves it: test set-up
+/// for the state after a release (the real release is tested in `release-resources`).
+struct MarkReleased;
+
+impl Action for MarkReleased {
+    type Input = Value;
+    type Output = Value;
+    const NAME: &'static str = "test-mark-released";
+    const DESCRIPTION: &'static str = "test set-up: a released provisioning record";
+
+    async fn execute(&self, input: Value, cx: &mut ActionContext) -> Result<Value, ActionError> {
+        let key = provisioning_key(input["userId"].as_str().unwrap_or_default());
+        let (mut record, version) = cx
+            .get_as::<Provisioning>(&key)
+            .await?
+            .ok_or_else(|| ActionError::rejected("not provisioned"))?;
+        record.status = ResourceStatus::Released;
+        record.release = Some(Release {
+            released_at: "2024-01-01T00:00:00.000Z".into(),
+            reason: "onboarding_failed".into(),
+            execution: "release-resources#test".into(),
+        });
+        cx.put(key, &record, Expect::Version(version))?;
+        Ok(json!({}))
+    }
+}
+
+#[tokio::test]
+async fn a_released_record_counts_as_absent_and_is_replaced_on_its_version() {
+    let ex = executor();
+    let user_id = user(&ex, "ada@example.com", "pro").await;
+    let first: ProvisionResourcesOutput = run(&ex, "p1", json!({"userId": user_id}))
+        .await
+        .output()
+        .expect("provisioned");
+    ex.execute(
+        &MarkReleased,
+        Invocation::new(json!({"userId": user_id}), Source::Cli),
+    )
+    .await
+    .output::<Value>()
+    .expect("marked released");
+
+    let second: ProvisionResourcesOutput = run(&ex, "p2", json!({"userId": user_id}))
+        .await
+        .output()
+        .expect("provisioned anew");
+    assert!(!second.already_provisioned);
+    assert_ne!(second.workspace_id, first.workspace_id);
+    assert_ne!(second.quota_id, first.quota_id);
+    let (record, version): (Provisioning, u64) = doc(&ex, &provisioning_key(&user_id))
+        .await
+        .expect("provisioning");
+    assert_eq!(version, 3, "written over the released version");
+    assert_eq!(record.status, ResourceStatus::Active);
+    assert_eq!(record.release, None);
+    assert_eq!(record.workspace_id, second.workspace_id);
+    let third: ProvisionResourcesOutput = run(&ex, "p3", json!({"userId": user_id}))
+        .await
+        .output()
+        .expect("no-op");
+    assert!(third.already_provisioned);
+    assert_eq!(third.workspace_id, second.workspace_id);
+}

@@ -16,6 +16,35 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// The message attribute that carries a correlation id.
 pub const CORRELATION_ATTRIBUTE: &str = "correlationId";
 
+/// What became of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Done with: it succeeded, or failed terminally (and was audited).
+    Done,
+    /// Return it to the queue (reported in `batchItemFailures`).
+    Redeliver,
+}
+
+impl Disposition {
+    /// `Redeliver` for a retryable error, `Done` otherwise.
+    pub fn of<T>(outcome: &Result<T, crate::ActionError>) -> Self {
+        match outcome {
+            Err(e) if e.is_retryable() => Disposition::Redeliver,
+            _ => Disposition::Done,
+        }
+    }
+}
+
+/// How many records of a standard queue run at once: `ACTIONDO_SQS_CONCURRENCY`, else
+/// [`DEFAULT_CONCURRENCY`].
+pub fn concurrency_from_env() -> usize {
+    std::env::var("ACTIONDO_SQS_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(DEFAULT_CONCURRENCY)
+}
+
 /// Run every record and report the ones to redeliver.
 ///
 /// - Each body is an envelope or bare params. The key is the envelope's, else the FIFO
@@ -26,14 +55,33 @@ pub const CORRELATION_ATTRIBUTE: &str = "correlationId";
 ///   rest of that group is reported failed too (so order is kept), other groups go on.
 /// - Standard queues: records run concurrently, at most `ACTIONDO_SQS_CONCURRENCY` at once.
 pub async fn handle_batch(handler: &Handler, event: SqsEvent) -> SqsBatchResponse {
-    let concurrency = std::env::var("ACTIONDO_SQS_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(DEFAULT_CONCURRENCY);
-    let failures: Vec<String> = futures::stream::iter(groups(event.records))
-        .map(|group| run_group(handler, group))
-        .buffer_unordered(concurrency)
+    process_batch(event.records, concurrency_from_env(), |record| async move {
+        let execution = handler
+            .executor()
+            .execute(handler.action(), invocation(record))
+            .await;
+        Disposition::of(&execution.outcome)
+    })
+    .await
+}
+
+/// The batch logic of every SQS consumer (an action's own queue, the router's intake):
+/// run `run` on each record, FIFO message groups in order and stopped at their first
+/// [`Disposition::Redeliver`] (the rest of the group is reported unprocessed), standard
+/// records concurrently, at most `concurrency` at once; answer the records to redeliver.
+pub async fn process_batch<F, Fut>(
+    records: Vec<SqsMessage>,
+    concurrency: usize,
+    run: F,
+) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Disposition>,
+{
+    let run = &run;
+    let failures: Vec<String> = futures::stream::iter(groups(records))
+        .map(|group| run_group(group, run))
+        .buffer_unordered(concurrency.max(1))
         .collect::<Vec<Vec<String>>>()
         .await
         .into_iter()
@@ -71,7 +119,11 @@ fn groups(records: Vec<SqsMessage>) -> Vec<Vec<SqsMessage>> {
 }
 
 /// Run one group in order; return the message ids to redeliver.
-async fn run_group(handler: &Handler, group: Vec<SqsMessage>) -> Vec<String> {
+async fn run_group<F, Fut>(group: Vec<SqsMessage>, run: &F) -> Vec<String>
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Disposition>,
+{
     let mut failed = Vec::new();
     let mut blocked = false;
     for record in group {
@@ -81,14 +133,8 @@ async fn run_group(handler: &Handler, group: Vec<SqsMessage>) -> Vec<String> {
             failed.push(id);
             continue;
         }
-        let execution = handler
-            .executor()
-            .execute(handler.action(), invocation(record))
-            .await;
-        if let Err(e) = &execution.outcome
-            && e.is_retryable()
-        {
-            tracing::warn!(message_id = %id, error_type = e.kind().wire_name(), "message returned to the queue");
+        if run(record).await == Disposition::Redeliver {
+            tracing::warn!(message_id = %id, "message returned to the queue");
             failed.push(id);
             blocked = true;
         }
@@ -97,22 +143,48 @@ async fn run_group(handler: &Handler, group: Vec<SqsMessage>) -> Vec<String> {
     failed
 }
 
+/// What every record says about itself: the request metadata (message id, trace header),
+/// the key to use when the body gives none (the FIFO deduplication id, else the message
+/// id) and the correlation id of its `correlationId` message attribute.
+#[derive(Debug, Clone)]
+pub struct RecordInfo {
+    /// Request id = message id; trace id = the `AWSTraceHeader` attribute.
+    pub meta: Meta,
+    /// The deduplication id, else the message id.
+    pub fallback_key: String,
+    /// The `correlationId` message attribute.
+    pub correlation_id: Option<String>,
+}
+
+impl RecordInfo {
+    /// Read them off a record.
+    pub fn of(record: &SqsMessage) -> Self {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        Self {
+            meta: Meta {
+                request_id: message_id.clone(),
+                deadline_ms: None,
+                trace_id: record.attributes.get("AWSTraceHeader").cloned(),
+            },
+            fallback_key: record
+                .attributes
+                .get("MessageDeduplicationId")
+                .cloned()
+                .unwrap_or(message_id),
+            correlation_id: record
+                .message_attributes
+                .get(CORRELATION_ATTRIBUTE)
+                .and_then(|a| a.string_value.clone()),
+        }
+    }
+}
+
 fn invocation(record: SqsMessage) -> Invocation {
-    let message_id = record.message_id.clone().unwrap_or_default();
-    let meta = Meta {
-        request_id: message_id.clone(),
-        deadline_ms: None,
-        trace_id: record.attributes.get("AWSTraceHeader").cloned(),
-    };
-    let attribute_correlation = record
-        .message_attributes
-        .get(CORRELATION_ATTRIBUTE)
-        .and_then(|a| a.string_value.clone());
-    let fallback_key = record
-        .attributes
-        .get("MessageDeduplicationId")
-        .cloned()
-        .unwrap_or(message_id);
+    let RecordInfo {
+        meta,
+        fallback_key,
+        correlation_id: attribute_correlation,
+    } = RecordInfo::of(&record);
     let body = record.body.unwrap_or_default();
     match serde_json::from_str(&body) {
         Ok(payload) => {

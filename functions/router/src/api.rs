@@ -1,0 +1,560 @@
+//! The HTTP API of DESIGN §8, one [`axum::Router`] (a tower `Service` over
+//! `http::Request`) served by `lambda_http` in Lambda and by `actiondo serve` locally.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /actions/{name}` | run one action; body = params; `Idempotency-Key`; `Prefer: respond-async` → 202 |
+//! | `POST /execute` | `{name, params, idempotencyKey?, correlationId?}` → `{result, error}` |
+//! | `GET /actions`, `GET /actions/{name}` | the catalog: name, description, input and output JSON Schemas |
+//! | `GET /executions/{name}/{key}` | the idempotency record and its audit trail |
+//! | `GET /audit?type=&key=&correlationId=&since=&limit=&cursor=` | audit records, newest first |
+//!
+//! Every error has the body of DESIGN §6, `{"error": {"type", "message", "retryable",
+//! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
+//! naming the closest names; unknown route → 404; wrong method → 405 with `Allow`; body
+//! over 1 MiB → 413; a content type other than JSON → 415; no or bad API key → 401 (with
+//! `WWW-Authenticate: Bearer`); an action outside the key's scope → 403.
+
+use std::sync::Arc;
+
+use actiondo::trigger::http::{
+    CORRELATION_ID_HEADER, IDEMPOTENCY_KEY_HEADER, MAX_BODY_BYTES, check_request, error_response,
+    execution_response, json_response,
+};
+use actiondo::{
+    ActionError, AuditFilter, AuditQuery, Catalog, DynAction, Invocation, KeyPolicy, Params,
+    Source, Store,
+};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::dispatch::Dispatcher;
+use crate::keys::{KeyStore, Scope};
+
+/// The request header asking for an asynchronous execution (`Prefer: respond-async`).
+pub const PREFER_HEADER: &str = "prefer";
+
+/// Who may call what.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Every route needs `Authorization: Bearer <key>` with a key of this store.
+    ApiKeys(KeyStore),
+    /// No keys: every caller may call every action (`actiondo serve --no-auth`, for local
+    /// play only).
+    Disabled,
+}
+
+/// What the router serves and how it reaches the actions.
+#[derive(Debug, Clone)]
+pub struct Api {
+    catalog: Arc<Catalog>,
+    dispatcher: Arc<dyn Dispatcher>,
+    store: Arc<dyn Store>,
+    auth: Auth,
+}
+
+impl Api {
+    /// The routes over `catalog`, running actions with `dispatcher` and reading
+    /// executions and audit records from `store`.
+    pub fn new(
+        catalog: Catalog,
+        dispatcher: Arc<dyn Dispatcher>,
+        store: Arc<dyn Store>,
+        auth: Auth,
+    ) -> Self {
+        Self {
+            catalog: Arc::new(catalog),
+            dispatcher,
+            store,
+            auth,
+        }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The dispatcher.
+    pub fn dispatcher(&self) -> &Arc<dyn Dispatcher> {
+        &self.dispatcher
+    }
+
+    /// The routes, as a tower `Service<http::Request<B>>`.
+    pub fn into_router(self) -> axum::Router {
+        let method_not_allowed = |allow: &'static str| {
+            move || async move {
+                let err = ActionError::validation(format!(
+                    "method not allowed on this route; use {allow}"
+                ))
+                .with_http_status(405);
+                let mut response = error_response(&err, false);
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+                into_axum(response)
+            }
+        };
+        axum::Router::new()
+            .route(
+                "/actions",
+                get(list_actions).fallback(method_not_allowed("GET")),
+            )
+            .route(
+                "/actions/{name}",
+                post(run_action)
+                    .get(describe_action)
+                    .fallback(method_not_allowed("GET, POST")),
+            )
+            .route(
+                "/execute",
+                post(execute).fallback(method_not_allowed("POST")),
+            )
+            .route(
+                "/executions/{name}/{key}",
+                get(describe_execution).fallback(method_not_allowed("GET")),
+            )
+            .route("/audit", get(audit).fallback(method_not_allowed("GET")))
+            .fallback(unknown_route)
+            .with_state(Arc::new(self))
+    }
+
+    /// Who is calling: the scope of the request's API key (401 without a valid one).
+    async fn authorize(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let keys = match &self.auth {
+            Auth::Disabled => {
+                return Ok(Caller {
+                    id: None,
+                    scope: Scope::all(),
+                });
+            }
+            Auth::ApiKeys(keys) => keys,
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or_else(|| {
+                ActionError::unauthorized("send an API key: Authorization: Bearer <key>")
+            })?;
+        let record = keys.authenticate(token).await?;
+        Ok(Caller {
+            id: Some(record.id.clone()),
+            scope: record.scope(),
+        })
+    }
+
+    /// The action `name` if the catalog has it (404 with suggestions otherwise) and the
+    /// caller may run it (403 otherwise).
+    fn action(&self, caller: &Caller, name: &str) -> Result<Arc<dyn DynAction>, ApiError> {
+        let action = Arc::clone(self.catalog.resolve(name)?);
+        caller.check(name)?;
+        Ok(action)
+    }
+
+    /// The invocation of an HTTP call by `caller`.
+    fn invocation(
+        caller: &Caller,
+        params: Value,
+        key: Option<String>,
+        correlation_id: Option<String>,
+    ) -> Invocation {
+        Invocation {
+            params: Params::Json(params),
+            key,
+            source: Source::Http,
+            request_id: None,
+            correlation_id,
+            caller: caller.id.as_ref().map(|id| format!("apikey:{id}")),
+            trace_id: None,
+            deadline_ms: None,
+        }
+    }
+
+    /// Start `action` without waiting; answers where its outcome will be.
+    async fn start(
+        &self,
+        action: &Arc<dyn DynAction>,
+        invocation: Invocation,
+    ) -> Result<Ran, ApiError> {
+        // The record's address must be known now: the given key, else the one the
+        // executor derives from the params.
+        let derived = match (&invocation.params, action.options().key_policy) {
+            (Params::Json(params), KeyPolicy::Derived) => {
+                Some(actiondo::hash::payload_hash(params))
+            }
+            _ => None,
+        };
+        let Some(key) = invocation.key.clone().or(derived) else {
+            return Err(ActionError::validation(format!(
+                "{} requires an idempotency key (Idempotency-Key header)",
+                action.name()
+            ))
+            .into());
+        };
+        actiondo::hash::validate_key(&key)?;
+        let invocation = Invocation {
+            key: Some(key.clone()),
+            ..invocation
+        };
+        self.dispatcher.start(action, invocation).await?;
+        Ok(Ran::Started {
+            name: action.name(),
+            key,
+        })
+    }
+}
+
+/// What became of an action call.
+#[derive(Debug)]
+enum Ran {
+    /// It ran; here is the outcome.
+    Done(actiondo::Execution),
+    /// It was started (`Prefer: respond-async`).
+    Started { name: &'static str, key: String },
+}
+
+impl Ran {
+    /// The response: the execution's, or 202 with `Location: /executions/{name}/{key}`.
+    fn into_response(self) -> Response {
+        match self {
+            Ran::Done(execution) => into_axum(execution_response(execution)),
+            Ran::Started { name, key } => {
+                let location = format!("/executions/{name}/{}", percent_encode_segment(&key));
+                let body =
+                    json!({"status": "accepted", "name": name, "key": key, "location": location});
+                let mut response = json_response(StatusCode::ACCEPTED, body.to_string());
+                if let Ok(value) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(header::LOCATION, value);
+                }
+                if let Ok(value) = HeaderValue::from_str(&key) {
+                    response.headers_mut().insert(IDEMPOTENCY_KEY_HEADER, value);
+                }
+                into_axum(response)
+            }
+        }
+    }
+}
+
+/// The caller of a request.
+#[derive(Debug)]
+struct Caller {
+    /// The API key's id (`None` without auth).
+    id: Option<String>,
+    scope: Scope,
+}
+
+impl Caller {
+    fn check(&self, action: &str) -> Result<(), ActionError> {
+        if self.scope.allows(action) {
+            Ok(())
+        } else {
+            Err(ActionError::forbidden(format!(
+                "this API key may not call {action}"
+            )))
+        }
+    }
+}
+
+/// An error answered in the shape of DESIGN §6.
+#[derive(Debug)]
+struct ApiError(ActionError);
+
+impl From<ActionError> for ApiError {
+    fn from(e: ActionError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<actiondo::StoreError> for ApiError {
+    fn from(e: actiondo::StoreError) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = error_response(&self.0, false);
+        if self.0.http_status() == 401 {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        into_axum(response)
+    }
+}
+
+type Shared = State<Arc<Api>>;
+
+fn into_axum(response: http::Response<String>) -> Response {
+    response.map(Body::from)
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn percent_encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Read the body of a JSON request: method, content type and size checked first.
+async fn read_body(method: &Method, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    check_request(method, headers, declared)?;
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => Ok(bytes),
+        // Over the limit without a Content-Length (chunked): same 413.
+        Err(_) => Err(check_request(method, headers, MAX_BODY_BYTES + 1)
+            .err()
+            .unwrap_or_else(|| ActionError::validation("the body could not be read"))
+            .into()),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| ActionError::validation(format!("the body is not UTF-8: {e}")))?;
+    Ok(actiondo::executor::parse_params(text)?)
+}
+
+fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(PREFER_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
+}
+
+/// `POST /actions/{name}`.
+async fn run_action(
+    State(api): Shared,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = api.authorize(&parts.headers).await?;
+    let action = api.action(&caller, &name)?;
+    let bytes = read_body(&parts.method, &parts.headers, body).await?;
+    let params = parse_json(&bytes)?;
+    let invocation = Api::invocation(
+        &caller,
+        params,
+        header_string(&parts.headers, IDEMPOTENCY_KEY_HEADER),
+        header_string(&parts.headers, CORRELATION_ID_HEADER),
+    );
+    let ran = if wants_async(&parts.headers) {
+        api.start(&action, invocation).await?
+    } else {
+        Ran::Done(api.dispatcher.call(&action, invocation).await)
+    };
+    Ok(ran.into_response())
+}
+
+/// The body of `POST /execute`: the SDK's call.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExecuteRequest {
+    name: String,
+    #[serde(default)]
+    params: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+    #[serde(default)]
+    correlation_id: Option<String>,
+}
+
+/// `POST /execute`: `{name, params, idempotencyKey?}` → `{result, error}`, with the
+/// status of the error (200 on success).
+async fn execute(State(api): Shared, request: Request) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = api.authorize(&parts.headers).await?;
+    let bytes = read_body(&parts.method, &parts.headers, body).await?;
+    let value = parse_json(&bytes)?;
+    let call: ExecuteRequest = serde_json::from_value(value).map_err(|e| {
+        ActionError::validation(format!(
+            "the body must be {{\"name\", \"params\", \"idempotencyKey\"?, \"correlationId\"?}}: {e}"
+        ))
+    })?;
+    let action = api.action(&caller, &call.name)?;
+    let key = call
+        .idempotency_key
+        .or_else(|| header_string(&parts.headers, IDEMPOTENCY_KEY_HEADER));
+    let correlation = call
+        .correlation_id
+        .or_else(|| header_string(&parts.headers, CORRELATION_ID_HEADER));
+    let params = if call.params.is_null() {
+        json!({})
+    } else {
+        call.params
+    };
+    let invocation = Api::invocation(&caller, params, key, correlation);
+    let execution = api.dispatcher.call(&action, invocation).await;
+    let body = serde_json::to_string(&execution.to_response())
+        .map_err(|e| ActionError::internal(format!("the response does not serialize: {e}")))?;
+    let mut response = execution_response(execution);
+    *response.body_mut() = body;
+    Ok(into_axum(response))
+}
+
+/// One entry of the catalog.
+fn describe(action: &dyn DynAction) -> Value {
+    let options = action.options();
+    json!({
+        "name": action.name(),
+        "description": action.description(),
+        "keyPolicy": match options.key_policy {
+            KeyPolicy::Derived => "derived",
+            KeyPolicy::Required => "required",
+        },
+        "inputSchema": action.input_schema(),
+        "outputSchema": action.output_schema(),
+    })
+}
+
+/// `GET /actions`: the actions the caller may run.
+async fn list_actions(State(api): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    let actions: Vec<Value> = api
+        .catalog
+        .iter()
+        .filter(|a| caller.scope.allows(a.name()))
+        .map(|a| describe(a.as_ref()))
+        .collect();
+    Ok(into_axum(json_response(
+        StatusCode::OK,
+        json!({"actions": actions}).to_string(),
+    )))
+}
+
+/// `GET /actions/{name}`.
+async fn describe_action(
+    State(api): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    let action = api.action(&caller, &name)?;
+    Ok(into_axum(json_response(
+        StatusCode::OK,
+        describe(action.as_ref()).to_string(),
+    )))
+}
+
+/// `GET /executions/{name}/{key}`: the record and its audit trail (newest first).
+async fn describe_execution(
+    State(api): Shared,
+    Path((name, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    let action = api.action(&caller, &name)?;
+    actiondo::hash::validate_key(&key)?;
+    let id = format!("{}#{key}", action.name());
+    let Some(record) = api.store.get_record(&id).await? else {
+        return Err(ActionError::not_found(format!(
+            "there is no execution of {name} with key {key:?}"
+        ))
+        .with_details(json!({"action": name, "key": key}))
+        .into());
+    };
+    let page = api
+        .store
+        .query_audit(&AuditQuery {
+            limit: actiondo::audit::MAX_PAGE_LIMIT,
+            ..AuditQuery::new(AuditFilter::Execution(id))
+        })
+        .await?;
+    let body = json!({
+        "execution": crate::view::record(action.name(), &key, &record)?,
+        "audit": page.records,
+        "nextCursor": page.next_cursor,
+    });
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// `GET /audit`.
+async fn audit(
+    State(api): Shared,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    let query = crate::view::audit_query(query.as_deref().unwrap_or_default())?;
+    match &query.filter {
+        AuditFilter::Execution(id) | AuditFilter::Type(id) => {
+            let name = id.split_once('#').map_or(id.as_str(), |(name, _)| name);
+            caller.check(name)?;
+        }
+        AuditFilter::Correlation(_) | AuditFilter::All => {
+            if !caller.scope.allows_all() {
+                return Err(ActionError::forbidden(
+                    "reading the audit trail across actions needs a key with scope *; give type= (an action in your scope)",
+                )
+                .into());
+            }
+        }
+    }
+    let page = api.store.query_audit(&query).await?;
+    Ok(into_axum(json_response(
+        StatusCode::OK,
+        serde_json::to_string(&page)
+            .map_err(|e| ActionError::internal(format!("the page does not serialize: {e}")))?,
+    )))
+}
+
+/// Any other route.
+async fn unknown_route(method: Method, uri: http::Uri) -> Response {
+    let err = ActionError::not_found(format!(
+        "there is no route {method} {}; see GET /actions, POST /actions/{{name}}, POST /execute, GET /executions/{{name}}/{{key}}, GET /audit",
+        uri.path()
+    ));
+    into_axum(error_response(&err, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn async_is_asked_with_prefer() {
+        let mut headers = HeaderMap::new();
+        assert!(!wants_async(&headers));
+        headers.insert(
+            PREFER_HEADER,
+            HeaderValue::from_static("wait=5, respond-async"),
+        );
+        assert!(wants_async(&headers));
+    }
+
+    #[test]
+    fn locations_encode_keys() {
+        assert_eq!(percent_encode_segment("a b/c#1"), "a%20b%2Fc%231");
+        assert_eq!(percent_encode_segment("order-42_x.y~"), "order-42_x.y~");
+    }
+}

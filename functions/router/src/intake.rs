@@ -1,0 +1,85 @@
+//! The SQS intake: a queue whose messages are `{"name", "params", "idempotencyKey"?,
+//! "correlationId"?}`, each run through the dispatcher like `POST /execute`.
+//!
+//! Batches follow the triggers' rules ([`actiondo::trigger::sqs::process_batch`]):
+//! retryable failures are returned to the queue in `batchItemFailures`, terminal ones are
+//! audited by the action and not redelivered, FIFO message groups stop at their first
+//! failure. The key is the message's `idempotencyKey`, else the FIFO deduplication id, else
+//! the message id, so a redelivered message replays.
+//!
+//! A message the router cannot read (not JSON, not the intake shape, an action the
+//! catalog does not have) is returned to the queue too: no action can audit it, so after
+//! the queue's `maxReceiveCount` it lands in the dead-letter queue instead of being lost.
+
+use actiondo::trigger::sqs::{Disposition, RecordInfo, concurrency_from_env, process_batch};
+use actiondo::{Invocation, Params, Source};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::Api;
+
+/// The caller recorded in the audit of intake executions.
+pub const INTAKE_CALLER: &str = "sqs-intake";
+
+/// One intake message.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IntakeMessage {
+    /// The action to run.
+    pub name: String,
+    /// Its params (`{}` when absent).
+    #[serde(default)]
+    pub params: Option<Value>,
+    /// The idempotency key.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// The correlation id.
+    #[serde(default)]
+    pub correlation_id: Option<String>,
+}
+
+/// Run a batch of intake messages; answer the ones to redeliver.
+pub async fn handle_batch(api: &Api, event: SqsEvent) -> SqsBatchResponse {
+    process_batch(event.records, concurrency_from_env(), |record| {
+        handle_record(api, record)
+    })
+    .await
+}
+
+async fn handle_record(api: &Api, record: SqsMessage) -> Disposition {
+    let info = RecordInfo::of(&record);
+    let message_id = info.meta.request_id.clone();
+    let body = record.body.unwrap_or_default();
+    let message = match serde_json::from_str::<IntakeMessage>(&body) {
+        Ok(message) => message,
+        Err(e) => {
+            tracing::error!(message_id, error = %e, "unreadable intake message; returned to the queue (dead-letter queue after maxReceiveCount)");
+            return Disposition::Redeliver;
+        }
+    };
+    let Some(action) = api.catalog().get(&message.name) else {
+        tracing::error!(
+            message_id,
+            action = message.name,
+            "intake message for an unknown action; returned to the queue (dead-letter queue after maxReceiveCount)"
+        );
+        return Disposition::Redeliver;
+    };
+    let invocation = Invocation {
+        params: Params::Json(
+            message
+                .params
+                .unwrap_or_else(|| Value::Object(Default::default())),
+        ),
+        key: message.idempotency_key.or(Some(info.fallback_key)),
+        source: Source::Sqs,
+        request_id: Some(message_id),
+        correlation_id: message.correlation_id.or(info.correlation_id),
+        caller: Some(INTAKE_CALLER.to_owned()),
+        trace_id: info.meta.trace_id,
+        deadline_ms: None,
+    };
+    let execution = api.dispatcher().call(action, invocation).await;
+    Disposition::of(&execution.outcome)
+}

@@ -1,0 +1,76 @@
+//! The router's Lambda entry point: one function serves the HTTP API (API Gateway HTTP
+//! API, REST API, function URL, through `lambda_http`) and the SQS intake.
+
+use std::sync::Arc;
+
+use actiondo::trigger::EventShape;
+use actiondo::{ActionError, BoxError, StoreConfig};
+use aws_lambda_events::sqs::SqsEvent;
+use lambda_http::Service as _;
+use lambda_http::request::LambdaRequest;
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+
+use crate::api::{Api, Auth};
+use crate::dispatch::LambdaDispatcher;
+use crate::keys::KeyStore;
+
+/// Set up once (tracing, the store, the Lambda client, the function of every action from
+/// `ACTIONDO_FUNCTION_*`) and serve invocations. Every HTTP route needs an API key.
+pub async fn run() -> Result<(), BoxError> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let catalog = crate::catalog();
+    let functions = LambdaDispatcher::functions_from_env(&catalog)?;
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);
+    let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
+        .open()
+        .await?;
+    let api = Api::new(
+        catalog,
+        Arc::new(dispatcher),
+        Arc::clone(&store),
+        Auth::ApiKeys(KeyStore::new(store)),
+    );
+    let router = api.clone().into_router();
+    tracing::info!(actions = api.catalog().len(), "router ready");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let (api, router) = (api.clone(), router.clone());
+        async move { handle(&api, router, event).await.map_err(Diagnostic::from) }
+    }))
+    .await
+}
+
+/// One invocation: an SQS batch goes to the intake, an HTTP request to the routes.
+pub async fn handle(
+    api: &Api,
+    router: axum::Router,
+    event: LambdaEvent<Value>,
+) -> Result<Value, ActionError> {
+    let LambdaEvent { payload, context } = event;
+    let serialize = |value: Result<Value, serde_json::Error>| {
+        value.map_err(|e| ActionError::internal(format!("the response does not serialize: {e}")))
+    };
+    match EventShape::of(&payload)? {
+        EventShape::Sqs => {
+            let batch: SqsEvent = serde_json::from_value(payload)
+                .map_err(|e| ActionError::validation(format!("malformed SQS event: {e}")))?;
+            serialize(serde_json::to_value(
+                crate::intake::handle_batch(api, batch).await,
+            ))
+        }
+        EventShape::Http => {
+            let request: LambdaRequest = serde_json::from_value(payload)
+                .map_err(|e| ActionError::validation(format!("malformed HTTP event: {e}")))?;
+            let mut adapter = lambda_http::Adapter::from(router);
+            let response = match adapter.call(LambdaEvent::new(request, context)).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            serialize(serde_json::to_value(response))
+        }
+        EventShape::EventBridge | EventShape::Direct => Err(ActionError::validation(
+            "the router accepts API Gateway / function URL requests and SQS intake batches; invoke an action's own function for anything else",
+        )),
+    }
+}
