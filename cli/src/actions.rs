@@ -3,14 +3,16 @@
 //! Without `--json`, a table of names, descriptions and a one-line summary of each input
 //! (`email, name, company?` — `?` marks an optional field). With a NAME, that action's
 //! input and output JSON Schemas. With `--json`,
-//! `{"actions": [{"name", "description", "inputSchema", "outputSchema"}]}`.
+//! `{"actions": [{"name", "description", "keyPolicy", "inputSchema", "outputSchema"}]}`,
+//! the body of the router's `GET /actions`.
 
 use std::sync::Arc;
 
 use actiondo::{Catalog, DynAction};
 use clap::Args;
-use serde::Serialize;
 use serde_json::{Value, json};
+
+use router::catalog::{ActionInfo, describe};
 
 use crate::{CliError, EXIT_OK};
 
@@ -64,31 +66,6 @@ pub fn render(catalog: &Catalog, args: &ActionsArgs) -> Result<String, CliError>
         ]);
     }
     Ok(table.to_string())
-}
-
-/// One entry of `actiondo actions --json` (the shape of the router's `GET /actions`
-/// entries: DESIGN §8).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionInfo {
-    /// The action's name.
-    pub name: &'static str,
-    /// Its one-line description.
-    pub description: &'static str,
-    /// The JSON Schema of its params.
-    pub input_schema: Value,
-    /// The JSON Schema of its result.
-    pub output_schema: Value,
-}
-
-/// One action as JSON: name, description, input and output schemas.
-pub fn describe(action: &dyn DynAction) -> ActionInfo {
-    ActionInfo {
-        name: action.name(),
-        description: action.description(),
-        input_schema: action.input_schema(),
-        output_schema: action.output_schema(),
-    }
 }
 
 fn detail(action: &dyn DynAction) -> Result<String, CliError> {

@@ -14,19 +14,33 @@ pub enum CliError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An action of the command (e.g. creating a key) answered with an error.
+    #[error("{0}")]
+    Action(actiondo::ActionError),
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
 }
 
 impl CliError {
+    /// An action's error: a validation of what the command was given is a usage error,
+    /// anything else an action error.
+    pub fn from_action(e: actiondo::ActionError) -> Self {
+        if e.kind() == actiondo::ErrorKind::Validation {
+            let details = e.details().map(|d| format!(" {d}")).unwrap_or_default();
+            CliError::Usage(format!("{}{details}", e.message()))
+        } else {
+            CliError::Action(e)
+        }
+    }
+
     /// The exit status: [`EXIT_USAGE`] for usage and configuration errors (including a
     /// request the store cannot serve, such as an unfiltered DynamoDB audit listing or
     /// missing table names), [`EXIT_ACTION_ERROR`] otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Store(StoreError::InvalidRequest(_)) => EXIT_USAGE,
-            CliError::Store(_) | CliError::Output(_) => EXIT_ACTION_ERROR,
+            CliError::Store(_) | CliError::Action(_) | CliError::Output(_) => EXIT_ACTION_ERROR,
         }
     }
 

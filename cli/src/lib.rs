@@ -8,6 +8,8 @@
 //! actiondo execute create-user --params '{"email": "ada@example.com", "name": "Ada"}'
 //! actiondo actions [NAME] [--json]
 //! actiondo audit [--type NAME [--key K]] [--correlation ID] [--since RFC3339] [--limit N] [--json]
+//! actiondo serve [--addr 127.0.0.1:8080] [--no-auth]
+//! actiondo keys create --scope 'send-*' | keys list | keys revoke ID
 //! actiondo tables create
 //! ```
 //!
@@ -23,6 +25,8 @@ pub mod audit;
 pub mod error;
 pub mod execute;
 pub mod json;
+pub mod keys;
+pub mod serve;
 pub mod tables;
 
 use std::io::Write as _;
@@ -83,6 +87,14 @@ pub enum Command {
     Actions(actions::ActionsArgs),
     /// Show the audit trail, newest first.
     Audit(audit::AuditArgs),
+    /// Serve the router's HTTP API locally, running actions in-process.
+    Serve(serve::ServeArgs),
+    /// Create, list and revoke API keys.
+    Keys {
+        /// What to do with the keys.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Manage the DynamoDB tables (for local stacks).
     Tables {
         /// What to do with the tables.
@@ -98,6 +110,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Execute(args) => execute::run(&cli.store, &args).await,
         Command::Actions(args) => actions::run(&args),
         Command::Audit(args) => audit::run(&cli.store, &args).await,
+        Command::Serve(args) => serve::run(&cli.store, &args).await,
+        Command::Keys { command } => keys::run(&cli.store, &command).await,
         Command::Tables { command } => tables::run(&command).await,
     };
     match result {

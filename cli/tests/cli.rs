@@ -677,3 +677,256 @@ fn a_misconfigured_action_fails_alone() {
     ])
     .assert_code(0);
 }
+
+/// A running `actiondo serve`, stopped (SIGTERM, then kill) when dropped.
+struct Server {
+    child: std::process::Child,
+    base: String,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Sandbox {
+    /// Start `actiondo serve --addr 127.0.0.1:0 EXTRA...` and wait for its address line.
+    fn serve(&self, extra: &[&str]) -> Server {
+        use std::io::BufRead as _;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_actiondo"));
+        cmd.current_dir(self.path())
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("ACTIONDO_STORE")
+            .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn actiondo serve");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut seen = String::new();
+        let base = loop {
+            let mut line = String::new();
+            let n = stderr.read_line(&mut line).expect("read stderr");
+            seen.push_str(&line);
+            if n == 0 {
+                let _ = child.kill();
+                panic!("actiondo serve exited before listening: {seen}");
+            }
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().expect("address").to_owned();
+            }
+        };
+        Server {
+            child,
+            base,
+            stderr,
+        }
+    }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Stop with SIGTERM (a graceful shutdown) and return the exit status and the rest of
+    /// stderr.
+    fn stop(mut self) -> (Option<i32>, String) {
+        use std::io::Read as _;
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let code = self.child.wait().expect("wait").code();
+        let mut rest = String::new();
+        let _ = self.stderr.read_to_string(&mut rest);
+        (code, rest)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_router_api_with_keys_over_real_http() {
+    let sb = Sandbox::new();
+    let create = sb.run(&[
+        "keys",
+        "create",
+        "--scope",
+        "create-*",
+        "--description",
+        "tests",
+    ]);
+    create.assert_code(0);
+    let key = create.stdout.trim().to_owned();
+    assert!(key.starts_with("ado_"), "{create:#?}");
+    assert!(create.stderr.contains("not shown again"), "{create:#?}");
+
+    let server = sb.serve(&[]);
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: &str| {
+        http.post(server.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+    };
+    let params = user_params("serve@example.com");
+
+    // No key: 401 with the challenge; nothing ran.
+    let anonymous = post("/actions/create-user", &params)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(anonymous.headers()["www-authenticate"], "Bearer");
+
+    // With the key: 200, then a byte-identical replay.
+    let first = post("/actions/create-user", &params)
+        .bearer_auth(&key)
+        .header("idempotency-key", "serve-1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_body = first.text().await.expect("body");
+    let again = post("/actions/create-user", &params)
+        .bearer_auth(&key)
+        .header("idempotency-key", "serve-1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.text().await.expect("body"), first_body);
+
+    // The record is readable over HTTP, with its audit trail.
+    let record: Value = http
+        .get(server.url("/executions/create-user/serve-1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(record["execution"]["status"], "COMPLETED");
+    let audit = audit_statuses(&json!({"records": record["audit"]}));
+    assert_eq!(audit, ["replayed", "completed"], "{record:#}");
+
+    // Out of scope: 403; the SDK shape on /execute.
+    let forbidden = post("/execute", r#"{"name": "score-lead", "params": {}}"#)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(forbidden.status(), 403);
+    let sdk: Value = post(
+        "/execute",
+        &json!({"name": "create-user", "params": {"email": "sdk@example.com", "name": "Sdk"}})
+            .to_string(),
+    )
+    .bearer_auth(&key)
+    .send()
+    .await
+    .expect("send")
+    .json()
+    .await
+    .expect("json");
+    assert!(sdk["error"].is_null(), "{sdk:#}");
+    assert!(sdk["result"]["userId"].is_string(), "{sdk:#}");
+
+    // Revoked (by the CLI, while the server runs): 401 at once.
+    let id = key.split('_').nth(1).expect("id").to_owned();
+    sb.run(&["keys", "revoke", &id]).assert_code(0);
+    let revoked = post("/actions/create-user", &params)
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(revoked.status(), 401);
+
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_without_auth_is_for_loopback_only() {
+    let sb = Sandbox::new();
+    let refused = sb.run(&["serve", "--no-auth", "--addr", "0.0.0.0:0"]);
+    refused.assert_code(2);
+    assert!(refused.stderr.contains("loopback"), "{refused:#?}");
+
+    let server = sb.serve(&["--no-auth"]);
+    let actions: Value = reqwest::get(server.url("/actions"))
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<&str> = actions["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    let expected: Vec<&str> = router::catalog().iter().map(|a| a.name()).collect();
+    assert_eq!(names, expected);
+    let (code, _) = server.stop();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn keys_are_listed_without_their_secret_and_revoked_once() {
+    let sb = Sandbox::new();
+    let created = sb.run(&[
+        "keys",
+        "create",
+        "--scope",
+        "send-*",
+        "--scope",
+        "score-lead",
+        "--json",
+    ]);
+    created.assert_code(0);
+    let info = created.json();
+    let key = info["key"].as_str().expect("key").to_owned();
+    let id = info["id"].as_str().expect("id").to_owned();
+    assert_eq!(info["scope"], json!(["send-*", "score-lead"]));
+
+    let list = sb.run(&["keys", "list", "--json"]);
+    list.assert_code(0);
+    assert_eq!(list.json()["keys"][0]["id"], json!(id));
+    assert!(
+        !list.stdout.contains(&key[20..]),
+        "the secret is never listed: {list:#?}"
+    );
+    // Not even the stored entities or audit rows hold it.
+    let db = std::fs::read(sb.path().join(".actiondo/actiondo.db")).unwrap_or_default();
+    let wal = std::fs::read(sb.path().join(".actiondo/actiondo.db-wal")).unwrap_or_default();
+    let secret = &key[21..];
+    for bytes in [&db, &wal] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the key's secret is stored"
+        );
+    }
+
+    let revoke = sb.run(&["keys", "revoke", &id]);
+    revoke.assert_code(0);
+    let again = sb.run(&["keys", "revoke", &id]);
+    again.assert_code(0);
+    assert_eq!(
+        revoke.stdout, again.stdout,
+        "revoking twice changes nothing"
+    );
+    sb.run(&["keys", "revoke", "0000000000000000"])
+        .assert_code(1);
+    let bad = sb.run(&["keys", "create", "--scope", "Send_*"]);
+    bad.assert_code(2);
+    assert!(bad.stderr.contains("scope[0]"), "{bad:#?}");
+}

@@ -205,6 +205,14 @@ impl Api {
             key: Some(key.clone()),
             ..invocation
         };
+        // Params the action refuses would be accepted (202) and never found at the
+        // Location: refuse them now, run like a synchronous call so that the rejection
+        // is audited under its key.
+        if let Params::Json(params) = &invocation.params
+            && action.check(params).is_err()
+        {
+            return Ok(Ran::Done(self.dispatcher.call(action, invocation).await));
+        }
         self.dispatcher.start(action, invocation).await?;
         Ok(Ran::Started {
             name: action.name(),
@@ -390,8 +398,22 @@ struct ExecuteRequest {
 }
 
 /// `POST /execute`: `{name, params, idempotencyKey?}` → `{result, error}`, with the
-/// status of the error (200 on success).
-async fn execute(State(api): Shared, request: Request) -> Result<Response, ApiError> {
+/// status of the error (200 on success). The router's own refusals (no key, unknown
+/// action, malformed body) have that shape too: `{"result": null, "error": {...}}`.
+async fn execute(state: Shared, request: Request) -> Response {
+    match run_execute(state, request).await {
+        Ok(response) => response,
+        Err(e) => {
+            let body = json!({"result": Value::Null, "error": e.0.to_body().error}).to_string();
+            let mut response = e.into_response();
+            *response.body_mut() = Body::from(body);
+            response
+        }
+    }
+}
+
+/// [`execute`] up to its refusals.
+async fn run_execute(State(api): Shared, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let caller = api.authorize(&parts.headers).await?;
     let bytes = read_body(&parts.method, &parts.headers, body).await?;
@@ -422,19 +444,9 @@ async fn execute(State(api): Shared, request: Request) -> Result<Response, ApiEr
     Ok(into_axum(response))
 }
 
-/// One entry of the catalog.
+/// One entry of the catalog as JSON.
 fn describe(action: &dyn DynAction) -> Value {
-    let options = action.options();
-    json!({
-        "name": action.name(),
-        "description": action.description(),
-        "keyPolicy": match options.key_policy {
-            KeyPolicy::Derived => "derived",
-            KeyPolicy::Required => "required",
-        },
-        "inputSchema": action.input_schema(),
-        "outputSchema": action.output_schema(),
-    })
+    serde_json::to_value(crate::catalog::describe(action)).unwrap_or_default()
 }
 
 /// `GET /actions`: the actions the caller may run.

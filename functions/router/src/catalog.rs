@@ -5,8 +5,10 @@
 //! its `.with(...)` here. Each action is built with `from_env()`, which never fails: a
 //! missing setting (say `PAYMENT_API_URL`) surfaces as an error when that action runs.
 
-use actiondo::Catalog;
 use actiondo::config::FromSettings;
+use actiondo::{Catalog, DynAction, KeyPolicy};
+use serde::Serialize;
+use serde_json::Value;
 
 /// Every action of action.do.
 pub fn catalog() -> Catalog {
@@ -26,4 +28,34 @@ pub fn catalog() -> Catalog {
         .with(send_notification::SendNotification::from_env())
         .with(send_welcome_email::SendWelcomeEmail::from_env())
         .with(validate_lead::ValidateLead::from_env())
+}
+
+/// One action as the router's `GET /actions` and `actiondo actions --json` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionInfo {
+    /// The action's name.
+    pub name: &'static str,
+    /// Its one-line description.
+    pub description: &'static str,
+    /// `derived` (the key defaults to the SHA-256 of the params) or `required`.
+    pub key_policy: &'static str,
+    /// The JSON Schema of its params.
+    pub input_schema: Value,
+    /// The JSON Schema of its result.
+    pub output_schema: Value,
+}
+
+/// One action as JSON: name, description, key policy, input and output schemas.
+pub fn describe(action: &dyn DynAction) -> ActionInfo {
+    ActionInfo {
+        name: action.name(),
+        description: action.description(),
+        key_policy: match action.options().key_policy {
+            KeyPolicy::Derived => "derived",
+            KeyPolicy::Required => "required",
+        },
+        input_schema: action.input_schema(),
+        output_schema: action.output_schema(),
+    }
 }

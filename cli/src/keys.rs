@@ -1,0 +1,104 @@
+//! `actiondo keys create|list|revoke`: the API keys of the router and `actiondo serve`.
+//!
+//! Keys live in the selected store (the embedded file for `actiondo serve`, DynamoDB with
+//! `--store dynamodb` for the deployed router). Only their SHA-256 is stored: `create`
+//! prints the key once, on stdout alone (so that `KEY=$(actiondo keys create ...)` works),
+//! and it cannot be shown again.
+
+use actiondo::StoreConfig;
+use clap::Subcommand;
+use router::KeyStore;
+use serde_json::json;
+
+use crate::{CliError, EXIT_OK};
+
+/// The subcommands of `actiondo keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; print it once.
+    Create {
+        /// An action-name pattern the key may call (`send-*`, `create-user`, `*`);
+        /// repeat for more.
+        #[arg(long, required = true, value_name = "PATTERN")]
+        scope: Vec<String>,
+        /// What the key is for (shown by `keys list`).
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+        /// Print `{"key", "id", "scope", ...}` instead of the key alone.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys (ids, scopes, dates; never the keys).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by its id (revoking twice changes nothing).
+    Revoke {
+        /// The key's id (`keys list` shows it; it is the part after `ado_`).
+        id: String,
+    },
+}
+
+/// Run `actiondo keys ...`.
+pub async fn run(store: &StoreConfig, command: &KeysCommand) -> Result<u8, CliError> {
+    let keys = KeyStore::new(store.open().await?);
+    match command {
+        KeysCommand::Create {
+            scope,
+            description,
+            json,
+        } => {
+            let new = keys
+                .create(scope.clone(), description.clone())
+                .await
+                .map_err(CliError::from_action)?;
+            if *json {
+                let mut value = serde_json::to_value(&new.info)
+                    .map_err(|e| CliError::Output(std::io::Error::other(e)))?;
+                value["key"] = json!(new.key);
+                crate::print_stdout(&value.to_string())?;
+            } else {
+                crate::print_stdout(&new.key)?;
+            }
+            eprintln!(
+                "created key {} (scope {}); keep it now: it is not shown again",
+                new.info.id,
+                new.info.scope.join(", ")
+            );
+        }
+        KeysCommand::List { json } => {
+            let list = keys.list().await.map_err(CliError::from_action)?;
+            if *json {
+                crate::print_stdout(&json!({"keys": list}).to_string())?;
+            } else if list.is_empty() {
+                crate::print_stdout(
+                    "no API keys; create one with: actiondo keys create --scope '*'",
+                )?;
+            } else {
+                let mut table =
+                    crate::audit::new_table(["ID", "SCOPE", "DESCRIPTION", "CREATED", "REVOKED"]);
+                for key in list {
+                    table.add_row([
+                        key.id,
+                        key.scope.join(", "),
+                        key.description.unwrap_or_default(),
+                        key.created_at,
+                        key.revoked_at.unwrap_or_default(),
+                    ]);
+                }
+                crate::print_stdout(&table.to_string())?;
+            }
+        }
+        KeysCommand::Revoke { id } => {
+            let info = keys.revoke(id).await.map_err(CliError::from_action)?;
+            crate::print_stdout(&format!(
+                "revoked key {} at {}",
+                info.id,
+                info.revoked_at.unwrap_or_default()
+            ))?;
+        }
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,107 @@
+//! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth]`: the router's HTTP API, locally.
+//!
+//! The very routes of the deployed router (`router::Api`, DESIGN §8), dispatching
+//! in-process on the selected store (the embedded file by default): `POST
+//! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
+//! `GET /audit`. API keys are required as in AWS (`actiondo keys create`); `--no-auth`
+//! turns them off for local play, on a loopback address only. The address it listens on
+//! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
+//! it after the requests in flight.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actiondo::{Executor, StoreConfig};
+use clap::Args;
+use router::{Api, Auth, InProcess, KeyStore};
+
+use crate::{CliError, EXIT_OK};
+
+/// The default address of `actiondo serve`.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// The arguments of `actiondo serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port).
+    #[arg(long, default_value = DEFAULT_ADDR, value_name = "IP:PORT")]
+    pub addr: SocketAddr,
+
+    /// Accept calls without an API key (local play only; refused on a non-loopback
+    /// address).
+    #[arg(long)]
+    pub no_auth: bool,
+}
+
+/// Run `actiondo serve` until Ctrl-C or SIGTERM.
+pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> {
+    if args.no_auth && !args.addr.ip().is_loopback() {
+        return Err(CliError::Usage(format!(
+            "--no-auth serves every action to anyone who can reach {}; it is only allowed on a loopback address (127.0.0.1)",
+            args.addr
+        )));
+    }
+    let store = store.open().await?;
+    let auth = if args.no_auth {
+        Auth::Disabled
+    } else {
+        let keys = KeyStore::new(Arc::clone(&store));
+        if keys
+            .list()
+            .await
+            .map_err(CliError::from_action)?
+            .iter()
+            .all(|k| k.revoked_at.is_some())
+        {
+            eprintln!(
+                "no API keys yet: every call will be refused (401). Create one with `actiondo keys create --scope '*'`, or start with --no-auth for local play"
+            );
+        }
+        Auth::ApiKeys(keys)
+    };
+    let catalog = router::catalog();
+    let actions = catalog.len();
+    let dispatcher = InProcess::new(Executor::from_arc(Arc::clone(&store)));
+    let api = Api::new(catalog, Arc::new(dispatcher), store, auth);
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
+    let local = listener.local_addr()?;
+    eprintln!(
+        "actiondo serve: listening on http://{local} ({actions} actions, {})",
+        if args.no_auth {
+            "no auth"
+        } else {
+            "API keys required"
+        }
+    );
+    axum::serve(listener, api.into_router())
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    eprintln!("actiondo serve: stopped");
+    Ok(EXIT_OK)
+}
+
+/// Ctrl-C, or SIGTERM on Unix.
+async fn shutdown() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
