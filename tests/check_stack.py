@@ -9,7 +9,7 @@ problem when anything is off; nothing is skipped.
   CodeUri functions/<package>, BuildMethod rust-cargolambda and Binary <package>, and
   every function of the template points at such a package;
 - the router has one ACTIONDO_FUNCTION_<NAME> per action function and may invoke exactly
-  those functions;
+  those functions, and one ACTIONDO_WORKFLOW_<NAME> per state machine;
 - every workflows/*.asl.json is the DefinitionUri of exactly one state machine;
 - a state machine's DefinitionSubstitutions are exactly the ${...} of its definition, each
   `XFunctionArn: !GetAtt XFunction.Arn`, and its LambdaInvokePolicy entries are exactly
@@ -124,6 +124,19 @@ def check_router(resources: dict) -> None:
     for var, target in wired.items():
         if target not in actions:
             problem(f"RouterFunction: {var} refers to {target!r}, which is not an action function")
+    machines = {
+        logical: Path(str(res.get("Properties", {}).get("DefinitionUri", ""))).name.removesuffix(".asl.json")
+        for logical, res in resources.items()
+        if res.get("Type") == "AWS::Serverless::StateMachine"
+    }
+    flows = {k: ref(v) for k, v in env.items() if k.startswith("ACTIONDO_WORKFLOW_")}
+    for logical, name in machines.items():
+        var = "ACTIONDO_WORKFLOW_" + name.upper().replace("-", "_")
+        if flows.get(var) != logical:
+            problem(f"RouterFunction: {var} must be !Ref {logical} (got {flows.get(var)!r})")
+    for var, target in flows.items():
+        if target not in machines:
+            problem(f"RouterFunction: {var} refers to {target!r}, which is not a state machine")
     invokable: set[str] = set()
     for policy in props.get("Policies", []):
         name = ref(policy)

@@ -3,7 +3,8 @@
 //! The very routes of the deployed router (`router::Api`, DESIGN §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
 //! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
-//! `GET /audit`. API keys are required as in AWS (`actiondo keys create`); `--no-auth`
+//! `GET /audit`, and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state
+//! machines (with `AWS_ENDPOINT_URL_SFN` for a local Step Functions). API keys are required as in AWS (`actiondo keys create`); `--no-auth`
 //! turns them off for local play, on a loopback address only. The address it listens on
 //! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
 //! it after the requests in flight.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use actiondo::{Executor, StoreConfig};
 use clap::Args;
-use router::{Api, Auth, InProcess, KeyStore};
+use router::{Api, Auth, InProcess, KeyStore, Workflows};
 
 use crate::{CliError, EXIT_OK};
 
@@ -62,7 +63,16 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     let catalog = router::catalog();
     let actions = catalog.len();
     let dispatcher = InProcess::new(Executor::from_arc(Arc::clone(&store)));
-    let api = Api::new(catalog, Arc::new(dispatcher), store, auth);
+    let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);
+    // POST /workflows/{name} needs Step Functions: a local one (moto) through
+    // AWS_ENDPOINT_URL_SFN and ACTIONDO_WORKFLOW_<NAME>=<state machine ARN>.
+    if let Some(workflows) = Workflows::from_env().await {
+        eprintln!(
+            "actiondo serve: workflows {}",
+            workflows.names().collect::<Vec<_>>().join(", ")
+        );
+        api = api.with_workflows(workflows);
+    }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.addr)))?;

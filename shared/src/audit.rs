@@ -54,7 +54,8 @@ impl AuditStatus {
 pub struct AuditRecord {
     /// `{action}#{key}`: the partition of the audit table.
     pub execution: String,
-    /// `{ts_ms:013}#{attempt:03}#{event}#{request_id}`: the sort key, unique per event.
+    /// `{ts_ms:013}#{attempt:03}#{event}#{request_id}#{nonce}`: the sort key, unique per
+    /// event ([`seq`]).
     pub seq: String,
     /// The action's name.
     #[serde(rename = "type")]
@@ -84,9 +85,16 @@ pub struct AuditRecord {
     pub trace_id: Option<String>,
 }
 
-/// The sort key of an audit record.
+/// The sort key of an audit record: time, attempt, event, request id, and 32 random bits,
+/// so that two events that agree on all the rest (an SQS message redelivered in the same
+/// millisecond carries the same request id) never collide, and the write-once condition
+/// of the audit table never refuses a real event.
 pub fn seq(ts_ms: i64, attempt: u32, status: AuditStatus, request_id: &str) -> String {
-    format!("{ts_ms:013}#{attempt:03}#{}#{request_id}", status.as_str())
+    let nonce = uuid::Uuid::new_v4().as_u128() as u32;
+    format!(
+        "{ts_ms:013}#{attempt:03}#{}#{request_id}#{nonce:08x}",
+        status.as_str()
+    )
 }
 
 /// RFC 3339 with milliseconds in UTC, fixed width so that text order is time order.
@@ -205,9 +213,12 @@ mod tests {
 
     #[test]
     fn seq_and_timestamp_sort_as_text_in_time_order() {
-        assert_eq!(
+        let a = seq(5, 2, AuditStatus::TakenOver, "r");
+        assert!(a.starts_with("0000000000005#002#taken_over#r#"), "{a}");
+        assert_ne!(
+            a,
             seq(5, 2, AuditStatus::TakenOver, "r"),
-            "0000000000005#002#taken_over#r"
+            "unique per event"
         );
         assert!(timestamp(999) < timestamp(1000));
         assert_eq!(timestamp(1_698_402_600_000), "2023-10-27T10:30:00.000Z");

@@ -8,6 +8,7 @@
 //! | `GET /actions`, `GET /actions/{name}` | the catalog: name, description, input and output JSON Schemas |
 //! | `GET /executions/{name}/{key}` | the idempotency record and its audit trail |
 //! | `GET /audit?type=&key=&correlationId=&since=&limit=&cursor=` | audit records, newest first |
+//! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect a Step Functions execution (execution name = key; [`crate::workflows`]) |
 //!
 //! Every error has the body of DESIGN §6, `{"error": {"type", "message", "retryable",
 //! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
@@ -35,6 +36,7 @@ use serde_json::{Value, json};
 
 use crate::dispatch::Dispatcher;
 use crate::keys::{KeyStore, Scope};
+use crate::workflows::{Started, Workflows};
 
 /// The request header asking for an asynchronous execution (`Prefer: respond-async`).
 pub const PREFER_HEADER: &str = "prefer";
@@ -56,6 +58,7 @@ pub struct Api {
     dispatcher: Arc<dyn Dispatcher>,
     store: Arc<dyn Store>,
     auth: Auth,
+    workflows: Option<Arc<Workflows>>,
 }
 
 impl Api {
@@ -72,7 +75,15 @@ impl Api {
             dispatcher,
             store,
             auth,
+            workflows: None,
         }
+    }
+
+    /// Serve `POST /workflows/{name}` and `GET /workflows/{name}/executions/{id}` with
+    /// `workflows` (without, those routes answer 404).
+    pub fn with_workflows(mut self, workflows: Workflows) -> Self {
+        self.workflows = Some(Arc::new(workflows));
+        self
     }
 
     /// The catalog.
@@ -120,6 +131,14 @@ impl Api {
                 get(describe_execution).fallback(method_not_allowed("GET")),
             )
             .route("/audit", get(audit).fallback(method_not_allowed("GET")))
+            .route(
+                "/workflows/{name}",
+                post(start_workflow).fallback(method_not_allowed("POST")),
+            )
+            .route(
+                "/workflows/{name}/executions/{id}",
+                get(describe_workflow_execution).fallback(method_not_allowed("GET")),
+            )
             .fallback(unknown_route)
             .with_state(Arc::new(self))
     }
@@ -373,7 +392,7 @@ async fn run_action(
     let invocation = Api::invocation(
         &caller,
         params,
-        header_string(&parts.headers, IDEMPOTENCY_KEY_HEADER),
+        actiondo::trigger::http::idempotency_key(&parts.headers)?,
         header_string(&parts.headers, CORRELATION_ID_HEADER),
     );
     let ran = if wants_async(&parts.headers) {
@@ -424,9 +443,10 @@ async fn run_execute(State(api): Shared, request: Request) -> Result<Response, A
         ))
     })?;
     let action = api.action(&caller, &call.name)?;
-    let key = call
-        .idempotency_key
-        .or_else(|| header_string(&parts.headers, IDEMPOTENCY_KEY_HEADER));
+    let key = match call.idempotency_key {
+        Some(key) => Some(key),
+        None => actiondo::trigger::http::idempotency_key(&parts.headers)?,
+    };
     let correlation = call
         .correlation_id
         .or_else(|| header_string(&parts.headers, CORRELATION_ID_HEADER));
@@ -538,6 +558,69 @@ async fn audit(
         serde_json::to_string(&page)
             .map_err(|e| ActionError::internal(format!("the page does not serialize: {e}")))?,
     )))
+}
+
+impl Api {
+    /// The workflows, or 404 when the router has none.
+    fn workflows(&self, name: &str) -> Result<&Workflows, ApiError> {
+        self.workflows.as_deref().ok_or_else(|| {
+            ActionError::not_found(format!(
+                "there is no workflow {name:?}: this router has no state machines (set ACTIONDO_WORKFLOW_<NAME>)"
+            ))
+            .into()
+        })
+    }
+}
+
+/// `POST /workflows/{name}`: start an execution named by the idempotency key.
+async fn start_workflow(
+    State(api): Shared,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = api.authorize(&parts.headers).await?;
+    caller.check(&name)?;
+    let workflows = api.workflows(&name)?;
+    let bytes = read_body(&parts.method, &parts.headers, body).await?;
+    let input = parse_json(&bytes)?;
+    let execution = actiondo::trigger::http::idempotency_key(&parts.headers)?
+        .unwrap_or_else(|| actiondo::hash::payload_hash(&input));
+    let (status, body, replayed) = match workflows.start(&name, &execution, &input).await? {
+        Started::Started(body) => (StatusCode::ACCEPTED, body, false),
+        Started::Existing(body) => (StatusCode::OK, body, true),
+    };
+    let location = format!(
+        "/workflows/{name}/executions/{}",
+        percent_encode_segment(&execution)
+    );
+    let mut response = json_response(status, body.to_string());
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        headers.insert(header::LOCATION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&execution) {
+        headers.insert(IDEMPOTENCY_KEY_HEADER, value);
+    }
+    if replayed {
+        headers.insert(
+            actiondo::trigger::http::REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    Ok(into_axum(response))
+}
+
+/// `GET /workflows/{name}/executions/{id}`.
+async fn describe_workflow_execution(
+    State(api): Shared,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check(&name)?;
+    let body = api.workflows(&name)?.describe(&name, &id).await?;
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }
 
 /// Any other route.

@@ -273,7 +273,21 @@ pub fn function_error(function: &str, payload: &[u8]) -> ActionError {
     };
     match ErrorKind::from_wire_name(&error.error_type) {
         Some(kind) => match serde_json::from_str::<ErrorBody>(&error.error_message) {
-            Ok(body) if body.error.error_type == error.error_type => ActionError::from_body(body),
+            Ok(body) if body.error.error_type == error.error_type => {
+                // The wire body has no retry hint of its own; `ActionDo.InProgress` says
+                // it in its details, and the HTTP answer needs it (`Retry-After`).
+                let retry_after_ms = body
+                    .error
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.get("retryAfterMs"))
+                    .and_then(serde_json::Value::as_u64);
+                let err = ActionError::from_body(body);
+                match retry_after_ms {
+                    Some(ms) => err.with_retry_after_ms(ms),
+                    None => err,
+                }
+            }
             _ => ActionError::new(kind, error.error_message),
         },
         None => ActionError::internal(format!(

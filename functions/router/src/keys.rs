@@ -34,6 +34,9 @@ const ID_HEX: usize = 16;
 const SECRET_HEX: usize = 64;
 /// The most patterns one key may have.
 const MAX_PATTERNS: usize = 32;
+/// How many times a key change that lost the index (or the key) to a concurrent change
+/// is run again, after the executor's own in-place re-runs.
+const MAX_CONFLICT_RETRIES: u32 = 20;
 
 /// The entity of a key: `apikey#<id>` / `key`.
 pub fn key_entity(id: &str) -> EntityKey {
@@ -239,21 +242,40 @@ impl KeyStore {
             description,
         })
         .map_err(|e| ActionError::internal(e.to_string()))?;
-        let execution = self
-            .executor
-            .execute(&CreateApiKey, Invocation::new(params, Source::Cli))
-            .await;
-        let info: KeyInfo = execution.output()?;
+        let info: KeyInfo = self.execute(&CreateApiKey, params).await?;
         Ok(NewKey { key, info })
     }
 
     /// Revoke the key `id`; revoking a revoked key changes nothing.
     pub async fn revoke(&self, id: &str) -> Result<KeyInfo, ActionError> {
-        let params = serde_json::json!({"id": id});
-        self.executor
-            .execute(&RevokeApiKey, Invocation::new(params, Source::Cli))
+        self.execute(&RevokeApiKey, serde_json::json!({"id": id}))
             .await
-            .output()
+    }
+
+    /// Run a key change; run it again while it loses its entity conditions to concurrent
+    /// changes (`ActionDo.Conflict`: nothing was written), as a client would.
+    async fn execute(
+        &self,
+        action: &dyn actiondo::DynAction,
+        params: serde_json::Value,
+    ) -> Result<KeyInfo, ActionError> {
+        let mut conflicts = 0;
+        loop {
+            let execution = self
+                .executor
+                .execute(action, Invocation::new(params.clone(), Source::Cli))
+                .await;
+            match &execution.outcome {
+                Err(e)
+                    if e.kind() == actiondo::ErrorKind::Conflict
+                        && conflicts < MAX_CONFLICT_RETRIES =>
+                {
+                    conflicts += 1;
+                    tokio::task::yield_now().await;
+                }
+                _ => return execution.output(),
+            }
+        }
     }
 
     /// Every key, oldest first.

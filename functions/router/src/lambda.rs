@@ -14,9 +14,11 @@ use serde_json::Value;
 use crate::api::{Api, Auth};
 use crate::dispatch::LambdaDispatcher;
 use crate::keys::KeyStore;
+use crate::workflows::Workflows;
 
 /// Set up once (tracing, the store, the Lambda client, the function of every action from
-/// `ACTIONDO_FUNCTION_*`) and serve invocations. Every HTTP route needs an API key.
+/// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`) and serve
+/// invocations. Every HTTP route needs an API key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
     let catalog = crate::catalog();
@@ -26,12 +28,15 @@ pub async fn run() -> Result<(), BoxError> {
     let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
         .open()
         .await?;
-    let api = Api::new(
+    let mut api = Api::new(
         catalog,
         Arc::new(dispatcher),
         Arc::clone(&store),
         Auth::ApiKeys(KeyStore::new(store)),
     );
+    if let Some(workflows) = Workflows::from_env().await {
+        api = api.with_workflows(workflows);
+    }
     let router = api.clone().into_router();
     tracing::info!(actions = api.catalog().len(), "router ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

@@ -10,7 +10,8 @@
 //!
 //! Modules: [`catalog`] (every action), [`api`] (the routes), [`dispatch`] (how actions
 //! are reached), [`keys`] (API keys), [`intake`] (the SQS intake), [`view`] (what the read
-//! routes show), [`lambda`] (the Lambda entry point).
+//! routes show), [`workflows`] (Step Functions executions), [`lambda`] (the Lambda entry
+//! point).
 
 pub mod api;
 pub mod catalog;
@@ -19,8 +20,10 @@ pub mod intake;
 pub mod keys;
 pub mod lambda;
 pub mod view;
+pub mod workflows;
 
 pub use api::{Api, Auth};
 pub use catalog::catalog;
 pub use dispatch::{Dispatcher, InProcess, LambdaDispatcher};
 pub use keys::KeyStore;
+pub use workflows::Workflows;

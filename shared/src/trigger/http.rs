@@ -66,6 +66,20 @@ pub fn check_request(
     Ok(())
 }
 
+/// The `Idempotency-Key` header: `None` when absent; `ActionDo.Validation` when it holds
+/// anything but visible ASCII (it is never silently dropped, which would run the call
+/// under the key derived from its params).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ActionError> {
+    match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(|k| Some(k.to_owned())).map_err(|_| {
+            ActionError::validation(
+                "the Idempotency-Key header has a character that is not printable ASCII",
+            )
+        }),
+    }
+}
+
 /// The invocation an HTTP request asks for: the body as params text (parsed, with its
 /// error position, by the executor), the key and correlation id from their headers.
 pub fn invocation(
@@ -83,7 +97,7 @@ pub fn invocation(
     };
     Ok(Invocation {
         params: Params::Text(text.to_owned()),
-        key: header(IDEMPOTENCY_KEY_HEADER),
+        key: idempotency_key(headers)?,
         source: Source::Http,
         request_id: Some(meta.request_id.clone()),
         correlation_id: header(CORRELATION_ID_HEADER),

@@ -1,0 +1,268 @@
+//! workflow.do through the router: start and inspect Step Functions executions.
+//!
+//! - `POST /workflows/{name}`: the body is the execution's input; the execution's name is
+//!   the `Idempotency-Key` (else the SHA-256 of the canonical input), so a duplicate start
+//!   is the same execution: Step Functions answers a running duplicate with the same
+//!   execution, and a finished one with `ExecutionAlreadyExists`, which the router turns
+//!   into that execution's description (`Idempotent-Replayed: true`) when the input is the
+//!   same, or `ActionDo.PayloadMismatch` when it is not.
+//! - `GET /workflows/{name}/executions/{id}`: the execution's status, input, output and
+//!   error.
+//!
+//! The state machines come from `ACTIONDO_WORKFLOW_<NAME>` (upper snake case; the value
+//! is the state machine's ARN), which `template.yaml` sets; the client's endpoint from the
+//! standard AWS settings (`AWS_ENDPOINT_URL_SFN` for a local Step Functions).
+
+use std::collections::BTreeMap;
+
+use actiondo::ActionError;
+use aws_sdk_sfn::config::http::HttpResponse;
+use aws_sdk_sfn::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::start_execution::StartExecutionError;
+use aws_smithy_types::date_time::Format;
+use serde_json::{Value, json};
+
+/// The prefix of the variables naming the state machines.
+pub const WORKFLOW_ENV_PREFIX: &str = "ACTIONDO_WORKFLOW_";
+
+/// The longest execution name Step Functions accepts.
+pub const MAX_EXECUTION_NAME: usize = 80;
+
+/// What a start did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    /// A new execution (or Step Functions' answer to a duplicate of a running one).
+    Started(Value),
+    /// The execution of that name had already run with the same input: its description.
+    Existing(Value),
+}
+
+/// The state machines the router may start, and a Step Functions client.
+#[derive(Debug, Clone)]
+pub struct Workflows {
+    client: aws_sdk_sfn::Client,
+    machines: BTreeMap<String, String>,
+}
+
+impl Workflows {
+    /// `machines` (workflow name → state machine ARN) through `client`.
+    pub fn new(client: aws_sdk_sfn::Client, machines: BTreeMap<String, String>) -> Self {
+        Self { client, machines }
+    }
+
+    /// The state machines named by `ACTIONDO_WORKFLOW_*` (`ACTIONDO_WORKFLOW_USER_ONBOARDING`
+    /// → `user-onboarding`).
+    pub fn machines_from_env() -> BTreeMap<String, String> {
+        std::env::vars()
+            .filter_map(|(var, arn)| {
+                let name = var.strip_prefix(WORKFLOW_ENV_PREFIX)?;
+                let arn = arn.trim();
+                (!name.is_empty() && !arn.is_empty())
+                    .then(|| (name.to_ascii_lowercase().replace('_', "-"), arn.to_owned()))
+            })
+            .collect()
+    }
+
+    /// The state machines of [`Self::machines_from_env`] with a client configured from the
+    /// standard AWS settings; `None` when no `ACTIONDO_WORKFLOW_*` is set.
+    pub async fn from_env() -> Option<Self> {
+        let machines = Self::machines_from_env();
+        if machines.is_empty() {
+            return None;
+        }
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Some(Self::new(aws_sdk_sfn::Client::new(&config), machines))
+    }
+
+    /// The workflow names.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.machines.keys().map(String::as_str)
+    }
+
+    fn machine(&self, name: &str) -> Result<&str, ActionError> {
+        self.machines.get(name).map(String::as_str).ok_or_else(|| {
+            let known: Vec<&str> = self.names().collect();
+            ActionError::not_found(format!(
+                "there is no workflow {name:?}; known: {}",
+                if known.is_empty() {
+                    "none (set ACTIONDO_WORKFLOW_<NAME> to a state machine ARN)".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ))
+            .with_details(json!({"workflow": name, "known": known}))
+        })
+    }
+
+    /// Start workflow `name` with `input` as execution `execution`.
+    pub async fn start(
+        &self,
+        name: &str,
+        execution: &str,
+        input: &Value,
+    ) -> Result<Started, ActionError> {
+        let machine = self.machine(name)?;
+        validate_execution_name(execution)?;
+        let started = self
+            .client
+            .start_execution()
+            .state_machine_arn(machine)
+            .name(execution)
+            .input(input.to_string())
+            .send()
+            .await;
+        match started {
+            Ok(out) => Ok(Started::Started(json!({
+                "workflow": name,
+                "executionName": execution,
+                "executionArn": out.execution_arn(),
+                "startDate": date(out.start_date()),
+                "status": "RUNNING",
+            }))),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), StartExecutionError::ExecutionAlreadyExists(_)) =>
+            {
+                let existing = self.describe(name, execution).await?;
+                if existing.get("input") == Some(input) {
+                    Ok(Started::Existing(existing))
+                } else {
+                    Err(ActionError::payload_mismatch(format!(
+                        "the execution {execution:?} of {name} already exists with another input; use another Idempotency-Key"
+                    ))
+                    .with_details(json!({"workflow": name, "executionName": execution})))
+                }
+            }
+            Err(e) => Err(sdk_error("starting", name, &e)),
+        }
+    }
+
+    /// The execution `execution` of workflow `name`.
+    pub async fn describe(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        let machine = self.machine(name)?;
+        validate_execution_name(execution)?;
+        let arn = execution_arn(machine, execution).ok_or_else(|| {
+            ActionError::internal(format!(
+                "the ARN of workflow {name} is not a state machine ARN: {machine}"
+            ))
+        })?;
+        match self
+            .client
+            .describe_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(describe_output(name, execution, &out)),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), DescribeExecutionError::ExecutionDoesNotExist(_)) =>
+            {
+                Err(ActionError::not_found(format!(
+                    "there is no execution {execution:?} of workflow {name}"
+                ))
+                .with_details(json!({"workflow": name, "executionName": execution})))
+            }
+            Err(e) => Err(sdk_error("describing", name, &e)),
+        }
+    }
+}
+
+/// `arn:…:stateMachine:M` → `arn:…:execution:M:NAME`.
+pub fn execution_arn(machine_arn: &str, execution: &str) -> Option<String> {
+    let (head, machine) = machine_arn.split_once(":stateMachine:")?;
+    Some(format!("{head}:execution:{machine}:{execution}"))
+}
+
+/// Step Functions' rule for execution names: 1 to 80 characters, none of whitespace,
+/// `< > { } [ ] ? * " # % \ ^ | ~ ` $ & , ; : /` or control characters.
+pub fn validate_execution_name(name: &str) -> Result<(), ActionError> {
+    let bad =
+        |c: char| c.is_whitespace() || c.is_control() || "<>{}[]?*\"#%\\^|~`$&,;:/".contains(c);
+    if name.is_empty() || name.chars().count() > MAX_EXECUTION_NAME || name.chars().any(bad) {
+        return Err(ActionError::validation(format!(
+            "{name:?} cannot name a workflow execution: 1 to {MAX_EXECUTION_NAME} characters, no whitespace and none of < > {{ }} [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : /"
+        )));
+    }
+    Ok(())
+}
+
+fn date(d: &aws_smithy_types::DateTime) -> Option<String> {
+    d.fmt(Format::DateTime).ok()
+}
+
+fn json_text(text: Option<&str>) -> Value {
+    text.map_or(Value::Null, |t| {
+        serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_owned()))
+    })
+}
+
+fn describe_output(name: &str, execution: &str, out: &DescribeExecutionOutput) -> Value {
+    let mut view = json!({
+        "workflow": name,
+        "executionName": execution,
+        "executionArn": out.execution_arn(),
+        "status": out.status().as_str(),
+        "startDate": date(out.start_date()),
+        "input": json_text(out.input()),
+    });
+    if let Some(stop) = out.stop_date() {
+        view["stopDate"] = json!(date(stop));
+    }
+    if out.output().is_some() {
+        view["output"] = json_text(out.output());
+    }
+    if out.error().is_some() || out.cause().is_some() {
+        view["error"] = json!({"error": out.error(), "cause": json_text(out.cause())});
+    }
+    view
+}
+
+/// A failed Step Functions call: throttling and an unreachable service are transient, the
+/// rest a deployment problem.
+fn sdk_error<E>(doing: &str, name: &str, err: &SdkError<E, HttpResponse>) -> ActionError
+where
+    E: std::error::Error + 'static,
+{
+    let text = format!(
+        "{doing} workflow {name} failed: {}",
+        DisplayErrorContext(err)
+    );
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            ActionError::transient(text)
+        }
+        SdkError::ServiceError(e)
+            if e.raw().status().as_u16() == 429 || e.raw().status().is_server_error() =>
+        {
+            ActionError::transient(text)
+        }
+        _ => ActionError::internal(text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_arns_follow_the_state_machine() {
+        assert_eq!(
+            execution_arn(
+                "arn:aws:states:eu-west-1:123456789012:stateMachine:user-onboarding-dev",
+                "k1"
+            )
+            .as_deref(),
+            Some("arn:aws:states:eu-west-1:123456789012:execution:user-onboarding-dev:k1")
+        );
+        assert_eq!(execution_arn("arn:aws:lambda:x", "k"), None);
+    }
+
+    #[test]
+    fn execution_names_follow_step_functions_rules() {
+        assert!(validate_execution_name("order-42_retry.1").is_ok());
+        assert!(validate_execution_name(&"a".repeat(80)).is_ok());
+        for bad in ["", "a b", "a#b", "a/b", "a:b", &"a".repeat(81)] {
+            assert!(validate_execution_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,457 @@
+//! How the router reaches the actions' functions: function errors mapped back to their
+//! `ActionError`, the environment that names the functions, and `LambdaDispatcher`
+//! driving a local endpoint of the Lambda Invoke API (the routes answer with the statuses
+//! of the functions' errors, throttling is 503 with `Retry-After`).
+
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use actiondo::{ActionError, Catalog, ErrorKind};
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::routing::post;
+use common::{Flaky, Gated, Reply, post_keyed};
+use http::{HeaderMap, StatusCode};
+use router::dispatch::{function_env_var, function_error};
+use router::{Api, Auth, LambdaDispatcher};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+fn diagnostic(error: &ActionError) -> Vec<u8> {
+    json!({
+        "errorType": error.kind().wire_name(),
+        "errorMessage": serde_json::to_string(&error.to_body()).expect("serializes"),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn a_function_error_maps_back_to_its_action_error() {
+    let rejected = ActionError::rejected("card declined")
+        .with_details(json!({"reason": "card_declined", "code": 51}));
+    let back = function_error("process-payment-fn", &diagnostic(&rejected));
+    assert_eq!(back.kind(), ErrorKind::Rejected);
+    assert_eq!(back.message(), "card declined");
+    assert_eq!(
+        back.details(),
+        Some(&json!({"reason": "card_declined", "code": 51}))
+    );
+    assert_eq!(back.http_status(), 422);
+    assert_eq!(back.to_body(), rejected.to_body(), "the same wire body");
+
+    // Every kind keeps its kind, status and retry class.
+    for kind in ErrorKind::ALL {
+        let original = ActionError::new(kind, "m").with_details(json!({"k": 1}));
+        let back = function_error("f", &diagnostic(&original));
+        assert_eq!(back.kind(), kind);
+        assert_eq!(back.http_status(), kind.http_status());
+        assert_eq!(back.to_body(), original.to_body());
+    }
+
+    // In progress: the retry hint of its details comes back as Retry-After.
+    let busy = ActionError::in_progress("busy")
+        .with_retry_after_ms(4_500)
+        .with_details(json!({"retryAfterMs": 4_500, "attempt": 1}));
+    let back = function_error("f", &diagnostic(&busy));
+    assert_eq!(back.kind(), ErrorKind::InProgress);
+    assert_eq!(back.retry_after_ms(), Some(4_500));
+
+    // A wire name with a message that is not our body: the kind, the text as message.
+    let plain = br#"{"errorType": "ActionDo.Transient", "errorMessage": "dependency down"}"#;
+    let back = function_error("f", plain);
+    assert_eq!(back.kind(), ErrorKind::Transient);
+    assert_eq!(back.message(), "dependency down");
+}
+
+#[test]
+fn an_unknown_function_error_is_internal() {
+    for (error_type, message) in [
+        (
+            "Runtime.ExitError",
+            "RequestId: 1 Error: Runtime exited with error: signal: killed",
+        ),
+        ("Sandbox.Timedout", "Task timed out after 3.00 seconds"),
+        ("", ""),
+    ] {
+        let payload = json!({"errorType": error_type, "errorMessage": message}).to_string();
+        let back = function_error("send-email-fn", payload.as_bytes());
+        assert_eq!(back.kind(), ErrorKind::Internal, "{error_type}");
+        assert_eq!(back.http_status(), 500);
+        assert!(back.is_retryable());
+        assert!(back.message().contains("send-email-fn"), "{back}");
+        assert!(back.message().contains(message), "{back}");
+        assert_eq!(
+            back.details().map(|d| d["errorType"].clone()),
+            Some(json!(error_type))
+        );
+    }
+    let back = function_error("f", b"<html>gateway error</html>");
+    assert_eq!(back.kind(), ErrorKind::Internal);
+    assert!(
+        back.message().contains("<html>gateway error</html>"),
+        "{back}"
+    );
+}
+
+#[test]
+fn every_action_has_its_function_variable() {
+    assert_eq!(
+        function_env_var("send-email"),
+        "ACTIONDO_FUNCTION_SEND_EMAIL"
+    );
+    assert_eq!(
+        function_env_var("create-or-update-contact"),
+        "ACTIONDO_FUNCTION_CREATE_OR_UPDATE_CONTACT"
+    );
+    assert_eq!(function_env_var("lead.v2"), "ACTIONDO_FUNCTION_LEAD_V2");
+    let vars: std::collections::HashSet<String> = router::catalog()
+        .iter()
+        .map(|a| function_env_var(a.name()))
+        .collect();
+    assert_eq!(
+        vars.len(),
+        router::catalog().len(),
+        "no two actions share one"
+    );
+}
+
+/// Two actions whose variables no one sets: `ACTIONDO_FUNCTION_GATED`,
+/// `ACTIONDO_FUNCTION_FLAKY`.
+fn env_catalog() -> Catalog {
+    Catalog::new().with(Gated::default()).with(Flaky::default())
+}
+
+/// The scenario the child process checks (see `functions_come_from_the_environment`).
+const CASE_VAR: &str = "ROUTER_TEST_FUNCTIONS_CASE";
+
+#[test]
+fn functions_come_from_the_environment() {
+    // Here neither is set: both are named.
+    let err = LambdaDispatcher::functions_from_env(&env_catalog()).expect_err("none is set");
+    let message = err.to_string();
+    for var in ["ACTIONDO_FUNCTION_GATED", "ACTIONDO_FUNCTION_FLAKY"] {
+        assert!(message.contains(var), "{message}");
+    }
+
+    // The environment is process-wide (and setting it is unsafe in Rust 2024): each
+    // other case runs in a child process of this test binary.
+    for (case, gated, flaky) in [
+        ("partial", Some(" gated-fn "), Some("   ")),
+        (
+            "complete",
+            Some(" gated-fn "),
+            Some("arn:aws:lambda:us-east-1:1:function:flaky"),
+        ),
+    ] {
+        let mut child =
+            std::process::Command::new(std::env::current_exe().expect("the test binary's path"));
+        child
+            .args([
+                "--exact",
+                "functions_from_env_child",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(CASE_VAR, case)
+            .env_remove("ACTIONDO_FUNCTION_GATED")
+            .env_remove("ACTIONDO_FUNCTION_FLAKY");
+        if let Some(v) = gated {
+            child.env("ACTIONDO_FUNCTION_GATED", v);
+        }
+        if let Some(v) = flaky {
+            child.env("ACTIONDO_FUNCTION_FLAKY", v);
+        }
+        let output = child.output().expect("the child runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{case}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+/// Run by `functions_come_from_the_environment` in a child process with the
+/// environment of one case.
+#[test]
+#[ignore = "run by functions_come_from_the_environment with its environment"]
+fn functions_from_env_child() {
+    let found = LambdaDispatcher::functions_from_env(&env_catalog());
+    match std::env::var(CASE_VAR).as_deref() {
+        Ok("partial") => {
+            let message = found.expect_err("flaky is blank").to_string();
+            assert!(message.contains("ACTIONDO_FUNCTION_FLAKY"), "{message}");
+            assert!(!message.contains("ACTIONDO_FUNCTION_GATED"), "{message}");
+        }
+        Ok("complete") => {
+            let functions = found.expect("both are set");
+            assert_eq!(
+                functions,
+                BTreeMap::from([
+                    (
+                        "flaky",
+                        "arn:aws:lambda:us-east-1:1:function:flaky".to_owned()
+                    ),
+                    ("gated", "gated-fn".to_owned()),
+                ])
+            );
+        }
+        other => panic!("{CASE_VAR} is {other:?}; this test is run by its parent"),
+    }
+}
+
+// ------------------------------------------------------------ a local Invoke endpoint
+
+/// What the endpoint received: function name, invocation type, payload.
+type Received = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+/// `POST /2015-03-31/functions/{name}/invocations`, answering per function name as
+/// Lambda does: a result, a function error (200 + `X-Amz-Function-Error`), throttling
+/// (429 `TooManyRequestsException`), or 202 for an `Event` invocation.
+async fn invoke(
+    State(received): State<Received>,
+    Path(function): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse")
+        .to_owned();
+    let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    received
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((function.clone(), invocation_type.clone(), payload.clone()));
+    if invocation_type == "Event" {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    match function.as_str() {
+        "user-fn" => {
+            let result = json!({"userId": "u_1", "echo": payload["params"]});
+            let reply = json!({
+                "result": result,
+                "execution": {"key": payload["idempotencyKey"], "attempt": 1, "replayed": true},
+            });
+            (StatusCode::OK, reply.to_string()).into_response()
+        }
+        "rejecting-fn" => {
+            let error = ActionError::rejected("a user with the email a@example.com already exists")
+                .with_details(json!({"reason": "email_taken"}));
+            let body = String::from_utf8(diagnostic(&error)).expect("UTF-8");
+            (
+                StatusCode::OK,
+                [("x-amz-function-error", "Unhandled")],
+                body,
+            )
+                .into_response()
+        }
+        "busy-fn" => {
+            let error = ActionError::in_progress("busy")
+                .with_details(json!({"retryAfterMs": 2_500, "attempt": 1}));
+            let body = String::from_utf8(diagnostic(&error)).expect("UTF-8");
+            (
+                StatusCode::OK,
+                [("x-amz-function-error", "Unhandled")],
+                body,
+            )
+                .into_response()
+        }
+        "crashing-fn" => (
+            StatusCode::OK,
+            [("x-amz-function-error", "Unhandled")],
+            json!({"errorType": "Runtime.ExitError", "errorMessage": "signal: killed"}).to_string(),
+        )
+            .into_response(),
+        "throttled-fn" => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [
+                ("x-amzn-errortype", "TooManyRequestsException"),
+                ("retry-after", "3"),
+                ("content-type", "application/json"),
+            ],
+            json!({"Type": "User", "message": "Rate Exceeded.", "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded"})
+                .to_string(),
+        )
+            .into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            [
+                ("x-amzn-errortype", "ResourceNotFoundException"),
+                ("content-type", "application/json"),
+            ],
+            json!({"Type": "User", "Message": format!("Function not found: {function}")})
+                .to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// A router whose actions are reached through the Invoke API at a local endpoint; the
+/// endpoint's server task and what it received.
+async fn lambda_router(
+    functions: &[(&'static str, &str)],
+) -> (axum::Router, Received, tokio::task::JoinHandle<()>) {
+    let received: Received = Arc::default();
+    let app = axum::Router::new()
+        .route("/2015-03-31/functions/{function}/invocations", post(invoke))
+        .with_state(Arc::clone(&received));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a local port");
+    let address = listener.local_addr().expect("its address");
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .await
+            .expect("the endpoint serves");
+    });
+    let config = aws_sdk_lambda::Config::builder()
+        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "test",
+        ))
+        .endpoint_url(format!("http://{address}"))
+        .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+        .build();
+    let functions: BTreeMap<&'static str, String> = functions
+        .iter()
+        .map(|(action, function)| (*action, (*function).to_owned()))
+        .collect();
+    let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::from_conf(config), functions);
+    let store: Arc<dyn actiondo::Store> = Arc::new(
+        actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
+    );
+    let router = Api::new(
+        router::catalog(),
+        Arc::new(dispatcher),
+        store,
+        Auth::Disabled,
+    )
+    .into_router();
+    (router, received, server)
+}
+
+async fn send(router: &axum::Router, request: http::Request<axum::body::Body>) -> Reply {
+    use http_body_util::BodyExt as _;
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("the router's error type is Infallible");
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body
+            .collect()
+            .await
+            .expect("a readable body")
+            .to_bytes()
+            .to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn the_lambda_dispatcher_maps_invoke_answers_to_http() {
+    let (router, received, server) = lambda_router(&[
+        ("create-user", "user-fn"),
+        ("validate-lead", "rejecting-fn"),
+        ("score-lead", "busy-fn"),
+        ("send-email", "crashing-fn"),
+        ("send-notification", "throttled-fn"),
+        ("assign-owner", "missing-fn"),
+    ])
+    .await;
+    let params = r#"{"email": "a@example.com", "name": "Ada"}"#;
+
+    // A result in its envelope: the output, the key and whether it was a replay.
+    let ok = send(&router, post_keyed("/actions/create-user", params, "k1")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(
+        ok.json(),
+        json!({"userId": "u_1", "echo": {"email": "a@example.com", "name": "Ada"}})
+    );
+    assert_eq!(ok.header("idempotent-replayed"), Some("true"));
+    assert_eq!(ok.header("idempotency-key"), Some("k1"));
+    {
+        let received = received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (function, invocation_type, payload) = &received[0];
+        assert_eq!(function, "user-fn");
+        assert_eq!(invocation_type, "RequestResponse");
+        assert_eq!(
+            payload,
+            &json!({"params": {"email": "a@example.com", "name": "Ada"}, "idempotencyKey": "k1", "respond": "envelope"})
+        );
+    }
+
+    // Function errors answer the status of their wire name.
+    let rejected = send(&router, post_keyed("/actions/validate-lead", params, "k2")).await;
+    let error = rejected.error(422, "ActionDo.Rejected");
+    assert_eq!(error["details"]["reason"], "email_taken");
+    let busy = send(&router, post_keyed("/actions/score-lead", params, "k3")).await;
+    busy.error(409, "ActionDo.InProgress");
+    assert_eq!(busy.header("retry-after"), Some("3"));
+    let crashed = send(&router, post_keyed("/actions/send-email", params, "k4")).await;
+    let error = crashed.error(500, "ActionDo.Internal");
+    assert_eq!(error["details"]["errorType"], "Runtime.ExitError");
+
+    // Throttling: 503 with Lambda's Retry-After.
+    let throttled = send(
+        &router,
+        post_keyed("/actions/send-notification", params, "k5"),
+    )
+    .await;
+    let error = throttled.error(503, "ActionDo.Transient");
+    assert_eq!(error["retryable"], true);
+    assert_eq!(throttled.header("retry-after"), Some("3"));
+
+    // A function that does not exist is a deployment problem: 500.
+    let missing = send(&router, post_keyed("/actions/assign-owner", params, "k6")).await;
+    missing.error(500, "ActionDo.Internal");
+    // An action without a function: 500 naming the variable to set.
+    let unset = send(&router, post_keyed("/actions/enrich-lead", params, "k7")).await;
+    let error = unset.error(500, "ActionDo.Internal");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ACTIONDO_FUNCTION_ENRICH_LEAD")),
+        "{error}"
+    );
+
+    // Prefer: respond-async is an Event invocation with the key the Location names.
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("/actions/create-user")
+        .header("content-type", "application/json")
+        .header("prefer", "respond-async")
+        .header("x-correlation-id", "corr-1")
+        .body(axum::body::Body::from(params))
+        .expect("a request");
+    let accepted = send(&router, req).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
+    let derived = actiondo::hash::payload_hash(&serde_json::from_str(params).expect("JSON params"));
+    assert_eq!(
+        accepted.header("location"),
+        Some(format!("/executions/create-user/{derived}").as_str())
+    );
+    {
+        let received = received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (function, invocation_type, payload) = received.last().expect("an invocation");
+        assert_eq!(function, "user-fn");
+        assert_eq!(invocation_type, "Event");
+        assert_eq!(payload["idempotencyKey"], derived.as_str());
+        assert_eq!(payload["correlationId"], "corr-1");
+        assert!(payload.get("respond").is_none(), "{payload}");
+    }
+    server.abort();
+}

@@ -1,0 +1,163 @@
+//! `POST /workflows/{name}` and `GET /workflows/{name}/executions/{id}` against a real
+//! Step Functions API: moto's server (`ACTIONDO_TEST_MOTO_URL`, started by
+//! `./tests/run.sh`). Skipped without it under a plain `cargo test`; a failure when the run
+//! requires the servers (`ACTIONDO_TEST_REQUIRE_INFRA=1`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actiondo::Executor;
+use actiondo::store::sqlite::SqliteStore;
+use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt as _;
+use router::{Api, Auth, InProcess, Workflows};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+fn moto_url() -> Option<String> {
+    match std::env::var("ACTIONDO_TEST_MOTO_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("ACTIONDO_TEST_REQUIRE_INFRA").is_ok_and(|v| v == "1") => {
+            panic!(
+                "ACTIONDO_TEST_MOTO_URL is not set, and this run requires moto; run ./tests/run.sh"
+            )
+        }
+        _ => {
+            eprintln!("skipped: ACTIONDO_TEST_MOTO_URL is not set (./tests/run.sh starts moto)");
+            None
+        }
+    }
+}
+
+fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
+    let config = aws_sdk_sfn::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    aws_sdk_sfn::Client::from_conf(config)
+}
+
+async fn call(
+    app: &axum::Router,
+    request: Request<String>,
+) -> (StatusCode, http::HeaderMap, Value) {
+    let response = app
+        .clone()
+        .oneshot(request.map(axum::body::Body::from))
+        .await
+        .expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (parts.status, parts.headers, value)
+}
+
+fn start(execution: Option<&str>, input: &Value) -> Request<String> {
+    let mut builder = Request::post("/workflows/demo").header("content-type", "application/json");
+    if let Some(name) = execution {
+        builder = builder.header("idempotency-key", name);
+    }
+    builder.body(input.to_string()).expect("request")
+}
+
+#[tokio::test]
+async fn workflow_executions_are_named_by_the_idempotency_key() {
+    let Some(url) = moto_url() else { return };
+    let client = sfn_client(&url);
+    let machine = client
+        .create_state_machine()
+        .name(format!("demo-{}", uuid::Uuid::new_v4().simple()))
+        .definition(
+            json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}})
+                .to_string(),
+        )
+        .role_arn("arn:aws:iam::123456789012:role/states")
+        .send()
+        .await
+        .expect("create state machine");
+    let arn = machine.state_machine_arn().to_owned();
+    let store = Arc::new(SqliteStore::in_memory().expect("store"));
+    let api = Api::new(
+        router::catalog(),
+        Arc::new(InProcess::new(Executor::from_arc(store.clone()))),
+        store,
+        Auth::Disabled,
+    )
+    .with_workflows(Workflows::new(
+        client.clone(),
+        BTreeMap::from([("demo".to_owned(), arn.clone())]),
+    ));
+    let app = api.into_router();
+    let input = json!({"user": {"email": "ada@example.com"}});
+
+    // A start: 202, the execution named by the key, and where to look.
+    let (status, headers, body) = call(&app, start(Some("run-1"), &input)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body:#}");
+    assert_eq!(headers["location"], "/workflows/demo/executions/run-1");
+    assert_eq!(body["executionName"], "run-1");
+    let execution_arn = body["executionArn"].as_str().expect("arn").to_owned();
+    assert!(execution_arn.ends_with(":run-1"), "{execution_arn}");
+
+    // A duplicate start while it runs: the same execution.
+    let (status, _, again) = call(&app, start(Some("run-1"), &input)).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{again:#}");
+    assert_eq!(again["executionArn"], json!(execution_arn));
+
+    // The same name with another input: 422, nothing started.
+    let (status, _, mismatch) = call(&app, start(Some("run-1"), &json!({"other": 1}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{mismatch:#}");
+    assert_eq!(mismatch["error"]["type"], "ActionDo.PayloadMismatch");
+
+    // Described through the router.
+    let describe = |id: &str| {
+        Request::get(format!("/workflows/demo/executions/{id}"))
+            .body(String::new())
+            .expect("request")
+    };
+    let (status, _, described) = call(&app, describe("run-1")).await;
+    assert_eq!(status, StatusCode::OK, "{described:#}");
+    assert_eq!(described["status"], "RUNNING");
+    assert_eq!(described["input"], input);
+
+    // Once it has finished, a duplicate start replays its description.
+    client
+        .stop_execution()
+        .execution_arn(&execution_arn)
+        .send()
+        .await
+        .expect("stop");
+    let (status, headers, replayed) = call(&app, start(Some("run-1"), &input)).await;
+    assert_eq!(status, StatusCode::OK, "{replayed:#}");
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(replayed["status"], "ABORTED");
+    assert_eq!(replayed["executionArn"], json!(execution_arn));
+
+    // Without a key, the name is the SHA-256 of the input: starting twice is one execution.
+    let (status, headers, derived) = call(&app, start(None, &json!({"n": 1}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{derived:#}");
+    let name = headers["idempotency-key"].to_str().expect("key").to_owned();
+    assert_eq!(name, actiondo::hash::payload_hash(&json!({"n": 1})));
+    let (_, _, derived_again) = call(&app, start(None, &json!({"n": 1}))).await;
+    assert_eq!(derived_again["executionArn"], derived["executionArn"]);
+
+    // Unknown execution, unknown workflow, bad execution name.
+    let (status, _, missing) = call(&app, describe("never-started")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{missing:#}");
+    let unknown = Request::post("/workflows/nope")
+        .header("content-type", "application/json")
+        .body("{}".to_owned())
+        .expect("request");
+    let (status, _, body) = call(&app, unknown).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body:#}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("demo")
+    );
+    let (status, _, body) = call(&app, start(Some("a b#c"), &input)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+}
