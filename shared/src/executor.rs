@@ -326,7 +326,8 @@ impl Executor {
             "execute",
             action = name,
             key = %prepared.key,
-            request_id = %prepared.request_id
+            request_id = %prepared.request_id,
+            attempt = tracing::field::Empty
         );
         match prepared.options.mode {
             Mode::Claim => self.run_claimed(prepared).instrument(span).await,
@@ -366,6 +367,7 @@ impl Executor {
                 attempt
             }
         };
+        tracing::Span::current().record("attempt", attempt);
 
         let handled = self
             .run_handler(&p, attempt, lease_expires_at_ms - self.clock.now_ms())
@@ -468,6 +470,8 @@ impl Executor {
     }
 
     async fn run_optimistic(&self, p: Prepared<'_>) -> Execution {
+        // One write completes the execution: it is always attempt 1.
+        tracing::Span::current().record("attempt", 1u32);
         let mut conflicts = 0;
         loop {
             let budget_ms = lease_ms(&p.options, p.inv.deadline_ms, self.clock.now_ms());
