@@ -4,6 +4,8 @@
 #   ./tests/run.sh                      install tools, fmt, clippy, template and
 #                                       workflow checks, build, then
 #                                       `cargo test --workspace` against real servers
+#   ./tests/run.sh -- -p actiondo-e2e   same, only the end-to-end suite (tests/e2e: the
+#                                       function binaries under `cargo lambda watch`)
 #   ./tests/run.sh -- store::           same, extra args go to `cargo test`
 #   ./tests/run.sh --checks-only        install sam/cfn-lint/asl-validator and run only
 #                                       the template and workflow checks (seconds)
@@ -16,7 +18,8 @@
 #   1. Installs test tools idempotently under .tools/ (git-ignored):
 #        .tools/dynamodb-local/  DynamoDBLocal.jar + DynamoDBLocal_lib (from the npm
 #                                package amplify-dynamodb-simulator)
-#        .tools/venv/            Python venv with moto[server], cfn-lint (+ cargo-lambda)
+#        .tools/venv/            Python venv with moto[server], cfn-lint, cargo-lambda
+#                                (and the zig it cross-compiles with)
 #        .tools/venv-sam/        Python venv with aws-sam-cli (own venv: it pins its deps)
 #        .tools/node/            npm prefix with asl-validator
 #        .tools/bin/             symlinks to every installed tool (put on PATH for tests)
@@ -30,26 +33,33 @@
 #                                               agree (every package deployed, ASL
 #                                               substitutions = DefinitionSubstitutions =
 #                                               invoke policies, the Task envelope, Retry)
-#      then cargo test --no-run (needs the registry, so it runs before we lose the
-#      network).
+#      then cargo test --no-run and cargo build --workspace --bins (the binaries
+#      `cargo lambda watch` runs in the e2e tests; it starts each one with
+#      `cargo run --bin NAME`, which resolves features for the whole workspace, so this
+#      is the build it finds fresh). Both need the registry, so they run before we lose
+#      the network.
 #   3. Re-runs itself inside a private network (and PID) namespace — DynamoDB Local
 #      binds every interface, and the namespace has its own loopback and nothing
 #      else — starts DynamoDB Local and moto there on free ports, exports the
 #      test environment and runs `cargo test --workspace --offline`. When the
 #      namespace's first process exits, the kernel kills whatever is left in it.
+#      Each e2e test stops its own `cargo lambda watch` (and the functions) when it
+#      ends, even by a panic; a test binary killed outright leaves its watch's pid in
+#      $ACTIONDO_E2E_PID_DIR (a fresh temporary folder per run), and the script stops
+#      those process groups on its way out (what matters without a PID namespace).
 #
 # Environment:
 #   ACTIONDO_TOOLS   extra tools to install, space/comma separated, from:
 #                    dynamodb-local moto cargo-lambda sam cfn-lint asl-validator | all
-#                    (dynamodb-local moto sam cfn-lint asl-validator are always
-#                    installed, so in effect this only adds cargo-lambda)
+#                    (all of them are installed anyway: the e2e tests need
+#                    cargo-lambda; the names are still checked)
 #   ACTIONDO_NETNS   set to 0 to run the servers on 127.0.0.1 without a namespace
 #   ACTIONDO_SERVER_WAIT_SECS  how long to wait for each server to answer (60)
 #   CI=true          no fallbacks: no namespace (unless ACTIONDO_NETNS=0) is an error
 #
 # Exported to the tests (and to --servers-only commands):
 #   ACTIONDO_TEST_DYNAMODB_LOCAL_URL  ACTIONDO_TEST_MOTO_URL  ACTIONDO_TEST_REQUIRE_INFRA=1
-#   ACTIONDO_TOOLS_DIR  AWS_ACCESS_KEY_ID  AWS_SECRET_ACCESS_KEY  AWS_REGION
+#   ACTIONDO_TOOLS_DIR  ACTIONDO_E2E_PID_DIR  AWS_ACCESS_KEY_ID  AWS_SECRET_ACCESS_KEY  AWS_REGION
 #   AWS_DEFAULT_REGION  AWS_EC2_METADATA_DISABLED  CARGO_NET_OFFLINE, PATH += .tools/bin
 #
 # Exit status: cargo test's (or CMD's with --servers-only); non-zero if any
@@ -76,8 +86,8 @@ MOTO_PKG="moto[server]==5.2.5"
 SAM_PKG="aws-sam-cli==1.170.0"
 CFN_LINT_PKG="cfn-lint==1.58.0"
 ASL_VALIDATOR_PKG="asl-validator@4.0.0"
-# Optional tools: empty version = latest at first install.
-CARGO_LAMBDA_PKG="cargo-lambda"
+# The Lambda emulator of the e2e tests (its pip package brings zig along).
+CARGO_LAMBDA_PKG="cargo-lambda==1.9.2"
 
 SERVER_WAIT_SECS=${ACTIONDO_SERVER_WAIT_SECS:-60}
 export DEBIAN_FRONTEND=noninteractive PIP_NO_INPUT=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -218,13 +228,12 @@ install_tools() {
     if [ "${1:-}" = --checks-only ]; then
         wanted=("${CHECK_TOOLS[@]}")
     else
-        wanted=(dynamodb-local moto "${CHECK_TOOLS[@]}")
+        wanted=(dynamodb-local moto cargo-lambda "${CHECK_TOOLS[@]}")
         requested=${ACTIONDO_TOOLS:-}
-        [ "$requested" = all ] && requested="cargo-lambda"
+        [ "$requested" = all ] && requested=""
         for t in ${requested//,/ }; do
             case $t in
-                dynamodb-local|moto|sam|cfn-lint|asl-validator) ;;   # always installed
-                cargo-lambda) wanted+=("$t") ;;
+                dynamodb-local|moto|cargo-lambda|sam|cfn-lint|asl-validator) ;;   # always installed
                 *) die "unknown tool '$t' in ACTIONDO_TOOLS" ;;
             esac
         done
@@ -324,6 +333,7 @@ start_servers() {
     local ddb="$TOOLS/dynamodb-local" p q t0=$SECONDS
     [ -f "$ddb/DynamoDBLocal.jar" ] || die "DynamoDB Local is not installed (run without --inside)"
     [ -x "$VENV/bin/moto_server" ] || die "moto_server is not installed (run without --inside)"
+    [ -x "$TOOLS/bin/cargo-lambda" ] || die "cargo-lambda is not installed (run without --inside)"
     need curl "install curl (used to wait for the servers)"
     mkdir -p "$LOGS"
     # Two distinct free ports on loopback (both sockets held open while choosing).
@@ -348,6 +358,7 @@ print(*(x.getsockname()[1] for x in s))') || die "could not pick free loopback p
     export ACTIONDO_TEST_MOTO_URL="http://127.0.0.1:$q"
     export ACTIONDO_TEST_REQUIRE_INFRA=1
     export ACTIONDO_TOOLS_DIR="$TOOLS"
+    export ACTIONDO_E2E_PID_DIR="$E2E_PIDS"
     export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
     export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
     export AWS_EC2_METADATA_DISABLED=true
@@ -362,7 +373,7 @@ print(*(x.getsockname()[1] for x in s))') || die "could not pick free loopback p
 CMD_PID=
 inside_main() {
     local servers_only=$1; shift
-    trap 'rc=$?; stop_cmd; stop_servers; exit $rc' EXIT
+    trap 'rc=$?; stop_cmd; stop_e2e_leftovers; stop_servers; exit $rc' EXIT
     trap 'exit 130' INT
     trap 'exit 143' TERM
     trap 'exit 129' HUP
@@ -373,6 +384,9 @@ inside_main() {
         "$ip" link set lo up || die "cannot bring up loopback in the network namespace"
     fi
     section "starting servers"
+    # Per run (pids mean nothing in another run's namespace).
+    E2E_PIDS=$(mktemp -d "${TMPDIR:-/tmp}/actiondo-e2e-pids.XXXXXX") \
+        || die "cannot create a temporary folder"
     start_servers
 
     local rc=0
@@ -403,6 +417,29 @@ stop_cmd() {
     kill -TERM "$CMD_PID" 2>/dev/null || true
     wait "$CMD_PID" 2>/dev/null || true
     CMD_PID=
+}
+
+# The e2e harness (tests/e2e) names each running `cargo lambda watch` by a file
+# $ACTIONDO_E2E_PID_DIR/<pid> and deletes it when the watch is stopped; a file left over
+# means a test binary was killed outright. Stop those process groups (the watch's
+# functions end when its Runtime API goes away), then remove the folder.
+E2E_PIDS=
+stop_e2e_leftovers() {
+    local f pid
+    [ -n "$E2E_PIDS" ] && [ -d "$E2E_PIDS" ] || return 0
+    for f in "$E2E_PIDS"/*; do
+        [ -e "$f" ] || continue
+        pid=${f##*/}
+        case $pid in ''|*[!0-9]*) rm -f "$f"; continue ;; esac
+        if kill -0 "$pid" 2>/dev/null; then
+            warn "stopping cargo lambda watch (process group $pid) left by a killed test"
+            kill -TERM -- "-$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -KILL -- "-$pid" 2>/dev/null || true
+        fi
+        rm -f "$f"
+    done
+    rmdir "$E2E_PIDS" 2>/dev/null || true
 }
 
 # ---------------------------------------------------------------- namespace
@@ -496,8 +533,10 @@ if [ "$SERVERS_ONLY" = 0 ]; then
     PHASE=fmt;    section "fmt";    cargo fmt --all --check
     PHASE=clippy; section "clippy"; cargo clippy --workspace --all-targets -- -D warnings
     PHASE=templates; section "templates and workflows"; check_templates
-    PHASE=build;  section "build (cargo test --workspace --no-run)"
+    PHASE=build;  section "build (cargo test --workspace --no-run; cargo build --workspace --bins)"
     cargo test --workspace --no-run
+    # What `cargo lambda watch` runs in the e2e tests (cargo run --bin NAME, offline).
+    cargo build --workspace --bins
 fi
 
 PHASE=tests

@@ -928,5 +928,5 @@ fn keys_are_listed_without_their_secret_and_revoked_once() {
         .assert_code(1);
     let bad = sb.run(&["keys", "create", "--scope", "Send_*"]);
     bad.assert_code(2);
-    assert!(bad.stderr.contains("scope[0]"), "{bad:#?}");
+    assert!(bad.stderr.contains("/scope/0"), "{bad:#?}");
 }

@@ -18,8 +18,8 @@
 use std::sync::Arc;
 
 use actiondo::{
-    Action, ActionContext, ActionError, ActionOptions, EntityKey, Executor, Expect, FieldErrors,
-    Invocation, Mode, Source, Store,
+    Action, ActionContext, ActionError, ActionOptions, Clock as _, EntityKey, Executor, Expect,
+    FieldErrors, Invocation, Mode, Source, Store, SystemClock,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -133,13 +133,13 @@ impl Scope {
         let mut errors = FieldErrors::new();
         if patterns.is_empty() {
             errors.add(
-                "scope",
+                "/scope",
                 "give at least one action-name pattern (e.g. send-* or *)",
             );
         }
         if patterns.len() > MAX_PATTERNS {
             errors.add(
-                "scope",
+                "/scope",
                 format!("at most {MAX_PATTERNS} patterns, got {}", patterns.len()),
             );
         }
@@ -151,7 +151,7 @@ impl Scope {
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '*');
             if !valid {
                 errors.add(
-                    format!("scope[{i}]"),
+                    format!("/scope/{i}"),
                     format!(
                         "{p:?} is not an action-name pattern: use lower-case letters, digits, '-' and '*' (1 to 64 characters)"
                     ),
@@ -160,7 +160,7 @@ impl Scope {
             }
             match glob::Pattern::new(p) {
                 Ok(pattern) => parsed.push(pattern),
-                Err(e) => errors.add(format!("scope[{i}]"), e.to_string()),
+                Err(e) => errors.add(format!("/scope/{i}"), e.to_string()),
             }
         }
         if errors.is_empty() {
@@ -367,13 +367,13 @@ impl Action for CreateApiKey {
         };
         let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
         if !hex(&input.id, ID_HEX) {
-            errors.add("id", format!("must be {ID_HEX} hex digits"));
+            errors.add("/id", format!("must be {ID_HEX} hex digits"));
         }
         if !hex(&input.hash, 64) {
-            errors.add("hash", "must be a SHA-256 in hex (64 digits)");
+            errors.add("/hash", "must be a SHA-256 in hex (64 digits)");
         }
         if input.description.as_deref().is_some_and(|d| d.len() > 200) {
-            errors.add("description", "at most 200 characters");
+            errors.add("/description", "at most 200 characters");
         }
         errors.into_result(Self::NAME)
     }
@@ -388,7 +388,7 @@ impl Action for CreateApiKey {
             hash: input.hash,
             scope: input.scope,
             description: input.description,
-            created_at: actiondo::audit::timestamp(now_ms()),
+            created_at: actiondo::audit::timestamp(SystemClock.now_ms()),
             revoked_at: None,
         };
         let (mut index, expect) = match cx.get(&index_entity()).await? {
@@ -445,7 +445,7 @@ impl Action for RevokeApiKey {
         let mut record: KeyRecord = serde_json::from_value(entity.doc)
             .map_err(|e| ActionError::internal(format!("the key {} is corrupt: {e}", input.id)))?;
         if record.revoked_at.is_none() {
-            record.revoked_at = Some(actiondo::audit::timestamp(now_ms()));
+            record.revoked_at = Some(actiondo::audit::timestamp(SystemClock.now_ms()));
             cx.put(
                 key_entity(&record.id),
                 &record,
@@ -454,13 +454,6 @@ impl Action for RevokeApiKey {
         }
         Ok(KeyInfo::from(&record))
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -106,19 +106,19 @@ async fn an_invalid_scope_is_refused_naming_each_bad_pattern() {
         .expect_err("invalid patterns");
     assert_eq!(err.kind(), ErrorKind::Validation);
     let paths = actiondo::testing::paths(&err);
-    assert_eq!(paths, ["scope[0]", "scope[2]", "scope[3]"], "{err}");
+    assert_eq!(paths, ["/scope/0", "/scope/2", "/scope/3"], "{err}");
     for pattern in ["Send_*", "[a-z]*"] {
         assert!(err.message().contains(pattern), "{err}");
     }
 
     let err = keys.create(Vec::new(), None).await.expect_err("no pattern");
-    assert_eq!(actiondo::testing::paths(&err), ["scope"]);
+    assert_eq!(actiondo::testing::paths(&err), ["/scope"]);
     let too_long = "x".repeat(201);
     let err = keys
         .create(scope(&["*"]), Some(too_long))
         .await
         .expect_err("a description over 200 characters");
-    assert_eq!(actiondo::testing::paths(&err), ["description"]);
+    assert_eq!(actiondo::testing::paths(&err), ["/description"]);
 
     assert!(keys.list().await.expect("lists").is_empty());
     assert!(
