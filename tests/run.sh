@@ -4,7 +4,8 @@
 #   ./tests/run.sh                      install tools, fmt, clippy, template and
 #                                       workflow checks, build, then
 #                                       `cargo test --workspace` against real servers
-#   ./tests/run.sh -- -p actiondo-e2e   same, only the end-to-end suite (tests/e2e: the
+#   ./tests/run.sh -- -p actiondo-e2e   same, but the tests of the packages named with -p
+#                                       only (here the end-to-end suites of tests/e2e: the
 #                                       function binaries under `cargo lambda watch`)
 #   ./tests/run.sh -- store::           same, extra args go to `cargo test`
 #   ./tests/run.sh --checks-only        install sam/cfn-lint/asl-validator and run only
@@ -402,9 +403,17 @@ inside_main() {
             wait "$CMD_PID" || rc=$?
         fi
     else
-        section "cargo test --workspace --offline --no-fail-fast${*:+ $*}"
+        # `--workspace` would win over a `-p` of the caller's: leave it out then.
+        local scope=(--workspace) a
+        for a in "$@"; do
+            case $a in
+                --) break ;;
+                -p|-p?*|--package|--package=*) scope=(); break ;;
+            esac
+        done
+        section "cargo test${scope[*]:+ ${scope[*]}} --offline --no-fail-fast${*:+ $*}"
         # pipefail: the status is cargo's (tee does not fail).
-        { cargo test --workspace --offline --no-fail-fast "$@" 2>&1 | tee "$LOGS/cargo-test.log"; } <&0 &
+        { cargo test "${scope[@]}" --offline --no-fail-fast "$@" 2>&1 | tee "$LOGS/cargo-test.log"; } <&0 &
         CMD_PID=$!
         wait "$CMD_PID" || rc=$?
     fi

@@ -116,6 +116,9 @@ impl Envelope {
     }
 }
 
+/// Deadlines before this (2001-09-09, Unix ms) are durations, not times.
+const MIN_ABSOLUTE_DEADLINE_MS: i64 = 1_000_000_000_000;
+
 /// What the Lambda context tells every trigger.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Meta {
@@ -131,7 +134,12 @@ impl From<&Context> for Meta {
     fn from(cx: &Context) -> Self {
         Self {
             request_id: cx.request_id.clone(),
-            deadline_ms: i64::try_from(cx.deadline).ok().filter(|d| *d > 0),
+            // Lambda sends an absolute time (Unix ms); an emulator that sends a duration
+            // (cargo lambda watch: a constant 600000) gives no deadline at all, rather than
+            // one in 1970 that would shrink every lease to its floor.
+            deadline_ms: i64::try_from(cx.deadline)
+                .ok()
+                .filter(|d| *d > MIN_ABSOLUTE_DEADLINE_MS),
             trace_id: cx.xray_trace_id.clone(),
         }
     }
@@ -330,6 +338,15 @@ mod tests {
             EventShape::of(&json!({"userId": "u"})).ok(),
             Some(EventShape::Direct)
         );
+    }
+
+    #[test]
+    fn a_deadline_that_is_a_duration_is_no_deadline() {
+        let mut cx = Context::default();
+        cx.deadline = 600_000; // cargo lambda watch
+        assert_eq!(Meta::from(&cx).deadline_ms, None);
+        cx.deadline = 1_763_700_000_000; // Lambda: Unix ms
+        assert_eq!(Meta::from(&cx).deadline_ms, Some(1_763_700_000_000));
     }
 
     #[test]
