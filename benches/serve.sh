@@ -4,6 +4,7 @@
 # for replays of one stored outcome, then for first executions (a new key per request).
 #
 #   benches/serve.sh [DURATION]      (default 20s per run; needs wrk: apt-get install wrk)
+#   ACTIONDO_BENCH_NO_AUTH=1 benches/serve.sh    the same with `serve --no-auth`
 #
 # Builds the CLI with the bench profile (release, thin LTO), starts it in a temporary
 # folder (its own store file), creates a key with scope *, and stops it at the end.
@@ -25,13 +26,15 @@ trap cleanup EXIT
 cd "$WORK"
 
 KEY=$("$BIN" keys create --scope '*' --description bench 2>/dev/null)
-"$BIN" serve --addr 127.0.0.1:0 2>serve.log &
+AUTH=()
+[ "${ACTIONDO_BENCH_NO_AUTH:-0}" = 1 ] && AUTH=(--no-auth)
+"$BIN" serve --addr 127.0.0.1:0 "${AUTH[@]}" 2>serve.log &
 SERVER=$!
 for _ in $(seq 100); do grep -q 'listening on' serve.log && break; sleep 0.1; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' serve.log | head -1)
 [ -n "$URL" ] || { cat serve.log >&2; exit 1; }
 
-echo "actiondo serve at $URL; wrk -t2 -c$CONNECTIONS -d$DURATION; $(nproc) cores"
+echo "actiondo serve ${AUTH[*]:-(API keys)} at $URL; wrk -t2 -c$CONNECTIONS -d$DURATION; $(nproc) cores"
 echo
 echo "== replays (one key, one stored outcome; each replay audited)"
 wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$ROOT/benches/serve.lua" "$URL" -- replay "$KEY"
