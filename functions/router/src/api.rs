@@ -258,14 +258,7 @@ impl Ran {
                 let location = format!("/executions/{name}/{}", percent_encode_segment(&key));
                 let body =
                     json!({"status": "accepted", "name": name, "key": key, "location": location});
-                let mut response = json_response(StatusCode::ACCEPTED, body.to_string());
-                if let Ok(value) = HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(header::LOCATION, value);
-                }
-                if let Ok(value) = HeaderValue::from_str(&key) {
-                    response.headers_mut().insert(IDEMPOTENCY_KEY_HEADER, value);
-                }
-                into_axum(response)
+                located(StatusCode::ACCEPTED, &body, &location, &key, false)
             }
         }
     }
@@ -325,17 +318,42 @@ fn into_axum(response: http::Response<String>) -> Response {
     response.map(Body::from)
 }
 
+/// Everything but the unreserved characters of RFC 3986 (letters, digits, `-_.~`).
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// A path segment with everything but unreserved characters percent-encoded.
 fn percent_encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// A JSON response that says where its resource lives: `Location`, the key it is filed
+/// under (`Idempotency-Key`) and, for a replay, `Idempotent-Replayed: true`.
+fn located(
+    status: StatusCode,
+    body: &Value,
+    location: &str,
+    key: &str,
+    replayed: bool,
+) -> Response {
+    let mut response = json_response(status, body.to_string());
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
     }
-    out
+    if let Ok(value) = HeaderValue::from_str(key) {
+        headers.insert(IDEMPOTENCY_KEY_HEADER, value);
+    }
+    if replayed {
+        headers.insert(
+            actiondo::trigger::http::REPLAYED_HEADER,
+            HeaderValue::from_static("true"),
+        );
+    }
+    into_axum(response)
 }
 
 fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -594,21 +612,7 @@ async fn start_workflow(
         "/workflows/{name}/executions/{}",
         percent_encode_segment(&execution)
     );
-    let mut response = json_response(status, body.to_string());
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&execution) {
-        headers.insert(IDEMPOTENCY_KEY_HEADER, value);
-    }
-    if replayed {
-        headers.insert(
-            actiondo::trigger::http::REPLAYED_HEADER,
-            HeaderValue::from_static("true"),
-        );
-    }
-    Ok(into_axum(response))
+    Ok(located(status, &body, &location, &execution, replayed))
 }
 
 /// `GET /workflows/{name}/executions/{id}`.

@@ -200,8 +200,12 @@ pub fn hash_key(key: &str) -> String {
 fn key_id(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(KEY_PREFIX)?.strip_prefix('_')?;
     let (id, secret) = rest.split_once('_')?;
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    (hex(id, ID_HEX) && hex(secret, SECRET_HEX)).then_some(id)
+    (is_hex(id, ID_HEX) && is_hex(secret, SECRET_HEX)).then_some(id)
+}
+
+/// `s` is exactly `digits` hex digits.
+fn is_hex(s: &str, digits: usize) -> bool {
+    s.len() == digits && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Random bytes as hex.
@@ -365,11 +369,10 @@ impl Action for CreateApiKey {
             Ok(_) => FieldErrors::new(),
             Err(errors) => errors,
         };
-        let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-        if !hex(&input.id, ID_HEX) {
+        if !is_hex(&input.id, ID_HEX) {
             errors.add("/id", format!("must be {ID_HEX} hex digits"));
         }
-        if !hex(&input.hash, 64) {
+        if !is_hex(&input.hash, 64) {
             errors.add("/hash", "must be a SHA-256 in hex (64 digits)");
         }
         if input.description.as_deref().is_some_and(|d| d.len() > 200) {

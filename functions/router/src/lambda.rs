@@ -5,9 +5,6 @@ use std::sync::Arc;
 
 use actiondo::trigger::EventShape;
 use actiondo::{ActionError, BoxError, StoreConfig};
-use aws_lambda_events::sqs::SqsEvent;
-use lambda_http::Service as _;
-use lambda_http::request::LambdaRequest;
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
@@ -53,27 +50,14 @@ pub async fn handle(
     event: LambdaEvent<Value>,
 ) -> Result<Value, ActionError> {
     let LambdaEvent { payload, context } = event;
-    let serialize = |value: Result<Value, serde_json::Error>| {
-        value.map_err(|e| ActionError::internal(format!("the response does not serialize: {e}")))
-    };
     match EventShape::of(&payload)? {
         EventShape::Sqs => {
-            let batch: SqsEvent = serde_json::from_value(payload)
-                .map_err(|e| ActionError::validation(format!("malformed SQS event: {e}")))?;
-            serialize(serde_json::to_value(
-                crate::intake::handle_batch(api, batch).await,
-            ))
+            let batch = actiondo::trigger::sqs::parse_event(payload)?;
+            serde_json::to_value(crate::intake::handle_batch(api, batch).await).map_err(|e| {
+                ActionError::internal(format!("the batch response does not serialize: {e}"))
+            })
         }
-        EventShape::Http => {
-            let request: LambdaRequest = serde_json::from_value(payload)
-                .map_err(|e| ActionError::validation(format!("malformed HTTP event: {e}")))?;
-            let mut adapter = lambda_http::Adapter::from(router);
-            let response = match adapter.call(LambdaEvent::new(request, context)).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-            serialize(serde_json::to_value(response))
-        }
+        EventShape::Http => actiondo::trigger::http::serve_event(router, payload, context).await,
         EventShape::EventBridge | EventShape::Direct => Err(ActionError::validation(
             "the router accepts API Gateway / function URL requests and SQS intake batches; invoke an action's own function for anything else",
         )),

@@ -178,17 +178,13 @@ pub fn json_response(status: StatusCode, body: String) -> Response<String> {
     response
 }
 
-/// Handle an API Gateway / function URL / ALB event: `lambda_http` turns it into an
-/// `http::Request` and the response back into the event source's response shape.
+/// Handle an API Gateway / function URL / ALB event for one action binary: the request
+/// runs the action through [`execute`], served by [`serve_event`].
 pub async fn handle_lambda_request(
     handler: &Handler,
     event: Value,
     context: Context,
 ) -> Result<Reply, ActionError> {
-    use lambda_http::Service as _;
-
-    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event)
-        .map_err(|e| ActionError::validation(format!("malformed HTTP event: {e}")))?;
     let meta = Meta::from(&context);
     let handler = handler.clone();
     let service = lambda_http::service_fn(move |request: lambda_http::Request| {
@@ -208,13 +204,33 @@ pub async fn handle_lambda_request(
             Ok::<_, Infallible>(response.map(lambda_http::Body::from))
         }
     });
+    serve_event(service, event, context).await.map(Reply::Json)
+}
+
+/// Serve one API Gateway (REST v1, HTTP v2) / function URL / ALB event with `service`, a
+/// tower `Service` over `http::Request` (an action's [`execute`], the router's routes):
+/// `lambda_http` turns the event into the request and the response back into the event
+/// source's response shape.
+pub async fn serve_event<S, R>(
+    service: S,
+    event: Value,
+    context: Context,
+) -> Result<Value, ActionError>
+where
+    S: lambda_http::Service<lambda_http::Request, Response = R, Error = Infallible>,
+    S::Future: Send + 'static,
+    R: lambda_http::IntoResponse,
+{
+    use lambda_http::Service as _;
+
+    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event)
+        .map_err(|e| ActionError::validation(format!("malformed HTTP event: {e}")))?;
     let mut adapter = lambda_http::Adapter::from(service);
     let response = match adapter.call(LambdaEvent::new(request, context)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
     serde_json::to_value(response)
-        .map(Reply::Json)
         .map_err(|e| ActionError::internal(format!("HTTP response does not serialize: {e}")))
 }
 

@@ -251,9 +251,7 @@ impl Handler {
         match EventShape::of(&event)? {
             EventShape::Direct => direct::invoke(self, event, &meta).await,
             EventShape::Sqs => {
-                let batch = serde_json::from_value(event)
-                    .map_err(|e| ActionError::validation(format!("malformed SQS event: {e}")))?;
-                let response = sqs::handle_batch(self, batch).await;
+                let response = sqs::handle_batch(self, sqs::parse_event(event)?).await;
                 Ok(Reply::Json(serde_json::to_value(response).map_err(
                     |e| ActionError::internal(format!("batch response does not serialize: {e}")),
                 )?))

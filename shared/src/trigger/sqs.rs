@@ -16,6 +16,12 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 /// The message attribute that carries a correlation id.
 pub const CORRELATION_ATTRIBUTE: &str = "correlationId";
 
+/// Read a raw event as an SQS batch (`ActionDo.Validation` when it is not one).
+pub fn parse_event(event: serde_json::Value) -> Result<SqsEvent, crate::ActionError> {
+    serde_json::from_value(event)
+        .map_err(|e| crate::ActionError::validation(format!("malformed SQS event: {e}")))
+}
+
 /// What became of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
