@@ -34,6 +34,8 @@
 #                                               agree (every package deployed, ASL
 #                                               substitutions = DefinitionSubstitutions =
 #                                               invoke policies, the Task envelope, Retry)
+#        tests/check_deps.py                    no function package depends on SQLite,
+#                                               aws-config or aws-lc (binary size)
 #      then cargo test --no-run and cargo build --workspace --bins (the binaries
 #      `cargo lambda watch` runs in the e2e tests; it starts each one with
 #      `cargo run --bin NAME`, which resolves features for the whole workspace, so this
@@ -285,6 +287,7 @@ check_templates() {
     # One process for every file (node starts once); it fails if any file is invalid.
     run_check "asl-validator ($((${#asl_args[@]} / 2)) workflows)" "$TOOLS/bin/asl-validator" "${asl_args[@]}"
     run_check "check_stack.py" "$VENV/bin/python" "$ROOT/tests/check_stack.py"
+    run_check "check_deps.py" "$VENV/bin/python" "$ROOT/tests/check_deps.py"
 }
 
 # ---------------------------------------------------------------- servers (inside)

@@ -74,7 +74,7 @@ pub fn parse_since(text: &str) -> Result<String, String> {
 
 /// Run `actiondo audit`.
 pub async fn run(store: &StoreConfig, args: &AuditArgs) -> Result<u8, CliError> {
-    let store = store.open().await?;
+    let store = crate::open_store(store).await?;
     let page = store.query_audit(&args.query()).await?;
     if args.json {
         let text =

@@ -40,7 +40,7 @@ pub async fn run(store: &StoreConfig, args: &ExecuteArgs) -> Result<u8, CliError
         .map_err(|e| CliError::Usage(e.message().to_owned()))?
         .clone();
     let text = read_params(&args.params)?;
-    let executor = Executor::from_arc(store.open().await?);
+    let executor = Executor::from_arc(crate::open_store(store).await?);
     let mut invocation = Invocation::new(serde_json::Value::Null, Source::Cli);
     invocation.params = Params::Text(text);
     invocation.key = args.key.clone();

@@ -43,7 +43,7 @@ pub enum KeysCommand {
 
 /// Run `actiondo keys ...`.
 pub async fn run(store: &StoreConfig, command: &KeysCommand) -> Result<u8, CliError> {
-    let keys = KeyStore::new(store.open().await?);
+    let keys = KeyStore::new(crate::open_store(store).await?);
     match command {
         KeysCommand::Create {
             scope,

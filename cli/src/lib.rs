@@ -30,8 +30,9 @@ pub mod serve;
 pub mod tables;
 
 use std::io::Write as _;
+use std::sync::Arc;
 
-use actiondo::StoreConfig;
+use actiondo::{Store, StoreConfig};
 use clap::{Parser, Subcommand};
 
 pub use error::CliError;
@@ -45,6 +46,26 @@ pub const EXIT_ACTION_ERROR: u8 = 1;
 /// missing or invalid configuration. (clap's own usage errors exit with 2 as well.)
 pub const EXIT_USAGE: u8 = 2;
 
+/// The AWS configuration of the CLI: the whole chain of the AWS SDKs (environment,
+/// shared config and credentials files, SSO, `credential_process`, IMDS), over HTTPS with
+/// [`actiondo::aws::http_client`]. (The Lambda functions read their environment only.)
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(actiondo::aws::http_client())
+        .load()
+        .await
+}
+
+/// Open `store`; DynamoDB with [`aws_config`].
+pub async fn open_store(store: &StoreConfig) -> Result<Arc<dyn Store>, CliError> {
+    Ok(match store {
+        StoreConfig::DynamoDb => Arc::new(actiondo::store::dynamodb::DynamoStore::from_sdk_config(
+            &aws_config().await,
+        )?),
+        other => other.open().await?,
+    })
+}
+
 /// The store used when neither `--store` nor `ACTIONDO_STORE` says otherwise.
 pub const DEFAULT_STORE: &str = "sqlite:.actiondo/actiondo.db";
 
@@ -57,7 +78,8 @@ pub struct Cli {
     /// Where idempotency records, audit records and entities live: `sqlite` (the default
     /// file, `.actiondo/actiondo.db` under the current folder), `sqlite:PATH`,
     /// `sqlite::memory:` (private to this run) or `dynamodb` (endpoint, region and
-    /// credentials from the standard AWS settings, e.g. AWS_ENDPOINT_URL_DYNAMODB; table
+    /// credentials from the standard AWS settings: environment, profiles, SSO; e.g.
+    /// AWS_ENDPOINT_URL_DYNAMODB for DynamoDB Local; table
     /// names from ACTIONDO_IDEMPOTENCY_TABLE, ACTIONDO_AUDIT_TABLE and
     /// ACTIONDO_ENTITIES_TABLE).
     #[arg(

@@ -42,7 +42,7 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
             args.addr
         )));
     }
-    let store = store.open().await?;
+    let store = crate::open_store(store).await?;
     let auth = if args.no_auth {
         Auth::Disabled
     } else {
@@ -66,7 +66,12 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);
     // POST /workflows/{name} needs Step Functions: a local one (moto) through
     // AWS_ENDPOINT_URL_SFN and ACTIONDO_WORKFLOW_<NAME>=<state machine ARN>.
-    if let Some(workflows) = Workflows::from_env().await {
+    let workflows = if Workflows::machines_from_env().is_empty() {
+        None
+    } else {
+        Workflows::from_env(&crate::aws_config().await)
+    };
+    if let Some(workflows) = workflows {
         eprintln!(
             "actiondo serve: workflows {}",
             workflows.names().collect::<Vec<_>>().join(", ")

@@ -1,6 +1,7 @@
 //! `actiondo tables create`: the three DynamoDB tables of DESIGN §5, for local stacks.
 //!
-//! The endpoint, region and credentials come from the standard AWS settings (e.g.
+//! The endpoint, region and credentials come from the standard AWS settings
+//! ([`crate::aws_config`]; e.g.
 //! `AWS_ENDPOINT_URL_DYNAMODB=http://localhost:8000`), the table names from
 //! `ACTIONDO_IDEMPOTENCY_TABLE`, `ACTIONDO_AUDIT_TABLE` and `ACTIONDO_ENTITIES_TABLE`.
 //! Tables that exist already are left as they are.
@@ -22,7 +23,7 @@ pub enum TablesCommand {
 pub async fn run(command: &TablesCommand) -> Result<u8, CliError> {
     match command {
         TablesCommand::Create => {
-            let store = DynamoStore::from_env().await?;
+            let store = DynamoStore::from_sdk_config(&crate::aws_config().await)?;
             store.create_tables().await?;
             let tables = store.tables();
             crate::print_stdout(&format!(

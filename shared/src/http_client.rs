@@ -1,7 +1,10 @@
 //! Calling an HTTP provider from an action: one mapping of HTTP answers and transport
 //! failures to [`ActionError`]s, so that every action classifies them alike.
 //!
-//! Feature `http-client` (crate `reqwest`).
+//! Feature `http-client` (crate `reqwest`). Build clients with [`client_builder`]:
+//! reqwest's TLS is rustls on the *ring* provider, which [`client_builder`] installs for
+//! the process (the workspace builds reqwest without a provider of its own, to keep aws-lc
+//! out of the function binaries).
 //!
 //! | what happened | error |
 //! |---|---|
@@ -130,7 +133,15 @@ pub fn http_url(url: &str) -> Result<reqwest::Url, String> {
 
 /// A client builder with an explicit time budget: `timeout` for a whole request and for
 /// connecting, and `user_agent`. Add to it, then [`build`].
+///
+/// Its TLS is rustls on the *ring* crypto provider, installed as the process's default
+/// provider the first time (a provider installed before is kept).
 pub fn client_builder(user_agent: &str, timeout: Duration) -> reqwest::ClientBuilder {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // An error means that a provider is installed already; it serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)

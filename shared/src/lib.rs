@@ -59,6 +59,8 @@
 
 pub mod action;
 pub mod audit;
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod context;

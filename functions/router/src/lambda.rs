@@ -20,7 +20,7 @@ pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
     let catalog = crate::catalog();
     let functions = LambdaDispatcher::functions_from_env(&catalog)?;
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = actiondo::aws::sdk_config_from_env()?;
     let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);
     let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
         .open()
@@ -31,7 +31,7 @@ pub async fn run() -> Result<(), BoxError> {
         Arc::clone(&store),
         Auth::ApiKeys(KeyStore::new(store)),
     );
-    if let Some(workflows) = Workflows::from_env().await {
+    if let Some(workflows) = Workflows::from_env(&config) {
         api = api.with_workflows(workflows);
     }
     let router = api.clone().into_router();

@@ -64,15 +64,15 @@ impl Workflows {
             .collect()
     }
 
-    /// The state machines of [`Self::machines_from_env`] with a client configured from the
-    /// standard AWS settings; `None` when no `ACTIONDO_WORKFLOW_*` is set.
-    pub async fn from_env() -> Option<Self> {
+    /// The state machines of [`Self::machines_from_env`] with a client built from
+    /// `config` (in Lambda, [`actiondo::aws::sdk_config_from_env`]); `None` when no
+    /// `ACTIONDO_WORKFLOW_*` is set.
+    pub fn from_env(config: &aws_types::SdkConfig) -> Option<Self> {
         let machines = Self::machines_from_env();
         if machines.is_empty() {
             return None;
         }
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Some(Self::new(aws_sdk_sfn::Client::new(&config), machines))
+        Some(Self::new(aws_sdk_sfn::Client::new(config), machines))
     }
 
     /// The workflow names.

@@ -311,6 +311,7 @@ async fn lambda_router(
             .expect("the endpoint serves");
     });
     let config = aws_sdk_lambda::Config::builder()
+        .http_client(actiondo::aws::http_client())
         .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
         .region(aws_sdk_lambda::config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_lambda::config::Credentials::new(

@@ -32,6 +32,7 @@ fn moto_url() -> Option<String> {
 
 fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
     let config = aws_sdk_sfn::Config::builder()
+        .http_client(actiondo::aws::http_client())
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(Region::new("us-east-1"))

@@ -10,7 +10,8 @@
 //! | `EMAIL_OUTBOX_DIR` | where the outbox writes | `.actiondo/outbox` |
 //! | `SES_CONFIGURATION_SET` | SES configuration set to send with | none |
 //!
-//! The SES client uses the standard AWS settings (region, credentials, and
+//! The SES client is configured from the environment Lambda sets ([`actiondo::aws`]:
+//! `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, and
 //! `AWS_ENDPOINT_URL_SESV2` / `AWS_ENDPOINT_URL` for an emulator).
 //!
 //! ## Idempotency
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use actiondo::config::not_configured;
 use actiondo::{ActionContext, ActionError};
 use aws_sdk_sesv2::error::{ProvideErrorMetadata as _, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
@@ -140,7 +142,7 @@ enum Transport {
 
 #[derive(Debug)]
 struct Ses {
-    /// Built on first use from the standard AWS configuration, unless given.
+    /// Built on first use from the Lambda environment ([`actiondo::aws`]), unless given.
     client: OnceCell<aws_sdk_sesv2::Client>,
     configuration_set: Option<String>,
 }
@@ -313,19 +315,20 @@ impl Mailer {
     ) -> Result<Delivery, ActionError> {
         let client = ses
             .client
-            .get_or_init(|| async {
-                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .get_or_try_init(|| async {
+                let config = actiondo::aws::sdk_config_from_env()
+                    .map_err(|e| not_configured("the SES transport", &e.to_string()))?;
+                let config = aws_sdk_sesv2::config::Builder::from(&config)
                     .timeout_config(
-                        aws_config::timeout::TimeoutConfig::builder()
+                        aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
                             .operation_timeout(SES_TIMEOUT)
                             .operation_attempt_timeout(SES_TIMEOUT / 3)
                             .build(),
                     )
-                    .load()
-                    .await;
-                aws_sdk_sesv2::Client::new(&config)
+                    .build();
+                Ok::<_, ActionError>(aws_sdk_sesv2::Client::from_conf(config))
             })
-            .await;
+            .await?;
         let text = |data: &str| Content::builder().data(data).charset("UTF-8").build();
         let subject = text(&email.subject).map_err(build_error)?;
         let body = text(&email.body).map_err(build_error)?;

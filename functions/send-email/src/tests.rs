@@ -339,6 +339,7 @@ fn moto_url(test: &str) -> Option<String> {
 
 fn ses_client(endpoint: &str) -> aws_sdk_sesv2::Client {
     let config = aws_sdk_sesv2::Config::builder()
+        .http_client(actiondo::aws::http_client())
         .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_sdk_sesv2::config::Region::new("us-east-1"))

@@ -8,8 +8,9 @@
 //! - reads are strongly consistent.
 //!
 //! Table names come from `ACTIONDO_IDEMPOTENCY_TABLE`, `ACTIONDO_AUDIT_TABLE` and
-//! `ACTIONDO_ENTITIES_TABLE`; the endpoint from the standard AWS settings
-//! (`AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL`).
+//! `ACTIONDO_ENTITIES_TABLE`; region, credentials and endpoint from the environment Lambda
+//! sets ([`crate::aws`]; `AWS_ENDPOINT_URL_DYNAMODB` for DynamoDB Local), or from any
+//! [`SdkConfig`] with [`DynamoStore::from_sdk_config`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_types::SdkConfig;
 use base64::Engine as _;
 use serde_json::Value;
 
@@ -392,12 +394,26 @@ impl DynamoStore {
         Self { client, tables }
     }
 
-    /// A store configured from the environment: credentials, region and endpoint from the
-    /// standard AWS settings, table names from [`Tables::from_env`].
-    pub async fn from_env() -> Result<Self, StoreError> {
-        let tables = Tables::from_env()?;
-        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Ok(Self::new(Client::new(&config), tables))
+    /// A store configured from the environment Lambda sets: region, credentials and
+    /// endpoint by [`crate::aws::sdk_config_from_env`], table names by
+    /// [`Tables::from_env`]. An error names every missing variable.
+    pub fn from_env() -> Result<Self, StoreError> {
+        let tables = Tables::from_env();
+        let config = crate::aws::sdk_config_from_env();
+        match (tables, config) {
+            (Ok(tables), Ok(config)) => Ok(Self::new(Client::new(&config), tables)),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(_), Err(e)) => Err(StoreError::InvalidRequest(e.to_string())),
+            (Err(tables), Err(config)) => {
+                Err(StoreError::InvalidRequest(format!("{tables}; {config}")))
+            }
+        }
+    }
+
+    /// A store over a client built from `config` (e.g. one `aws-config` loaded, given
+    /// [`crate::aws::http_client`]), table names by [`Tables::from_env`].
+    pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, StoreError> {
+        Ok(Self::new(Client::new(config), Tables::from_env()?))
     }
 
     /// The client.

@@ -89,6 +89,14 @@ impl StoreConfig {
         }
     }
 
+    /// The kind of store: `SQLite` or `DynamoDB`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreConfig::Sqlite(_) | StoreConfig::SqliteMemory => "SQLite",
+            StoreConfig::DynamoDb => "DynamoDB",
+        }
+    }
+
     /// The embedded store in its default file, `.actiondo/actiondo.db`.
     pub fn sqlite_default() -> Self {
         StoreConfig::Sqlite(sqlite_default_path())
@@ -102,12 +110,13 @@ impl StoreConfig {
             #[cfg(feature = "sqlite")]
             StoreConfig::SqliteMemory => Ok(std::sync::Arc::new(sqlite::SqliteStore::in_memory()?)),
             #[cfg(feature = "dynamodb")]
-            StoreConfig::DynamoDb => Ok(std::sync::Arc::new(
-                dynamodb::DynamoStore::from_env().await?,
-            )),
+            StoreConfig::DynamoDb => Ok(std::sync::Arc::new(dynamodb::DynamoStore::from_env()?)),
             #[allow(unreachable_patterns)]
             other => Err(StoreError::InvalidRequest(format!(
-                "{other:?} is not compiled in (enable the actiondo feature)"
+                "this program is built without the {} store: enable the actiondo feature \
+                 `{}` (a function: `cargo lambda build --features sqlite`)",
+                other.kind(),
+                other.kind().to_ascii_lowercase()
             ))),
         }
     }

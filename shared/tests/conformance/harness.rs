@@ -93,6 +93,7 @@ impl Harness {
                 };
                 let counter = CallCounter::new();
                 let config = aws_sdk_dynamodb::Config::builder()
+                    .http_client(actiondo::aws::http_client())
                     .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
                     .endpoint_url(url)
                     .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))

@@ -329,6 +329,7 @@ async fn start_watch(cargo_lambda: &Path, env: &[(String, String)], prefix: &str
 pub fn dynamodb_client(url: &str) -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_dynamodb::Config::builder()
+        .http_client(actiondo::aws::http_client())
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(Region::new(REGION))
@@ -343,6 +344,7 @@ pub fn lambda_client(url: &str) -> aws_sdk_lambda::Client {
     use aws_sdk_lambda::config::retry::RetryConfig;
     use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_lambda::Config::builder()
+        .http_client(actiondo::aws::http_client())
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(Region::new(REGION))

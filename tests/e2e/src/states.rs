@@ -912,6 +912,7 @@ pub fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
     use aws_sdk_sfn::config::retry::RetryConfig;
     use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_sfn::Config::builder()
+        .http_client(actiondo::aws::http_client())
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(url)
         .region(Region::new(REGION))
