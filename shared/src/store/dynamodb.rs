@@ -14,10 +14,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -401,7 +403,7 @@ impl DynamoStore {
         let tables = Tables::from_env();
         let config = crate::aws::sdk_config_from_env();
         match (tables, config) {
-            (Ok(tables), Ok(config)) => Ok(Self::new(Client::new(&config), tables)),
+            (Ok(tables), Ok(config)) => Ok(Self::new(Self::client_for(&config), tables)),
             (Err(e), Ok(_)) => Err(e),
             (Ok(_), Err(e)) => Err(StoreError::InvalidRequest(e.to_string())),
             (Err(tables), Err(config)) => {
@@ -411,9 +413,37 @@ impl DynamoStore {
     }
 
     /// A store over a client built from `config` (e.g. one `aws-config` loaded, given
-    /// [`crate::aws::http_client`]), table names by [`Tables::from_env`].
+    /// [`crate::aws::http_client`]) with the store's timeouts, table names by
+    /// [`Tables::from_env`].
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, StoreError> {
-        Ok(Self::new(Client::new(config), Tables::from_env()?))
+        Ok(Self::new(Self::client_for(config), Tables::from_env()?))
+    }
+
+    /// How long the SDK waits for the connection to DynamoDB (the SDK's default).
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
+
+    /// How long one DynamoDB request may take before the SDK abandons it and retries it
+    /// (standard retry mode: 3 attempts; a retried `TransactWriteItems` keeps its
+    /// client request token, so it cannot apply twice). The SDK sets no such limit: a
+    /// stalled connection would hold an execution until the function's timeout.
+    pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// The DynamoDB client configuration of [`from_env`](Self::from_env) and
+    /// [`from_sdk_config`](Self::from_sdk_config): `config` with [`Self::CONNECT_TIMEOUT`]
+    /// and [`Self::ATTEMPT_TIMEOUT`].
+    pub fn client_config(config: &SdkConfig) -> aws_sdk_dynamodb::Config {
+        aws_sdk_dynamodb::config::Builder::from(config)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Self::CONNECT_TIMEOUT)
+                    .operation_attempt_timeout(Self::ATTEMPT_TIMEOUT)
+                    .build(),
+            )
+            .build()
+    }
+
+    fn client_for(config: &SdkConfig) -> Client {
+        Client::from_conf(Self::client_config(config))
     }
 
     /// The client.
@@ -973,6 +1003,53 @@ mod tests {
     fn json_survives_the_attribute_value_round_trip() {
         let doc = serde_json::json!({"a": [1, 2.5, -3], "b": {"c": null, "d": true}, "e": "x", "f": 18446744073709551615u64});
         assert_eq!(attr_to_json(&json_to_attr(&doc)).expect("converts"), doc);
+    }
+
+    /// A DynamoDB endpoint that accepts connections and never answers: a request of the
+    /// store fails as `Unavailable` after [`DynamoStore::ATTEMPT_TIMEOUT`] instead of
+    /// waiting for ever (retries off, so the test takes one attempt: 5 s).
+    #[tokio::test]
+    async fn a_stalled_request_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binds");
+        let url = format!("http://{}", listener.local_addr().expect("has an address"));
+        let silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let vars: HashMap<&str, String> = HashMap::from([
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_ENDPOINT_URL_DYNAMODB", url),
+        ]);
+        let sdk = crate::aws::sdk_config_from(move |name| vars.get(name).cloned())
+            .expect("complete configuration");
+        let config = DynamoStore::client_config(&sdk);
+        assert_eq!(
+            config
+                .timeout_config()
+                .and_then(|t| t.operation_attempt_timeout()),
+            Some(DynamoStore::ATTEMPT_TIMEOUT)
+        );
+        let config = config
+            .to_builder()
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .build();
+        let store = DynamoStore::new(Client::from_conf(config), Tables::with_prefix("t"));
+        let outcome = tokio::time::timeout(Duration::from_secs(60), store.get_record("a#k"))
+            .await
+            .expect("the store gives up before the test does");
+        match outcome {
+            Err(StoreError::Unavailable { message, .. }) => {
+                assert!(message.contains("timed out"), "{message}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        silent.abort();
     }
 
     #[test]
