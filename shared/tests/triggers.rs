@@ -328,9 +328,47 @@ async fn direct_invoke_returns_the_output_or_the_envelope() {
     );
     let again = handle(&handler, task).await.expect("envelope");
     assert_eq!(again["execution"]["replayed"], true);
+    assert_eq!(again["error"], Value::Null);
     let audit = h.audit("probe#k1").await;
     assert!(audit.iter().all(|a| a.source == Source::StepFunctions));
     assert!(audit.iter().all(|a| a.request_id == "req-1"));
+}
+
+/// With `respond: "envelope"`, a terminal failure is an answer, not a function error, so
+/// that its replay says it is one; a retryable failure stays a function error.
+#[tokio::test]
+async fn the_envelope_carries_terminal_failures_and_their_replays() {
+    let (_h, probe, handler) = setup().await;
+    let task = json!({
+        "params": {"value": "x", "fail": "reject"},
+        "idempotencyKey": "k-rejected",
+        "respond": "envelope",
+    });
+    let first = handle(&handler, task.clone()).await.expect("an answer");
+    assert_eq!(first["result"], Value::Null);
+    assert_eq!(first["error"]["type"], "ActionDo.Rejected");
+    assert_eq!(first["error"]["retryable"], false);
+    assert_eq!(
+        first["execution"],
+        json!({"key": "k-rejected", "attempt": 1, "replayed": false})
+    );
+    let again = handle(&handler, task).await.expect("an answer");
+    assert_eq!(again["error"], first["error"]);
+    assert_eq!(again["execution"]["replayed"], true);
+    assert_eq!(probe.calls(), 1, "the stored failure is replayed");
+
+    let transient = handler
+        .handle(
+            json!({
+                "params": {"value": "y", "fail": "transient"},
+                "idempotencyKey": "k-transient",
+                "respond": "envelope",
+            }),
+            &context("req-11"),
+        )
+        .await
+        .expect_err("a function error");
+    assert_eq!(Diagnostic::from(transient).error_type, "ActionDo.Transient");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use actiondo::config::ConfigError;
+use actiondo::error::ErrorPayload;
 use actiondo::{ActionError, Catalog, DynAction, ErrorBody, ErrorKind, Execution, Executor};
 use actiondo::{Invocation, Params};
 use async_trait::async_trait;
@@ -94,8 +95,9 @@ pub fn function_env_var(action: &str) -> String {
 /// Invokes each action's own Lambda function through the Lambda Invoke API.
 ///
 /// - synchronous calls: `RequestResponse` with the envelope `{"params", "idempotencyKey",
-///   "correlationId", "respond": "envelope"}`; the answer `{"result", "execution"}` keeps
-///   the result's bytes and says whether it was a replay;
+///   "correlationId", "respond": "envelope"}`; the answer `{"result", "error",
+///   "execution"}` keeps the result's bytes and says whether the result or the terminal
+///   failure was a replay;
 /// - a function error maps back to its `ActionDo.*` error (the error message is the error
 ///   body of DESIGN §6, details included); other function errors (a crash, a timeout) are
 ///   `ActionDo.Internal`;
@@ -235,11 +237,15 @@ fn invoke_error(function: &str, err: SdkError<InvokeError>) -> ActionError {
     }
 }
 
-/// `{"result", "execution": {"key", "attempt", "replayed"}}`, as an action answers
-/// `"respond": "envelope"`.
+/// `{"result", "error", "execution": {"key", "attempt", "replayed"}}`, as an action
+/// answers `"respond": "envelope"`: a result, or a terminal failure (a replayed stored
+/// failure says so in `execution`).
 #[derive(Deserialize)]
 struct EnvelopeReply {
-    result: Box<RawValue>,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<ErrorPayload>,
     execution: ExecutionMeta,
 }
 
@@ -262,6 +268,23 @@ struct FunctionError {
     error_message: String,
 }
 
+/// The action error of a wire body, with its retry hint: the body has none of its own;
+/// `ActionDo.InProgress` says it in its details, and the HTTP answer needs it
+/// (`Retry-After`).
+fn error_from_body(body: ErrorBody) -> ActionError {
+    let retry_after_ms = body
+        .error
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterMs"))
+        .and_then(serde_json::Value::as_u64);
+    let err = ActionError::from_body(body);
+    match retry_after_ms {
+        Some(ms) => err.with_retry_after_ms(ms),
+        None => err,
+    }
+}
+
 /// The action error a function error stands for: the `ActionDo.*` error whose body the
 /// message carries, else one of the wire name's kind, else `ActionDo.Internal`.
 pub fn function_error(function: &str, payload: &[u8]) -> ActionError {
@@ -273,21 +296,7 @@ pub fn function_error(function: &str, payload: &[u8]) -> ActionError {
     };
     match ErrorKind::from_wire_name(&error.error_type) {
         Some(kind) => match serde_json::from_str::<ErrorBody>(&error.error_message) {
-            Ok(body) if body.error.error_type == error.error_type => {
-                // The wire body has no retry hint of its own; `ActionDo.InProgress` says
-                // it in its details, and the HTTP answer needs it (`Retry-After`).
-                let retry_after_ms = body
-                    .error
-                    .details
-                    .as_ref()
-                    .and_then(|d| d.get("retryAfterMs"))
-                    .and_then(serde_json::Value::as_u64);
-                let err = ActionError::from_body(body);
-                match retry_after_ms {
-                    Some(ms) => err.with_retry_after_ms(ms),
-                    None => err,
-                }
-            }
+            Ok(body) if body.error.error_type == error.error_type => error_from_body(body),
             _ => ActionError::new(kind, error.error_message),
         },
         None => ActionError::internal(format!(
@@ -321,20 +330,30 @@ impl Dispatcher for LambdaDispatcher {
             let function = self.function(name).unwrap_or(name);
             return failed(invocation.key, function_error(function, payload));
         }
-        match serde_json::from_slice::<EnvelopeReply>(payload) {
-            Ok(reply) => Execution {
-                action: name,
-                key: reply.execution.key.or(invocation.key),
-                attempt: reply.execution.attempt,
-                replayed: reply.execution.replayed,
-                outcome: Ok(reply.result),
-            },
-            Err(e) => failed(
-                invocation.key,
-                ActionError::internal(format!(
-                    "{name} answered something other than an execution envelope: {e}"
-                )),
-            ),
+        let reply = match serde_json::from_slice::<EnvelopeReply>(payload) {
+            Ok(reply) => reply,
+            Err(e) => {
+                return failed(
+                    invocation.key,
+                    ActionError::internal(format!(
+                        "{name} answered something other than an execution envelope: {e}"
+                    )),
+                );
+            }
+        };
+        let outcome = match (reply.error, reply.result) {
+            (Some(error), _) => Err(error_from_body(ErrorBody { error })),
+            (None, Some(result)) => Ok(result),
+            (None, None) => Err(ActionError::internal(format!(
+                "{name} answered an execution envelope with neither a result nor an error"
+            ))),
+        };
+        Execution {
+            action: name,
+            key: reply.execution.key.or(invocation.key),
+            attempt: reply.execution.attempt,
+            replayed: reply.execution.replayed,
+            outcome,
         }
     }
 

@@ -240,6 +240,16 @@ async fn invoke(
             });
             (StatusCode::OK, reply.to_string()).into_response()
         }
+        "replaying-fn" => {
+            let error = ActionError::rejected("the card was declined")
+                .with_details(json!({"reason": "card_declined"}));
+            let reply = json!({
+                "result": null,
+                "error": error.to_body().error,
+                "execution": {"key": payload["idempotencyKey"], "attempt": 1, "replayed": true},
+            });
+            (StatusCode::OK, reply.to_string()).into_response()
+        }
         "rejecting-fn" => {
             let error = ActionError::rejected("a user with the email a@example.com already exists")
                 .with_details(json!({"reason": "email_taken"}));
@@ -367,6 +377,7 @@ async fn the_lambda_dispatcher_maps_invoke_answers_to_http() {
         ("send-email", "crashing-fn"),
         ("send-notification", "throttled-fn"),
         ("assign-owner", "missing-fn"),
+        ("process-payment", "replaying-fn"),
     ])
     .await;
     let params = r#"{"email": "a@example.com", "name": "Ada"}"#;
@@ -397,6 +408,16 @@ async fn the_lambda_dispatcher_maps_invoke_answers_to_http() {
     let rejected = send(&router, post_keyed("/actions/validate-lead", params, "k2")).await;
     let error = rejected.error(422, "ActionDo.Rejected");
     assert_eq!(error["details"]["reason"], "email_taken");
+    // A terminal failure in the envelope: its status, and whether it was a replay.
+    let payment = r#"{"userId": "u1", "amount": 1000, "currency": "USD", "paymentMethod": "pm_1"}"#;
+    let replayed = send(
+        &router,
+        post_keyed("/actions/process-payment", payment, "k8"),
+    )
+    .await;
+    let error = replayed.error(422, "ActionDo.Rejected");
+    assert_eq!(error["details"]["reason"], "card_declined");
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
     let busy = send(&router, post_keyed("/actions/score-lead", params, "k3")).await;
     busy.error(409, "ActionDo.InProgress");
     assert_eq!(busy.header("retry-after"), Some("3"));

@@ -10,10 +10,17 @@ use crate::trigger::{Envelope, Handler, Meta, Reply, Respond};
 /// the invocation as a Step Functions task in the audit.
 const STATES_ARN_PREFIX: &str = "arn:aws:states:";
 
-/// Run an envelope (or bare params). Success is the output (or, with
-/// `"respond": "envelope"`, `{"result", "execution": {"key", "attempt", "replayed"}}`);
-/// failure is the action's error, which the runtime reports as a function error whose
-/// `errorType` is its wire name.
+/// Run an envelope (or bare params).
+///
+/// - By default success is the output, and failure is the action's error, which the
+///   runtime reports as a function error whose `errorType` is its wire name (what Step
+///   Functions `Retry`/`Catch` match).
+/// - With `"respond": "envelope"` (a synchronous caller such as the router) the answer is
+///   `{"result", "error", "execution": {"key", "attempt", "replayed"}}` for a result and
+///   for a terminal failure (`error` is the body of DESIGN §6 without its outer object),
+///   so that a replayed stored failure says it is one. A retryable failure stays a
+///   function error: it is never stored, so never replayed, and Lambda counts it in the
+///   function's `Errors` metric.
 pub async fn invoke(
     handler: &Handler,
     payload: serde_json::Value,
@@ -29,13 +36,23 @@ pub async fn invoke(
         .executor()
         .execute(handler.action(), envelope.into_invocation(source, meta))
         .await;
-    let (key, attempt, replayed) = (execution.key, execution.attempt, execution.replayed);
-    let output = execution.outcome?;
-    Ok(match respond {
-        Respond::Result => Reply::Raw(output),
-        Respond::Envelope => Reply::Json(json!({
+    let meta = json!({
+        "key": execution.key,
+        "attempt": execution.attempt,
+        "replayed": execution.replayed,
+    });
+    match (respond, execution.outcome) {
+        (Respond::Result, outcome) => Ok(Reply::Raw(outcome?)),
+        (Respond::Envelope, Ok(output)) => Ok(Reply::Json(json!({
             "result": output,
-            "execution": {"key": key, "attempt": attempt, "replayed": replayed},
-        })),
-    })
+            "error": null,
+            "execution": meta,
+        }))),
+        (Respond::Envelope, Err(error)) if !error.is_retryable() => Ok(Reply::Json(json!({
+            "result": null,
+            "error": error.to_body().error,
+            "execution": meta,
+        }))),
+        (Respond::Envelope, Err(error)) => Err(error),
+    }
 }

@@ -5,7 +5,7 @@
 //!
 //! | shape | key | answer |
 //! |---|---|---|
-//! | direct invoke / Step Functions: an [`Envelope`] or bare params | `idempotencyKey`, else derived | the output, or a function error whose `errorType` is the wire name |
+//! | direct invoke / Step Functions: an [`Envelope`] or bare params | `idempotencyKey`, else derived | the output, or a function error whose `errorType` is the wire name; with `"respond": "envelope"`, `{result, error, execution}` for results and terminal failures ([`direct::invoke`]) |
 //! | SQS (standard, FIFO) | envelope key, else FIFO deduplication id, else message id | `batchItemFailures` for retryable failures only |
 //! | EventBridge | envelope key, else the event id | the output, or a function error |
 //! | API Gateway REST v1, HTTP v2, function URL, ALB | `Idempotency-Key` header | an HTTP response per DESIGN §6 |
@@ -52,7 +52,8 @@ pub enum Respond {
     /// The output alone (the default).
     #[default]
     Result,
-    /// `{"result": ..., "execution": {"key", "attempt", "replayed"}}`.
+    /// `{"result", "error", "execution": {"key", "attempt", "replayed"}}`, for results and
+    /// terminal failures alike (retryable failures stay function errors).
     Envelope,
 }
 

@@ -116,18 +116,28 @@ async fn the_router_invokes_actions_through_the_lambda_api() {
     assert_eq!(h["idempotent-replayed"], "true");
     assert_eq!(again, created);
 
-    // A terminal function error maps back to its status with its details: the same email
-    // under another key is Rejected (422).
+    // A terminal failure maps back to its status with its details: the same email under
+    // another key is Rejected (422). Asked again, the stored failure is replayed, and the
+    // envelope answer says so.
     let mut other = auth(&key);
     other["idempotency-key"] = json!("signup-router-2");
-    let (status, _, rejected) = call(
+    let (status, h, rejected) = call(
+        &stack,
+        &request("POST", "/actions/create-user", other.clone(), Some(&ada)),
+    )
+    .await;
+    assert_eq!(status, 422, "{rejected}");
+    assert!(h.get("idempotent-replayed").is_none());
+    assert_eq!(rejected["error"]["type"], "ActionDo.Rejected");
+    assert!(rejected["error"]["details"].is_object(), "{rejected}");
+    let (status, h, rejected_again) = call(
         &stack,
         &request("POST", "/actions/create-user", other, Some(&ada)),
     )
     .await;
-    assert_eq!(status, 422, "{rejected}");
-    assert_eq!(rejected["error"]["type"], "ActionDo.Rejected");
-    assert!(rejected["error"]["details"].is_object(), "{rejected}");
+    assert_eq!(status, 422, "{rejected_again}");
+    assert_eq!(h["idempotent-replayed"], "true");
+    assert_eq!(rejected_again, rejected);
 
     // A validation error keeps its field list through Lambda.
     let (status, _, invalid) = call(
