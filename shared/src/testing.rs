@@ -182,6 +182,29 @@ pub fn unused_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// The region of [`local_aws_config`].
+#[cfg(feature = "aws")]
+pub const LOCAL_REGION: &str = "us-east-1";
+
+/// The AWS SDK configuration of a local emulator at `endpoint` (DynamoDB Local, moto,
+/// `cargo lambda watch`): region [`LOCAL_REGION`], dummy credentials, actiondo's HTTP
+/// client ([`crate::aws::http_client`]). Add per-client settings with the service's
+/// `config::Builder::from(&config)`, e.g. `.retry_config(RetryConfig::disabled())`.
+#[cfg(feature = "aws")]
+pub fn local_aws_config(endpoint: &str) -> aws_types::SdkConfig {
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    aws_types::SdkConfig::builder()
+        .behavior_version(crate::aws::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(LOCAL_REGION))
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test", "test", None, None, "local",
+        )))
+        .http_client(crate::aws::http_client())
+        .endpoint_url(endpoint)
+        .build()
+}
+
 /// A store whose entity reads take a little while (2 ms unless
 /// [`with_delay`](Self::with_delay)), so that concurrent executions really interleave
 /// between their reads and their commit — the window in which entity conditions must

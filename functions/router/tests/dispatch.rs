@@ -320,16 +320,11 @@ async fn lambda_router(
             .await
             .expect("the endpoint serves");
     });
-    let config = aws_sdk_lambda::Config::builder()
-        .http_client(actiondo::aws::http_client())
-        .behavior_version(aws_sdk_lambda::config::BehaviorVersion::latest())
-        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_lambda::config::Credentials::new(
-            "AKIDTEST", "secret", None, None, "test",
-        ))
-        .endpoint_url(format!("http://{address}"))
-        .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
-        .build();
+    let config = aws_sdk_lambda::config::Builder::from(&actiondo::testing::local_aws_config(
+        &format!("http://{address}"),
+    ))
+    .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
+    .build();
     let functions: BTreeMap<&'static str, String> = functions
         .iter()
         .map(|(action, function)| (*action, (*function).to_owned()))

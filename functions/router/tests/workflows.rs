@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use actiondo::Executor;
 use actiondo::store::sqlite::SqliteStore;
-use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
 use router::{Api, Auth, InProcess, Workflows};
@@ -31,14 +30,7 @@ fn moto_url() -> Option<String> {
 }
 
 fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
-    let config = aws_sdk_sfn::Config::builder()
-        .http_client(actiondo::aws::http_client())
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
-        .build();
-    aws_sdk_sfn::Client::from_conf(config)
+    aws_sdk_sfn::Client::new(&actiondo::testing::local_aws_config(url))
 }
 
 async fn call(

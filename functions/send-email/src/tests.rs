@@ -338,21 +338,15 @@ fn moto_url(test: &str) -> Option<String> {
 }
 
 fn ses_client(endpoint: &str) -> aws_sdk_sesv2::Client {
-    let config = aws_sdk_sesv2::Config::builder()
-        .http_client(actiondo::aws::http_client())
-        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .retry_config(aws_sdk_sesv2::config::retry::RetryConfig::disabled())
-        .timeout_config(
-            aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
-                .operation_timeout(std::time::Duration::from_secs(5))
-                .build(),
-        )
-        .build();
+    let config =
+        aws_sdk_sesv2::config::Builder::from(&actiondo::testing::local_aws_config(endpoint))
+            .retry_config(aws_sdk_sesv2::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(std::time::Duration::from_secs(5))
+                    .build(),
+            )
+            .build();
     aws_sdk_sesv2::Client::from_conf(config)
 }
 

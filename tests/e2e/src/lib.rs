@@ -67,6 +67,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actiondo::store::dynamodb::{DynamoStore, Tables};
+use actiondo::testing::local_aws_config;
 use actiondo::{AuditFilter, AuditQuery, AuditRecord, Entity, EntityKey, ErrorBody, Store as _};
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::Value;
@@ -86,7 +87,7 @@ pub const START_SECS_ENV: &str = "ACTIONDO_E2E_START_SECS";
 pub const INVOKE_SECS_ENV: &str = "ACTIONDO_E2E_INVOKE_SECS";
 
 /// The region every client and function uses.
-pub const REGION: &str = "us-east-1";
+pub const REGION: &str = actiondo::testing::LOCAL_REGION;
 
 /// An event no function of this workspace handles (an S3 notification): `actiondo::run`
 /// refuses it with `ActionDo.Validation` before touching the store. [`Stack`] invokes it
@@ -327,29 +328,14 @@ async fn start_watch(cargo_lambda: &Path, env: &[(String, String)], prefix: &str
 
 /// A DynamoDB client for DynamoDB Local at `url` (dummy credentials).
 pub fn dynamodb_client(url: &str) -> aws_sdk_dynamodb::Client {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_dynamodb::Config::builder()
-        .http_client(actiondo::aws::http_client())
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(config)
+    aws_sdk_dynamodb::Client::new(&local_aws_config(url))
 }
 
 /// A Lambda client for the endpoint `url` (dummy credentials). Retries are off: an
 /// invoke retried behind a test's back would show up as a replay in the audit.
 pub fn lambda_client(url: &str) -> aws_sdk_lambda::Client {
-    use aws_sdk_lambda::config::retry::RetryConfig;
-    use aws_sdk_lambda::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_lambda::Config::builder()
-        .http_client(actiondo::aws::http_client())
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-        .retry_config(RetryConfig::disabled())
+    let config = aws_sdk_lambda::config::Builder::from(&local_aws_config(url))
+        .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_lambda::Client::from_conf(config)
 }

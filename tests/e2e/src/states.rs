@@ -909,15 +909,8 @@ async fn wait_moto(client: &Upstream, moto: &mut MotoServer) -> Result<(), Strin
 /// A Step Functions client for the endpoint `url` (dummy credentials, no retries: a
 /// retried StartExecution would hide what moto answered).
 pub fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
-    use aws_sdk_sfn::config::retry::RetryConfig;
-    use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
-    let config = aws_sdk_sfn::Config::builder()
-        .http_client(actiondo::aws::http_client())
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new("test", "test", None, None, "e2e"))
-        .retry_config(RetryConfig::disabled())
+    let config = aws_sdk_sfn::config::Builder::from(&actiondo::testing::local_aws_config(url))
+        .retry_config(aws_sdk_sfn::config::retry::RetryConfig::disabled())
         .build();
     aws_sdk_sfn::Client::from_conf(config)
 }
