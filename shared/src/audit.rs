@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::context::Source;
+use crate::invocation::Source;
 
 /// Audit details larger than this are replaced by a summary (an audit item must fit in
 /// one DynamoDB item next to its other attributes).

@@ -3,50 +3,13 @@
 use std::sync::Arc;
 
 use crate::error::ActionError;
+use crate::invocation::Source;
 use crate::store::{Entity, EntityKey, Expect, StagedWrite, Store};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// DynamoDB allows 100 items in one `TransactWriteItems`; the record and the audit take two.
 pub const MAX_STAGED_WRITES: usize = 98;
-
-/// Where an invocation came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// A direct Lambda invoke (or an unknown caller).
-    Direct,
-    /// A Step Functions task (an envelope with the execution as correlation id).
-    StepFunctions,
-    /// An SQS message.
-    Sqs,
-    /// An EventBridge event.
-    EventBridge,
-    /// An HTTP request (API Gateway, function URL, the router, `actiondo serve`).
-    Http,
-    /// The `actiondo` command line.
-    Cli,
-}
-
-impl Source {
-    /// The lower-case name stored in audit records.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Direct => "direct",
-            Source::StepFunctions => "stepfunctions",
-            Source::Sqs => "sqs",
-            Source::EventBridge => "eventbridge",
-            Source::Http => "http",
-            Source::Cli => "cli",
-        }
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The execution a handler runs in: its key, attempt and caller, and its staged writes to
 /// the entity table (applied only by the completion transaction).

@@ -69,6 +69,7 @@ pub mod executor;
 pub mod hash;
 #[cfg(feature = "http-client")]
 pub mod http_client;
+pub mod invocation;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -79,9 +80,10 @@ pub mod validation;
 pub use action::{Action, ActionOptions, Catalog, DynAction, KeyPolicy, Lease, Mode};
 pub use audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
 pub use clock::{Clock, SystemClock};
-pub use context::{ActionContext, Source};
+pub use context::ActionContext;
 pub use error::{ActionError, ErrorBody, ErrorKind, StoreError};
-pub use executor::{Execution, Executor, Invocation, Params, Response};
+pub use executor::{Execution, Executor, Response};
+pub use invocation::{Invocation, Params, Source};
 pub use store::{Entity, EntityKey, Expect, Store, StoreConfig};
 #[cfg(feature = "lambda")]
 pub use trigger::{BoxError, Handler, run};

@@ -53,9 +53,10 @@ use serde_json::Value;
 
 use crate::action::DynAction;
 use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
-use crate::context::Source;
 use crate::error::{ActionError, ErrorKind, StoreError};
-use crate::executor::{Execution, Executor, Invocation};
+use crate::executor::{Execution, Executor};
+use crate::invocation::Invocation;
+use crate::invocation::Source;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
     Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord, Store,

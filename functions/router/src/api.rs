@@ -23,8 +23,7 @@ use actiondo::trigger::http::{
     execution_response, json_response,
 };
 use actiondo::{
-    ActionError, AuditFilter, AuditQuery, Catalog, DynAction, Invocation, KeyPolicy, Params,
-    Source, Store,
+    ActionError, AuditFilter, AuditQuery, Catalog, DynAction, Invocation, Params, Source, Store,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
@@ -206,20 +205,22 @@ impl Api {
     ) -> Result<Ran, ApiError> {
         // The record's address must be known now: the given key, else the one the
         // executor derives from the params.
-        let derived = match (&invocation.params, action.options().key_policy) {
-            (Params::Json(params), KeyPolicy::Derived) => {
-                Some(actiondo::hash::payload_hash(params))
+        // A given key does not need the params; a derived one is their hash.
+        let parsed;
+        let params = match &invocation.params {
+            Params::Json(params) => params,
+            Params::Text(text) if invocation.key.is_none() => {
+                parsed = actiondo::invocation::parse_params(text)?;
+                &parsed
             }
-            _ => None,
+            Params::Text(_) => &serde_json::Value::Null,
         };
-        let Some(key) = invocation.key.clone().or(derived) else {
-            return Err(ActionError::validation(format!(
-                "{} requires an idempotency key (Idempotency-Key header)",
-                action.name()
-            ))
-            .into());
-        };
-        actiondo::hash::validate_key(&key)?;
+        let key = actiondo::invocation::idempotency_key(
+            action.name(),
+            action.options().key_policy,
+            invocation.key.as_deref(),
+            params,
+        )?;
         let invocation = Invocation {
             key: Some(key.clone()),
             ..invocation
@@ -384,7 +385,7 @@ async fn read_body(method: &Method, headers: &HeaderMap, body: Body) -> Result<B
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| ActionError::validation(format!("the body is not UTF-8: {e}")))?;
-    Ok(actiondo::executor::parse_params(text)?)
+    Ok(actiondo::invocation::parse_params(text)?)
 }
 
 fn wants_async(headers: &HeaderMap) -> bool {

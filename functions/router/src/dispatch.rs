@@ -183,7 +183,7 @@ impl LambdaDispatcher {
 fn envelope(invocation: &Invocation, want_envelope: bool) -> Result<Vec<u8>, ActionError> {
     let params = match &invocation.params {
         Params::Json(v) => v.clone(),
-        Params::Text(text) => actiondo::executor::parse_params(text)?,
+        Params::Text(text) => actiondo::invocation::parse_params(text)?,
     };
     let mut envelope = json!({"params": params});
     if let Some(key) = &invocation.key {

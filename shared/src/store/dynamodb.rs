@@ -36,8 +36,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
-use crate::context::Source;
 use crate::error::StoreError;
+use crate::invocation::Source;
 use crate::store::{
     Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
     RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,

@@ -2,8 +2,8 @@
 
 use serde_json::json;
 
-use crate::context::Source;
 use crate::error::ActionError;
+use crate::invocation::Source;
 use crate::trigger::{Envelope, Handler, Meta, Reply, Respond};
 
 /// Step Functions execution ids are ARNs of this form; a correlation id that is one marks

@@ -3,8 +3,8 @@
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use serde_json::Value;
 
-use crate::context::Source;
 use crate::error::ActionError;
+use crate::invocation::Source;
 use crate::trigger::{Envelope, Handler, Meta, Reply};
 
 /// Run the event's `detail`. The key defaults to the event id (EventBridge retries an

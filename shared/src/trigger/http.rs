@@ -16,9 +16,10 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
 use crate::action::DynAction;
-use crate::context::Source;
 use crate::error::ActionError;
-use crate::executor::{Execution, Executor, Invocation, Params};
+use crate::executor::{Execution, Executor};
+use crate::invocation::Source;
+use crate::invocation::{Invocation, Params};
 use crate::trigger::{Handler, Meta, Reply};
 
 /// The largest request body accepted (1 MiB).

@@ -23,9 +23,10 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::action::{Action, DynAction};
-use crate::context::Source;
 use crate::error::ActionError;
-use crate::executor::{Executor, Invocation, Params};
+use crate::executor::Executor;
+use crate::invocation::Source;
+use crate::invocation::{Invocation, Params};
 use crate::store::StoreConfig;
 
 /// The error type of [`run`].

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use futures::StreamExt as _;
 
-use crate::context::Source;
-use crate::executor::{Invocation, Params};
+use crate::invocation::Source;
+use crate::invocation::{Invocation, Params};
 use crate::trigger::{Envelope, Handler, Meta};
 
 /// How many records of a standard queue run at once unless `ACTIONDO_SQS_CONCURRENCY` says

@@ -1,0 +1,447 @@
+//! The execution protocol of DESIGN §4, written once: claim, execute, commit (claim mode)
+//! or execute, commit (optimistic mode), over any [`Store`].
+//!
+//! - this module: the request's checks before any write (key, params, schema), what a
+//!   stored record means for a request ([`Executor::existing`]: replay, in progress,
+//!   mismatch) and the audit records;
+//! - `claim`: the claim path (claim, run, commit or release);
+//! - `optimistic`: the one-write path for actions with only staged writes;
+//! - `handler`: one handler run — its time budget, panic capture and staged writes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+use tracing::Instrument as _;
+
+use crate::action::{ActionOptions, DynAction, Mode};
+use crate::audit::{self, AuditRecord, AuditStatus};
+use crate::clock::{Clock, SystemClock};
+use crate::error::ActionError;
+use crate::hash;
+use crate::invocation::{Invocation, Params, idempotency_key, parse_params};
+use crate::store::{Commit, IdempotencyRecord, RecordStatus, StagedWrite, Store};
+
+/// What an execution returned: the output (or error) and how it was obtained.
+#[derive(Debug)]
+pub struct Execution {
+    /// The action's name.
+    pub action: &'static str,
+    /// The idempotency key, when the request got far enough to have a valid one.
+    pub key: Option<String>,
+    /// The attempt that produced the outcome (0 for a request rejected before any claim).
+    pub attempt: u32,
+    /// Whether the outcome is a stored one, returned without running the handler.
+    pub replayed: bool,
+    /// The output's JSON text (byte-identical on replay) or the error.
+    pub outcome: Result<Box<RawValue>, ActionError>,
+}
+
+impl Execution {
+    /// The seed SDK's response shape: `{"result": ..., "error": null}` or
+    /// `{"result": null, "error": {"type", "message", "retryable", "details"}}`.
+    pub fn to_response(&self) -> Response<'_> {
+        match &self.outcome {
+            Ok(raw) => Response {
+                result: Some(raw),
+                error: None,
+            },
+            Err(e) => Response {
+                result: None,
+                error: Some(e.to_body().error),
+            },
+        }
+    }
+
+    /// Deserialize the output.
+    pub fn output<T: serde::de::DeserializeOwned>(&self) -> Result<T, ActionError> {
+        match &self.outcome {
+            Ok(raw) => serde_json::from_str(raw.get())
+                .map_err(|e| ActionError::internal(format!("output does not deserialize: {e}"))),
+            Err(e) => Err(ActionError::from_body(e.to_body())),
+        }
+    }
+
+    fn rejected(action: &'static str, key: Option<String>, error: ActionError) -> Self {
+        Self {
+            action,
+            key,
+            attempt: 0,
+            replayed: false,
+            outcome: Err(error),
+        }
+    }
+}
+
+/// The seed SDK's `{result, error}` (see [`Execution::to_response`]).
+#[derive(Debug, Serialize)]
+pub struct Response<'a> {
+    /// The output, or `null`.
+    pub result: Option<&'a RawValue>,
+    /// The error, or `null`.
+    pub error: Option<crate::error::ErrorPayload>,
+}
+
+/// Runs actions under the protocol, over one [`Store`]. Cheap to clone; create one per
+/// process and share it.
+///
+/// # Example
+///
+/// ```
+/// # use actiondo::{Action, ActionContext, ActionError, Executor, Invocation, Source};
+/// # use actiondo::store::sqlite::SqliteStore;
+/// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct In { n: u32 }
+/// # struct Double;
+/// # impl Action for Double {
+/// #     type Input = In; type Output = u32;
+/// #     const NAME: &'static str = "double"; const DESCRIPTION: &'static str = "2n";
+/// #     async fn execute(&self, i: In, _: &mut ActionContext) -> Result<u32, ActionError> { Ok(i.n * 2) }
+/// # }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let executor = Executor::new(SqliteStore::in_memory()?);
+/// let first = executor.execute(&Double, Invocation::new(serde_json::json!({"n": 21}), Source::Cli)).await;
+/// assert_eq!(first.outcome?.get(), "42");
+/// let again = executor.execute(&Double, Invocation::new(serde_json::json!({"n": 21}), Source::Cli)).await;
+/// assert!(again.replayed);
+/// # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Executor {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What the executor knows about one request once its input and key are valid.
+struct Prepared<'a> {
+    action: &'a dyn DynAction,
+    options: ActionOptions,
+    params: Value,
+    key: String,
+    id: String,
+    payload_hash: String,
+    request_id: String,
+    inv: Invocation,
+    started: Instant,
+}
+
+/// How a handler run ended.
+type HandlerResult = Result<(Box<RawValue>, Vec<StagedWrite>), ActionError>;
+
+impl Executor {
+    /// An executor over `store` with the system clock.
+    pub fn new(store: impl Store) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// An executor over a shared store.
+    pub fn from_arc(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Use another clock (tests of leases and retention).
+    #[must_use]
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Run `action` for `inv` under the protocol. Never panics and never returns early
+    /// without an outcome: every failure is in [`Execution::outcome`].
+    pub async fn execute(&self, action: &dyn DynAction, inv: Invocation) -> Execution {
+        let started = Instant::now();
+        let name = action.name();
+        let options = action.options();
+        let request_id = inv
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+
+        // A bad key is refused with nothing written: there is no valid execution to audit.
+        if let Some(Err(e)) = inv.key.as_deref().map(hash::validate_key) {
+            return Execution::rejected(name, None, e);
+        }
+        let params = match &inv.params {
+            Params::Json(v) => Ok(v.clone()),
+            Params::Text(text) => parse_params(text),
+        };
+        let params = match params {
+            Ok(p) => p,
+            Err(e) => {
+                let key = inv.key.clone();
+                if let Some(key) = &key {
+                    let input = match &inv.params {
+                        Params::Text(t) => Value::String(t.clone()),
+                        Params::Json(v) => v.clone(),
+                    };
+                    self.audit_rejection(
+                        name,
+                        key,
+                        &options,
+                        &input,
+                        &e,
+                        &inv,
+                        &request_id,
+                        started,
+                    )
+                    .await;
+                }
+                return Execution::rejected(name, key, e);
+            }
+        };
+        let payload_hash = hash::payload_hash(&params);
+        let key = match idempotency_key(name, options.key_policy, inv.key.as_deref(), &params) {
+            Ok(key) => key,
+            Err(e) => return Execution::rejected(name, None, e),
+        };
+        if let Err(e) = action.check(&params) {
+            self.audit_rejection(
+                name,
+                &key,
+                &options,
+                &params,
+                &e,
+                &inv,
+                &request_id,
+                started,
+            )
+            .await;
+            return Execution::rejected(name, Some(key), e);
+        }
+        let prepared = Prepared {
+            action,
+            id: format!("{name}#{key}"),
+            options,
+            params,
+            key,
+            payload_hash,
+            request_id,
+            inv,
+            started,
+        };
+        let span = tracing::info_span!(
+            "execute",
+            action = name,
+            key = %prepared.key,
+            request_id = %prepared.request_id,
+            attempt = tracing::field::Empty
+        );
+        match prepared.options.mode {
+            Mode::Claim => self.run_claimed(prepared).instrument(span).await,
+            Mode::Optimistic => self.run_optimistic(prepared).instrument(span).await,
+        }
+    }
+
+    /// A claim or an optimistic commit met a live record: mismatch, replay or in progress.
+    async fn existing(&self, p: &Prepared<'_>, record: IdempotencyRecord) -> Execution {
+        let name = p.action.name();
+        if record.payload_hash != p.payload_hash {
+            let e = ActionError::payload_mismatch(format!(
+                "the idempotency key {:?} of {name} was already used with a different payload",
+                p.key
+            ))
+            .with_details(serde_json::json!({"key": p.key}));
+            let details = outcome_details(p, Err(&e));
+            self.put_audit_logged(self.audit(p, record.attempt, AuditStatus::Rejected, details))
+                .await;
+            return self.finish(p, record.attempt, false, Err(e));
+        }
+        let outcome = match record.status {
+            RecordStatus::InProgress => {
+                let left_ms = (record.lease_expires_at_ms - self.clock.now_ms())
+                    .max(0)
+                    .unsigned_abs();
+                let e = ActionError::in_progress(format!(
+                    "{} is being executed by attempt {}; its lease ends in {left_ms} ms",
+                    p.id, record.attempt
+                ))
+                .with_retry_after_ms(left_ms)
+                .with_details(
+                    serde_json::json!({"retryAfterMs": left_ms, "attempt": record.attempt}),
+                );
+                return self.finish(p, record.attempt, false, Err(e));
+            }
+            RecordStatus::Completed => match &record.result {
+                Some(stored) => stored.decode().map_err(ActionError::from).and_then(|text| {
+                    RawValue::from_string(text).map_err(|e| {
+                        ActionError::internal(format!("stored result is not JSON: {e}"))
+                    })
+                }),
+                None => Err(ActionError::internal(format!(
+                    "{} is COMPLETED without a result",
+                    p.id
+                ))),
+            },
+            RecordStatus::Failed => Err(record
+                .error
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok())
+                .map(ActionError::from_body)
+                .unwrap_or_else(|| {
+                    ActionError::internal(format!("{} is FAILED without a readable error", p.id))
+                })),
+        };
+        if p.options.audit_replays {
+            let details = serde_json::json!({
+                "input": audit::redact(&p.params, &p.options.redact),
+                "replayOf": record.status.as_str(),
+            });
+            self.put_audit_logged(self.audit(p, record.attempt, AuditStatus::Replayed, details))
+                .await;
+        }
+        self.finish(p, record.attempt, true, outcome)
+    }
+
+    fn finish(
+        &self,
+        p: &Prepared<'_>,
+        attempt: u32,
+        replayed: bool,
+        outcome: Result<Box<RawValue>, ActionError>,
+    ) -> Execution {
+        let duration_ms = p.started.elapsed().as_millis();
+        match &outcome {
+            Ok(_) => tracing::info!(attempt, replayed, duration_ms, "execution succeeded"),
+            Err(e) => tracing::warn!(
+                attempt,
+                replayed,
+                duration_ms,
+                error_type = e.kind().wire_name(),
+                error = e.message(),
+                "execution failed"
+            ),
+        }
+        Execution {
+            action: p.action.name(),
+            key: Some(p.key.clone()),
+            attempt,
+            replayed,
+            outcome,
+        }
+    }
+
+    fn audit(
+        &self,
+        p: &Prepared<'_>,
+        attempt: u32,
+        status: AuditStatus,
+        details: Value,
+    ) -> AuditRecord {
+        let scope = AuditScope {
+            action: p.action.name(),
+            id: &p.id,
+            request_id: &p.request_id,
+            inv: &p.inv,
+            started: p.started,
+        };
+        scope.record(self.clock.now_ms(), attempt, status, details)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn audit_rejection(
+        &self,
+        action: &'static str,
+        key: &str,
+        options: &ActionOptions,
+        input: &Value,
+        e: &ActionError,
+        inv: &Invocation,
+        request_id: &str,
+        started: Instant,
+    ) {
+        let id = format!("{action}#{key}");
+        let scope = AuditScope {
+            action,
+            id: &id,
+            request_id,
+            inv,
+            started,
+        };
+        let details = serde_json::json!({
+            "input": audit::redact(input, &options.redact),
+            "error": e.to_body().error,
+        });
+        self.put_audit_logged(scope.record(self.clock.now_ms(), 0, AuditStatus::Rejected, details))
+            .await;
+    }
+
+    async fn put_audit_logged(&self, record: AuditRecord) {
+        if let Err(err) = self.store.put_audit(&record).await {
+            tracing::warn!(error = %err, status = record.status.as_str(), "could not write the audit record");
+        }
+    }
+}
+
+/// The fields every audit record of one request shares.
+struct AuditScope<'a> {
+    action: &'static str,
+    id: &'a str,
+    request_id: &'a str,
+    inv: &'a Invocation,
+    started: Instant,
+}
+
+impl AuditScope<'_> {
+    fn record(&self, ts_ms: i64, attempt: u32, status: AuditStatus, details: Value) -> AuditRecord {
+        AuditRecord {
+            execution: self.id.to_owned(),
+            seq: audit::seq(ts_ms, attempt, status, self.request_id),
+            action: self.action.to_owned(),
+            status,
+            details: audit::bound_details(details),
+            timestamp: audit::timestamp(ts_ms),
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            attempt,
+            request_id: self.request_id.to_owned(),
+            source: self.inv.source,
+            caller: self.inv.caller.clone(),
+            correlation_id: self.inv.correlation_id.clone(),
+            trace_id: self.inv.trace_id.clone(),
+        }
+    }
+}
+
+fn retention_s(options: &ActionOptions) -> i64 {
+    i64::try_from(options.retention.as_secs())
+        .unwrap_or(i64::MAX / 4)
+        .max(1)
+}
+
+fn entity_conflict(commit: &Commit, index: usize) -> ActionError {
+    let entity = commit.writes.get(index).map(|w| w.key().to_string());
+    ActionError::conflict(format!(
+        "a staged write's condition failed ({}); nothing was written",
+        entity.as_deref().unwrap_or("unknown entity")
+    ))
+    .with_details(serde_json::json!({"reason": "entity_conflict", "entity": entity}))
+}
+
+/// The stored form of an error: the JSON text of its wire body.
+fn error_text(e: &ActionError) -> String {
+    serde_json::to_string(&e.to_body()).unwrap_or_default()
+}
+
+/// Audit details: the redacted input and the redacted output or the error.
+fn outcome_details(p: &Prepared<'_>, outcome: Result<&RawValue, &ActionError>) -> Value {
+    let input = audit::redact(&p.params, &p.options.redact);
+    match outcome {
+        Ok(raw) => {
+            let output = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            serde_json::json!({"input": input, "output": audit::redact(&output, &p.options.redact)})
+        }
+        Err(e) => serde_json::json!({"input": input, "error": e.to_body().error}),
+    }
+}
+
+mod claim;
+mod handler;
+mod optimistic;
