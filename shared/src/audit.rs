@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::StoreError;
 use crate::invocation::Source;
+use crate::store::StoredResult;
 
 /// Audit details larger than this are replaced by a summary (an audit item must fit in
 /// one DynamoDB item next to its other attributes).
@@ -140,6 +142,33 @@ pub fn bound_details(details: Value) -> Value {
         "bytes": text.len(),
         "sha256": crate::hash::sha256_hex(text.as_bytes()),
     })
+}
+
+/// The input of a request as the audit shows it before it is parsed: parsed JSON as it
+/// is (redacted later like any input), text as its length and SHA-256 only.
+pub fn unparsed_input(params: &crate::invocation::Params) -> Value {
+    match params {
+        crate::invocation::Params::Json(v) => v.clone(),
+        crate::invocation::Params::Text(t) => serde_json::json!({
+            "unparsed": true,
+            "bytes": t.len(),
+            "sha256": crate::hash::sha256_hex(t.as_bytes()),
+        }),
+    }
+}
+
+/// `details` as the stores write them: JSON text, gzip-compressed when large
+/// ([`StoredResult::compress`]), never a DynamoDB map — so no number, depth or key of the
+/// caller's data can make the audit write fail.
+pub fn stored_details(details: &Value) -> StoredResult {
+    StoredResult::compress(details.to_string())
+}
+
+/// `details` read back from their stored form.
+pub fn details_from_stored(stored: &StoredResult) -> Result<Value, StoreError> {
+    let text = stored.decode()?;
+    serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("audit details are not JSON: {e}")))
 }
 
 /// Which audit records to list.

@@ -120,7 +120,9 @@ impl ActionContext {
     }
 
     /// Stage a put of `doc` (a JSON object) under `key`, applied only if the execution
-    /// completes and `expect` holds then. The stored version becomes 1 for a new item and
+    /// completes and `expect` holds then. A key or document DynamoDB would refuse
+    /// ([`crate::limits`]: empty or long keys, numbers out of range, nesting over 32
+    /// levels, empty map keys, items over 400 KB) is `ActionDo.Validation` at once. The stored version becomes 1 for a new item and
     /// the old version + 1 otherwise. A second write to the same key in one execution
     /// replaces the first and keeps the first's expectation.
     pub fn put(
@@ -150,6 +152,12 @@ impl ActionContext {
     }
 
     fn stage(&mut self, mut write: StagedWrite) -> Result<(), ActionError> {
+        // A write DynamoDB would refuse fails here, on every store, naming the limit — not
+        // at the commit, after the handler's other effects.
+        crate::limits::check_staged_write(&write).map_err(|limit| {
+            ActionError::validation(format!("entity write refused: {limit}"))
+                .with_details(limit.details())
+        })?;
         if let Some(existing) = self.staged.iter_mut().find(|w| w.key() == write.key()) {
             write.set_expect(existing.expect());
             *existing = write;

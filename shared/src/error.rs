@@ -304,6 +304,10 @@ pub enum StoreError {
     /// The request to the store was not valid (a bad cursor, a query the store cannot serve).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The store refused a write it can never accept (a value over one of DynamoDB's
+    /// limits, [`crate::limits`]): retrying it cannot help.
+    #[error("store refused the write: {0}")]
+    Refused(String),
 }
 
 impl StoreError {
@@ -319,14 +323,31 @@ impl StoreError {
     }
 }
 
+/// A store failure as callers see it: its kind, and a message that names no store
+/// internals (table names, ARNs, account ids, the AWS error text), which go to the log
+/// instead, inside the span of the request (its request id). A bad cursor or query is the
+/// caller's own input and is said as it is.
 impl From<StoreError> for ActionError {
     fn from(err: StoreError) -> Self {
-        let kind = match &err {
-            StoreError::Unavailable { .. } => ErrorKind::Transient,
-            StoreError::Corrupt(_) => ErrorKind::Internal,
-            StoreError::InvalidRequest(_) => ErrorKind::Validation,
+        let (kind, message) = match &err {
+            StoreError::Unavailable { .. } => (
+                ErrorKind::Transient,
+                "the store is unavailable; try again (the log of this request has the cause)",
+            ),
+            StoreError::Corrupt(_) => (
+                ErrorKind::Internal,
+                "the store holds data this version cannot read (the log of this request has the cause)",
+            ),
+            StoreError::Refused(_) => (
+                ErrorKind::Internal,
+                "the store refused a write (the log of this request has the cause)",
+            ),
+            StoreError::InvalidRequest(m) => {
+                return ActionError::new(ErrorKind::Validation, m.clone()).with_source(err);
+            }
         };
-        ActionError::new(kind, err.to_string()).with_source(err)
+        tracing::error!(error = %err, "store failure");
+        ActionError::new(kind, message).with_source(err)
     }
 }
 

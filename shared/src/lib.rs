@@ -70,6 +70,7 @@ pub mod hash;
 #[cfg(feature = "http-client")]
 pub mod http_client;
 pub mod invocation;
+pub mod limits;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,15 +1,32 @@
 //! Claim mode: claim the key with one conditional write, run the handler, commit its
 //! outcome (or release the key) in one transaction.
+//!
+//! After the handler has run, nothing re-runs it because of the store
+//! (docs/architecture.md §4): a commit that fails in a way a retry may fix is retried
+//! under the same lease ([`Executor::commit_with_retries`]), and if it still fails the
+//! record keeps its lease until the lease ends — never an immediate release that would
+//! invite a retry. A commit the store refuses settles the key as `FAILED`.
 
-use super::handler::lease_ms;
+use std::time::Duration;
+
+use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
     Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, retention_s,
 };
 use crate::audit::{self, AuditStatus};
-use crate::error::ActionError;
+use crate::error::{ActionError, StoreError};
 use crate::store::{
     Claim, ClaimOutcome, Commit, CommitOutcome, RecordStatus, RecordWrite, StoredResult,
 };
+
+/// How many times a commit is sent in all when the store fails in a way a retry may fix
+/// (each send is itself retried by the SDK).
+pub(super) const COMMIT_ATTEMPTS: u32 = 3;
+
+/// The pause before the executor's `n`-th resend of a commit (n = 1, 2, …): 100 ms, 400 ms.
+pub(super) fn commit_backoff(n: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(4u64.saturating_pow(n.saturating_sub(1))))
+}
 
 impl Executor {
     pub(super) async fn run_claimed(&self, p: Prepared<'_>) -> Execution {
@@ -27,6 +44,17 @@ impl Executor {
         };
         let attempt = match self.store.claim(&claim).await {
             Err(e) => return self.finish(&p, 0, false, Err(ActionError::from(e))),
+            // Our own claim, applied by an earlier send whose answer was lost: it is ours.
+            Ok(ClaimOutcome::Existing(record))
+                if record.lease_owner == lease_owner
+                    && record.status == RecordStatus::InProgress =>
+            {
+                tracing::info!(
+                    attempt = record.attempt,
+                    "the claim had applied; its answer was lost"
+                );
+                record.attempt
+            }
             Ok(ClaimOutcome::Existing(record)) => return self.existing(&p, record).await,
             Ok(ClaimOutcome::Claimed {
                 attempt,
@@ -46,9 +74,10 @@ impl Executor {
         };
         tracing::Span::current().record("attempt", attempt);
 
-        let handled = self
-            .run_handler(&p, attempt, lease_expires_at_ms - self.clock.now_ms())
-            .await;
+        // The handler's budget leaves a reserve for the commit, so that a slow handler
+        // ends as an audited failure while the lease still protects the key.
+        let budget_ms = lease_expires_at_ms - self.clock.now_ms() - commit_reserve_ms(lease_ms);
+        let handled = self.run_handler(&p, attempt, budget_ms).await;
         let now_ms = self.clock.now_ms();
         let (record, status, writes, outcome) = match handled {
             Ok((raw, writes)) => match StoredResult::encode(raw.get()) {
@@ -100,12 +129,45 @@ impl Executor {
             ),
         };
         let details = outcome_details(&p, outcome.as_deref());
-        let commit = Commit {
+        let mut commit = Commit {
             record,
             audit: self.audit(&p, attempt, status, details),
             writes,
         };
-        match self.store.commit(&commit).await {
+        let (status, outcome) = match crate::limits::check_commit(&commit) {
+            Ok(()) => (status, outcome),
+            // What the handler returned or staged cannot be stored: a terminal failure of
+            // this execution, recorded as such (nothing of it is written).
+            Err(limit) => {
+                let e = ActionError::validation(format!(
+                    "the outcome of {} cannot be stored: {limit}",
+                    p.id
+                ))
+                .with_details(limit.details());
+                commit = Commit {
+                    record: finish_write(
+                        &p,
+                        &lease_owner,
+                        RecordStatus::Failed,
+                        None,
+                        Some(&e),
+                        now_ms,
+                    ),
+                    audit: self.audit(
+                        &p,
+                        attempt,
+                        AuditStatus::Failed,
+                        outcome_details(&p, Err(&e)),
+                    ),
+                    writes: Vec::new(),
+                };
+                (AuditStatus::Failed, Err(e))
+            }
+        };
+        match self
+            .commit_with_retries(&commit, &lease_owner, lease_expires_at_ms)
+            .await
+        {
             Ok(CommitOutcome::Committed) => self.finish(&p, attempt, false, outcome),
             Ok(CommitOutcome::LeaseLost) => {
                 if status == AuditStatus::Retrying {
@@ -125,7 +187,8 @@ impl Executor {
             }
             Ok(CommitOutcome::EntityConflict { index }) => {
                 let e = entity_conflict(&commit, index);
-                self.release(&p, &lease_owner, attempt, &e).await;
+                self.release(&p, &lease_owner, lease_expires_at_ms, attempt, &e)
+                    .await;
                 self.finish(&p, attempt, false, Err(e))
             }
             Ok(CommitOutcome::Exists(_)) => self.finish(
@@ -136,23 +199,135 @@ impl Executor {
                     "the store answered an optimistic outcome to a claim-mode commit",
                 )),
             ),
+            Err(StoreError::Refused(refusal)) if status != AuditStatus::Retrying => {
+                self.settle_refused(&p, &lease_owner, lease_expires_at_ms, attempt, &refusal)
+                    .await
+            }
             Err(store_err) => {
-                let e = ActionError::from(store_err);
-                if status != AuditStatus::Retrying {
-                    self.release(&p, &lease_owner, attempt, &e).await;
-                }
-                self.finish(&p, attempt, false, Err(e))
+                // The outcome may or may not be stored; the record keeps its lease until
+                // it ends, and the next attempt after that takes it over (or replays).
+                let left_ms = (lease_expires_at_ms - self.clock.now_ms())
+                    .max(0)
+                    .unsigned_abs();
+                let e = match outcome {
+                    Err(e) if status == AuditStatus::Retrying => e,
+                    _ => ActionError::from(store_err),
+                };
+                tracing::warn!(
+                    left_ms,
+                    "the outcome could not be committed; the key stays locked until its lease ends"
+                );
+                self.finish(&p, attempt, false, Err(e.with_retry_after_ms(left_ms)))
             }
         }
     }
 
-    /// Give the key back after a failure that a retry may fix: delete our record and audit
-    /// the attempt, in one transaction. If that fails too, the record stays `IN_PROGRESS`
-    /// until its lease ends, and the next attempt takes it over.
+    /// Send `commit`, and send it again (the same commit: the DynamoDB store gives it the
+    /// same `ClientRequestToken`) after a failure a retry may fix, up to
+    /// [`COMMIT_ATTEMPTS`] sends and never past the lease. A lease-lost answer to a resend
+    /// may mean the first send applied: the record tells.
+    pub(super) async fn commit_with_retries(
+        &self,
+        commit: &Commit,
+        lease_owner: &str,
+        lease_expires_at_ms: i64,
+    ) -> Result<CommitOutcome, StoreError> {
+        let mut sent = 0;
+        loop {
+            sent += 1;
+            match self.store.commit(commit).await {
+                Ok(CommitOutcome::LeaseLost) if sent > 1 => {
+                    return Ok(self.applied_earlier(commit, lease_owner).await);
+                }
+                Ok(outcome) => return Ok(outcome),
+                Err(StoreError::Unavailable { message, source }) => {
+                    let pause = commit_backoff(sent);
+                    let pause_ms = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
+                    if sent >= COMMIT_ATTEMPTS
+                        || self.clock.now_ms() + pause_ms >= lease_expires_at_ms
+                    {
+                        return Err(StoreError::Unavailable { message, source });
+                    }
+                    tracing::warn!(sent, error = %message, "the commit failed; sending it again");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    /// Whether a resent commit that found the lease gone had applied the first time: the
+    /// record then carries our lease owner and the outcome we wrote.
+    async fn applied_earlier(&self, commit: &Commit, lease_owner: &str) -> CommitOutcome {
+        let (id, expected) = match &commit.record {
+            RecordWrite::Finish { id, status, .. } => (id, Some(*status)),
+            RecordWrite::Release { id, .. } => (id, None),
+            _ => return CommitOutcome::LeaseLost,
+        };
+        match self.store.get_record(id).await {
+            Ok(Some(r))
+                if r.lease_owner == lease_owner
+                    && match expected {
+                        Some(status) => r.status == status,
+                        None => r.is_released(),
+                    } =>
+            {
+                CommitOutcome::Committed
+            }
+            _ => CommitOutcome::LeaseLost,
+        }
+    }
+
+    /// The store refused to record an outcome it should have accepted (the limits are
+    /// checked before): settle the key as `FAILED` with an `ActionDo.Internal` that says so
+    /// — audited and replayed — rather than leave it to be run again.
+    async fn settle_refused(
+        &self,
+        p: &Prepared<'_>,
+        lease_owner: &str,
+        lease_expires_at_ms: i64,
+        attempt: u32,
+        refusal: &str,
+    ) -> Execution {
+        tracing::error!(
+            refusal,
+            "the store refused the commit; settling the key as FAILED"
+        );
+        let e = ActionError::internal(format!(
+            "the store refused to record the outcome of {}; the execution is settled as failed so that it is not run again",
+            p.id
+        ))
+        .with_details(serde_json::json!({"reason": "store_refused", "requestId": p.request_id}));
+        let commit = Commit {
+            record: finish_write(
+                p,
+                lease_owner,
+                RecordStatus::Failed,
+                None,
+                Some(&e),
+                self.clock.now_ms(),
+            ),
+            audit: self.audit(p, attempt, AuditStatus::Failed, outcome_details(p, Err(&e))),
+            writes: Vec::new(),
+        };
+        if let Err(err) = self
+            .commit_with_retries(&commit, lease_owner, lease_expires_at_ms)
+            .await
+        {
+            tracing::error!(error = %err, "could not settle the refused outcome; the key stays locked until its lease ends");
+        }
+        self.finish(p, attempt, false, Err(e))
+    }
+
+    /// Give the key back after a failure that a retry may fix: end our lease (the record
+    /// stays, so the next claim is the next attempt) and audit the attempt, in one
+    /// transaction. If that fails too, the record stays `IN_PROGRESS` until its lease
+    /// ends, and the next attempt takes it over.
     pub(super) async fn release(
         &self,
         p: &Prepared<'_>,
         lease_owner: &str,
+        lease_expires_at_ms: i64,
         attempt: u32,
         e: &ActionError,
     ) {
@@ -166,7 +341,10 @@ impl Executor {
             ),
             writes: Vec::new(),
         };
-        match self.store.commit(&commit).await {
+        match self
+            .commit_with_retries(&commit, lease_owner, lease_expires_at_ms)
+            .await
+        {
             Ok(CommitOutcome::Committed) => {}
             Ok(other) => tracing::warn!(?other, "releasing the record found it taken"),
             Err(err) => tracing::warn!(

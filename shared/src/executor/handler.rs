@@ -53,6 +53,16 @@ impl Executor {
     }
 }
 
+/// The part of a lease kept for the commit after the handler: 1 s, or 10 % of leases
+/// shorter than 10 s. The handler's budget is the rest.
+pub(super) fn commit_reserve_ms(lease_ms: i64) -> i64 {
+    if lease_ms >= 10_000 {
+        1_000
+    } else {
+        lease_ms / 10
+    }
+}
+
 /// The lease of one attempt, in milliseconds.
 pub(super) fn lease_ms(options: &ActionOptions, deadline_ms: Option<i64>, now_ms: i64) -> i64 {
     let ms = match options.lease {

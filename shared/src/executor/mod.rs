@@ -157,18 +157,30 @@ impl Executor {
 
     /// Run `action` for `inv` under the protocol. Never panics and never returns early
     /// without an outcome: every failure is in [`Execution::outcome`].
-    pub async fn execute(&self, action: &dyn DynAction, inv: Invocation) -> Execution {
+    pub async fn execute(&self, action: &dyn DynAction, mut inv: Invocation) -> Execution {
         let started = Instant::now();
         let name = action.name();
         let options = action.options();
-        let request_id = inv
-            .request_id
-            .clone()
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
 
         // A bad key is refused with nothing written: there is no valid execution to audit.
         if let Some(Err(e)) = inv.key.as_deref().map(hash::validate_key) {
             return Execution::rejected(name, None, e);
+        }
+        // Identifiers the audit stores must be storable (docs/architecture.md §4): an
+        // invalid one is refused before the claim; the rejection's audit record (when the
+        // key is valid) leaves the invalid identifiers out.
+        let identifiers_error = check_identifiers(&mut inv);
+        let request_id = inv
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        if let Some(e) = identifiers_error {
+            if let Some(key) = inv.key.clone() {
+                let input = audit::unparsed_input(&inv.params);
+                self.audit_rejection(name, &key, &options, &input, &e, &inv, &request_id, started)
+                    .await;
+            }
+            return Execution::rejected(name, inv.key.clone(), e);
         }
         let params = match &inv.params {
             Params::Json(v) => Ok(v.clone()),
@@ -179,10 +191,9 @@ impl Executor {
             Err(e) => {
                 let key = inv.key.clone();
                 if let Some(key) = &key {
-                    let input = match &inv.params {
-                        Params::Text(t) => Value::String(t.clone()),
-                        Params::Json(v) => v.clone(),
-                    };
+                    // Text that is not JSON is audited as its length and SHA-256, never
+                    // verbatim: it may hold anything, redacted fields included.
+                    let input = audit::unparsed_input(&inv.params);
                     self.audit_rejection(
                         name,
                         key,
@@ -430,6 +441,48 @@ fn error_text(e: &ActionError) -> String {
     serde_json::to_string(&e.to_body()).unwrap_or_default()
 }
 
+/// An error's wire body with the redacted fields of its `details` replaced.
+fn redacted_error(e: &ActionError, fields: &[String]) -> Value {
+    let body = serde_json::to_value(e.to_body().error).unwrap_or(Value::Null);
+    match body {
+        Value::Object(mut map) => {
+            if let Some(details) = map.get_mut("details") {
+                *details = audit::redact(details, fields);
+            }
+            Value::Object(map)
+        }
+        other => other,
+    }
+}
+
+/// Check the identifiers of `inv` that the audit stores; drop each invalid one (so that
+/// the rejection can still be audited) and return the error naming them.
+fn check_identifiers(inv: &mut Invocation) -> Option<ActionError> {
+    let mut problems = crate::validation::FieldErrors::new();
+    if let Some(Err(e)) = inv.request_id.as_deref().map(hash::validate_key) {
+        problems.add(
+            "requestId",
+            e.message()
+                .replacen("the idempotency key", "the request id", 1),
+        );
+        inv.request_id = None;
+    }
+    for (field, value) in [
+        ("correlationId", &mut inv.correlation_id),
+        ("caller", &mut inv.caller),
+        ("traceId", &mut inv.trace_id),
+    ] {
+        if let Some(Err(e)) = value
+            .as_deref()
+            .map(|v| crate::limits::check_identifier(v, field))
+        {
+            problems.add(field, format!("{} (found {})", e.limit, e.found));
+            *value = None;
+        }
+    }
+    (!problems.is_empty()).then(|| problems.into_error("the invocation's identifiers"))
+}
+
 /// Audit details: the redacted input and the redacted output or the error.
 fn outcome_details(p: &Prepared<'_>, outcome: Result<&RawValue, &ActionError>) -> Value {
     let input = audit::redact(&p.params, &p.options.redact);
@@ -438,7 +491,9 @@ fn outcome_details(p: &Prepared<'_>, outcome: Result<&RawValue, &ActionError>) -
             let output = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
             serde_json::json!({"input": input, "output": audit::redact(&output, &p.options.redact)})
         }
-        Err(e) => serde_json::json!({"input": input, "error": e.to_body().error}),
+        Err(e) => {
+            serde_json::json!({"input": input, "error": redacted_error(e, &p.options.redact)})
+        }
     }
 }
 

@@ -1,12 +1,12 @@
 //! Optimistic mode: run the handler first, then one transaction that inserts the finished
 //! record, its audit record and the staged writes; a live record found instead decides.
 
-use super::handler::lease_ms;
+use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
     Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, retention_s,
 };
 use crate::audit::AuditStatus;
-use crate::error::ActionError;
+use crate::error::{ActionError, StoreError};
 use crate::store::{
     Commit, CommitOutcome, IdempotencyRecord, RecordStatus, RecordWrite, StoredResult,
 };
@@ -16,9 +16,14 @@ impl Executor {
         // One write completes the execution: it is always attempt 1.
         tracing::Span::current().record("attempt", 1u32);
         let mut conflicts = 0;
+        // Tells our own record from another's when a resent insert finds one.
+        let lease_owner = uuid::Uuid::new_v4().to_string();
         loop {
-            let budget_ms = lease_ms(&p.options, p.inv.deadline_ms, self.clock.now_ms());
-            let handled = self.run_handler(&p, 1, budget_ms).await;
+            let started_ms = self.clock.now_ms();
+            let lease_ms = lease_ms(&p.options, p.inv.deadline_ms, started_ms);
+            let handled = self
+                .run_handler(&p, 1, lease_ms - commit_reserve_ms(lease_ms))
+                .await;
             let now_ms = self.clock.now_ms();
             let (status, result, writes, outcome) = match handled {
                 Ok((raw, writes)) => match StoredResult::encode(raw.get()) {
@@ -46,7 +51,7 @@ impl Executor {
                 status,
                 payload_hash: p.payload_hash.clone(),
                 attempt: 1,
-                lease_owner: p.request_id.clone(),
+                lease_owner: lease_owner.clone(),
                 lease_expires_at_ms: now_ms,
                 expires_at_s: now_ms.div_euclid(1000) + retention_s(&p.options),
                 result,
@@ -59,8 +64,30 @@ impl Executor {
                 audit: self.audit(&p, 1, audit_status, details),
                 writes,
             };
-            match self.store.commit(&commit).await {
+            let commit = match crate::limits::check_commit(&commit) {
+                Ok(()) => commit,
+                Err(limit) => {
+                    // What the handler returned or staged cannot be stored: a terminal
+                    // failure, recorded as such.
+                    let e = ActionError::validation(format!(
+                        "the outcome of {} cannot be stored: {limit}",
+                        p.id
+                    ))
+                    .with_details(limit.details());
+                    return self
+                        .insert_failed(&p, &lease_owner, started_ms + lease_ms, e)
+                        .await;
+                }
+            };
+            match self
+                .commit_with_retries(&commit, &lease_owner, started_ms + lease_ms)
+                .await
+            {
                 Ok(CommitOutcome::Committed) => return self.finish(&p, 1, false, outcome),
+                // Our own insert, applied by a send whose answer was lost.
+                Ok(CommitOutcome::Exists(existing)) if existing.lease_owner == lease_owner => {
+                    return self.finish(&p, 1, false, outcome);
+                }
                 Ok(CommitOutcome::Exists(existing)) => return self.existing(&p, existing).await,
                 Ok(CommitOutcome::EntityConflict { index }) => {
                     conflicts += 1;
@@ -80,7 +107,65 @@ impl Executor {
                     );
                     return self.finish(&p, 1, false, Err(e));
                 }
+                Err(StoreError::Refused(refusal)) => {
+                    tracing::error!(
+                        refusal,
+                        "the store refused the commit; settling the key as FAILED"
+                    );
+                    let e = ActionError::internal(format!(
+                        "the store refused to record the outcome of {}; the execution is settled as failed so that it is not run again",
+                        p.id
+                    ))
+                    .with_details(serde_json::json!({"reason": "store_refused", "requestId": p.request_id}));
+                    return self
+                        .insert_failed(&p, &lease_owner, started_ms + lease_ms, e)
+                        .await;
+                }
+                // Nothing is held in optimistic mode: a retry runs the handler again, and
+                // its only effects are the staged writes, which were not applied.
                 Err(store_err) => return self.finish(&p, 1, false, Err(store_err.into())),
+            }
+        }
+    }
+
+    /// Record a terminal failure of an optimistic execution (its writes dropped).
+    async fn insert_failed(
+        &self,
+        p: &Prepared<'_>,
+        lease_owner: &str,
+        lease_end_ms: i64,
+        e: ActionError,
+    ) -> Execution {
+        let now_ms = self.clock.now_ms();
+        let record = IdempotencyRecord {
+            id: p.id.clone(),
+            status: RecordStatus::Failed,
+            payload_hash: p.payload_hash.clone(),
+            attempt: 1,
+            lease_owner: lease_owner.to_owned(),
+            lease_expires_at_ms: now_ms,
+            expires_at_s: now_ms.div_euclid(1000) + retention_s(&p.options),
+            result: None,
+            error: Some(error_text(&e)),
+            created_at_ms: now_ms,
+            completed_at_ms: Some(now_ms),
+        };
+        let commit = Commit {
+            record: RecordWrite::Insert { record, now_ms },
+            audit: self.audit(p, 1, AuditStatus::Failed, outcome_details(p, Err(&e))),
+            writes: Vec::new(),
+        };
+        match self
+            .commit_with_retries(&commit, lease_owner, lease_end_ms)
+            .await
+        {
+            Ok(CommitOutcome::Exists(existing)) if existing.lease_owner != lease_owner => {
+                self.existing(p, existing).await
+            }
+            Ok(_) => self.finish(p, 1, false, Err(e)),
+            Err(err) => {
+                tracing::error!(error = %err, "could not record the failure");
+                self.finish(p, 1, false, Err(e))
             }
         }
     }

@@ -21,7 +21,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
@@ -38,9 +38,10 @@ use serde_json::Value;
 use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
 use crate::error::StoreError;
 use crate::invocation::Source;
+use crate::limits;
 use crate::store::{
     Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
-    RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,
+    RELEASED_LEASE_MS, RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -163,9 +164,18 @@ pub struct DynamoStore {
 
 fn sdk_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    // A ValidationException is DynamoDB refusing the request itself: never retryable.
+    if let SdkError::ServiceError(service) = &err
+        && service.err().code() == Some("ValidationException")
+    {
+        return StoreError::Refused(format!(
+            "DynamoDB {what}: ValidationException: {}",
+            service.err().message().unwrap_or("(no message)")
+        ));
+    }
     let message = match &err {
         SdkError::ServiceError(service) => format!("DynamoDB {what}: {}", service.err()),
         other => format!("DynamoDB {what}: {other}"),
@@ -326,7 +336,10 @@ fn audit_to_item(a: &AuditRecord) -> Item {
         ("seq".into(), s(&a.seq)),
         ("type".into(), s(&a.action)),
         ("status".into(), s(a.status.as_str())),
-        ("details".into(), json_to_attr(&a.details)),
+        (
+            "details".into(),
+            result_attr(&crate::audit::stored_details(&a.details)),
+        ),
         ("timestamp".into(), s(&a.timestamp)),
         ("duration_ms".into(), n(a.duration_ms)),
         ("attempt".into(), n(a.attempt)),
@@ -358,11 +371,17 @@ fn audit_from_item(item: &Item) -> Result<AuditRecord, StoreError> {
         seq: get_s(item, "seq")?.to_owned(),
         action: get_s(item, "type")?.to_owned(),
         status,
-        details: item
-            .get("details")
-            .map(attr_to_json)
-            .transpose()?
-            .unwrap_or(Value::Null),
+        details: match item.get("details") {
+            Some(AttributeValue::S(json)) => {
+                crate::audit::details_from_stored(&StoredResult::Json(json.clone()))?
+            }
+            Some(AttributeValue::B(gz)) => {
+                crate::audit::details_from_stored(&StoredResult::Gzip(gz.clone().into_inner()))?
+            }
+            // Records written before details were stored as text.
+            Some(other) => attr_to_json(other)?,
+            None => Value::Null,
+        },
         timestamp: get_s(item, "timestamp")?.to_owned(),
         duration_ms: get_n(item, "duration_ms")?,
         attempt: get_n(item, "attempt")?,
@@ -372,6 +391,17 @@ fn audit_from_item(item: &Item) -> Result<AuditRecord, StoreError> {
         correlation_id: get_opt_s(item, "correlation_id"),
         trace_id: get_opt_s(item, "trace_id"),
     })
+}
+
+/// The `ClientRequestToken` of a commit: the same for the same commit sent again (by the
+/// SDK's retries or the executor's), so that DynamoDB applies it at most once within its
+/// ten-minute idempotency window; different for every other commit, since each carries an
+/// audit record whose sort key is unique.
+fn commit_token(commit: &Commit) -> String {
+    let digest = crate::hash::sha256_hex(
+        format!("{}\n{}", commit.audit.execution, commit.audit.seq).as_bytes(),
+    );
+    digest[..36].to_owned()
 }
 
 fn entity_key(key: &EntityKey) -> Item {
@@ -661,6 +691,7 @@ fn decode_cursor(cursor: &str) -> Result<Item, StoreError> {
 #[async_trait]
 impl Store for DynamoStore {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        limits::check_claim(claim).map_err(|e| StoreError::Refused(e.to_string()))?;
         let result = self
             .client
             .update_item()
@@ -694,11 +725,13 @@ impl Store for DynamoStore {
             .await;
         match result {
             Ok(output) => {
-                let old = output.attributes().filter(|a| !a.is_empty());
-                let old_attempt: u32 = old.map(|a| get_n(a, "attempt")).transpose()?.unwrap_or(0);
-                let taken_over = old
-                    .and_then(|a| get_opt_s(a, "status"))
-                    .is_some_and(|st| st == RecordStatus::InProgress.as_str());
+                let old = output
+                    .attributes()
+                    .filter(|a| !a.is_empty())
+                    .map(record_from_item)
+                    .transpose()?;
+                let old_attempt = old.as_ref().map_or(0, |r| r.attempt);
+                let taken_over = old.as_ref().is_some_and(IdempotencyRecord::is_abandoned);
                 Ok(ClaimOutcome::Claimed {
                     attempt: old_attempt + 1,
                     taken_over,
@@ -728,6 +761,7 @@ impl Store for DynamoStore {
     }
 
     async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        limits::check_commit(commit).map_err(|e| StoreError::Refused(e.to_string()))?;
         let mut items: Vec<TransactWriteItem> = Vec::with_capacity(commit.writes.len() + 2);
         let owner_condition = "#status = :in_progress AND lease_owner = :owner";
         match &commit.record {
@@ -777,9 +811,10 @@ impl Store for DynamoStore {
                 items.push(TransactWriteItem::builder().update(update).build());
             }
             RecordWrite::Release { id, lease_owner } => {
-                let delete = Delete::builder()
+                let update = Update::builder()
                     .table_name(&self.tables.idempotency)
                     .key("id", s(id))
+                    .update_expression("SET lease_expires_at_ms = :released")
                     .condition_expression(owner_condition)
                     .expression_attribute_names("#status", "status")
                     .expression_attribute_values(
@@ -787,9 +822,10 @@ impl Store for DynamoStore {
                         s(RecordStatus::InProgress.as_str()),
                     )
                     .expression_attribute_values(":owner", s(lease_owner))
+                    .expression_attribute_values(":released", n(RELEASED_LEASE_MS))
                     .build()
                     .map_err(build_err)?;
-                items.push(TransactWriteItem::builder().delete(delete).build());
+                items.push(TransactWriteItem::builder().update(update).build());
             }
             RecordWrite::Insert { record, now_ms } => {
                 let put = Put::builder()
@@ -857,6 +893,7 @@ impl Store for DynamoStore {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .client_request_token(commit_token(commit))
             .send()
             .await;
         let err = match result {
@@ -918,6 +955,7 @@ impl Store for DynamoStore {
     }
 
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
         let result = self
             .client
             .put_item()

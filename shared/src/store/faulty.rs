@@ -23,6 +23,15 @@ pub enum Fault {
     Release,
     /// A lone audit put.
     PutAudit,
+    /// The claim applies, its answer is lost, and it is sent again (as the SDK resends a
+    /// request whose answer did not arrive): the second answer is returned.
+    LoseClaimAnswer,
+    /// A commit that completes, fails or inserts the record applies, and its answer is
+    /// lost: the caller sees a timeout.
+    LoseCommitAnswer,
+    /// A commit that completes, fails or inserts the record is refused as DynamoDB refuses
+    /// a request it can never accept (a `ValidationException`), with nothing written.
+    RefuseCommit,
     /// Before a commit, the lease is stolen: the record is rewritten with another owner,
     /// as if this attempt had stalled past its lease and another had taken over.
     StealLease,
@@ -83,6 +92,9 @@ impl<S: Store> Store for FaultyStore<S> {
         if self.take(Fault::Claim) {
             return Err(Self::injected("claim"));
         }
+        if self.take(Fault::LoseClaimAnswer) {
+            self.inner.claim(claim).await?;
+        }
         self.inner.claim(claim).await
     }
 
@@ -93,6 +105,15 @@ impl<S: Store> Store for FaultyStore<S> {
         };
         if self.take(fault) {
             return Err(Self::injected("commit"));
+        }
+        if fault == Fault::CommitOutcome {
+            if self.take(Fault::RefuseCommit) {
+                return Err(StoreError::Refused("injected fault: commit refused".into()));
+            }
+            if self.take(Fault::LoseCommitAnswer) {
+                self.inner.commit(commit).await?;
+                return Err(Self::injected("commit answer"));
+            }
         }
         if let RecordWrite::Finish { id, .. } = &commit.record
             && self.take(Fault::StealLease)

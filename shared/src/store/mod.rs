@@ -174,35 +174,48 @@ pub const COMPRESS_ABOVE_BYTES: usize = 16 * 1024;
 pub const MAX_RESULT_BYTES: usize = 300 * 1024;
 
 impl StoredResult {
-    /// Encode the JSON text of an output for storage: as is when small, gzip-compressed
-    /// when large; `ActionDo.Validation` naming the size and the limit when even the
-    /// compressed form does not fit.
-    pub fn encode(json: &str) -> Result<Self, crate::ActionError> {
+    /// JSON text as stored: as is up to [`COMPRESS_ABOVE_BYTES`], gzip-compressed above.
+    /// The form of every piece of caller data in records and audit (`result`, `details`):
+    /// text, never a DynamoDB map, so that no number, depth or key of the caller's JSON can
+    /// be refused.
+    pub fn compress(json: String) -> Self {
         if json.len() <= COMPRESS_ABOVE_BYTES {
-            return Ok(StoredResult::Json(json.to_owned()));
+            return StoredResult::Json(json);
         }
         use std::io::Write as _;
         let mut encoder = flate2::write::GzEncoder::new(
             Vec::with_capacity(json.len() / 4),
             flate2::Compression::default(),
         );
-        let compressed = encoder
+        match encoder
             .write_all(json.as_bytes())
             .and_then(|()| encoder.finish())
-            .map_err(|e| crate::ActionError::internal(format!("compressing the result: {e}")))?;
-        if compressed.len() > MAX_RESULT_BYTES {
+        {
+            Ok(compressed) => StoredResult::Gzip(compressed),
+            // Writing to memory does not fail; keep the text if it ever does.
+            Err(_) => StoredResult::Json(json),
+        }
+    }
+
+    /// Encode the JSON text of an output for storage ([`compress`](Self::compress));
+    /// `ActionDo.Validation` naming the size and the limit when even the compressed form
+    /// does not fit.
+    pub fn encode(json: &str) -> Result<Self, crate::ActionError> {
+        let stored = Self::compress(json.to_owned());
+        if stored.stored_len() > MAX_RESULT_BYTES {
+            let compressed = stored.stored_len();
             return Err(crate::ActionError::validation(format!(
                 "the result is too large to store: {} bytes ({} compressed); the limit is {MAX_RESULT_BYTES} bytes compressed",
                 json.len(),
-                compressed.len()
+                compressed
             ))
             .with_details(serde_json::json!({
                 "resultBytes": json.len(),
-                "compressedBytes": compressed.len(),
+                "compressedBytes": compressed,
                 "limitBytes": MAX_RESULT_BYTES,
             })));
         }
-        Ok(StoredResult::Gzip(compressed))
+        Ok(stored)
     }
 
     /// The JSON text, decompressed if needed.
@@ -264,6 +277,19 @@ impl IdempotencyRecord {
         self.expires_at_s < now_ms.div_euclid(1000)
     }
 
+    /// Whether the record was released: an attempt failed in a way a retry may fix and gave
+    /// its lease back (`IN_PROGRESS` with `lease_expires_at_ms` = [`RELEASED_LEASE_MS`]).
+    /// The record stays, so the next claim of the same payload continues its attempts.
+    pub fn is_released(&self) -> bool {
+        self.status == RecordStatus::InProgress && self.lease_expires_at_ms == RELEASED_LEASE_MS
+    }
+
+    /// Whether a claim of this record takes over an abandoned attempt (an `IN_PROGRESS`
+    /// whose holder never committed nor released), as opposed to a released one.
+    pub fn is_abandoned(&self) -> bool {
+        self.status == RecordStatus::InProgress && !self.is_released()
+    }
+
     /// Whether a claim with `payload_hash` at `now_ms` may take this record: it expired,
     /// or it is an abandoned `IN_PROGRESS` (lease over) of the same payload. This is the
     /// condition of DESIGN §4; the DynamoDB store states it as a condition expression.
@@ -274,6 +300,10 @@ impl IdempotencyRecord {
                 && self.payload_hash == payload_hash)
     }
 }
+
+/// The `lease_expires_at_ms` of a released record: its lease ended when it was released,
+/// and the value tells a release from an abandoned lease.
+pub const RELEASED_LEASE_MS: i64 = 0;
 
 /// A request to claim `{action}#{key}` for one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,8 +357,10 @@ pub enum RecordWrite {
         /// End of retention.
         expires_at_s: i64,
     },
-    /// Claim mode, retryable failure: delete our `IN_PROGRESS` so a retry runs again;
-    /// the condition is `status = IN_PROGRESS AND lease_owner = :me`.
+    /// Claim mode, retryable failure: end our lease now (`lease_expires_at_ms` =
+    /// [`RELEASED_LEASE_MS`]) and keep the record, so a retry of the same payload claims
+    /// it again as the next attempt; the condition is
+    /// `status = IN_PROGRESS AND lease_owner = :me`.
     Release {
         /// `{action}#{key}`.
         id: String,

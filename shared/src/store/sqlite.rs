@@ -16,9 +16,10 @@ use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 
 use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord};
 use crate::error::StoreError;
+use crate::limits;
 use crate::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord, RecordStatus,
-    RecordWrite, StagedWrite, Store, StoredResult,
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord,
+    RELEASED_LEASE_MS, RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,
 };
 
 const SCHEMA: &str = "
@@ -259,12 +260,13 @@ struct Cursor {
 #[async_trait]
 impl Store for SqliteStore {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        limits::check_claim(claim).map_err(|e| StoreError::Refused(e.to_string()))?;
         self.with_tx(|tx| {
             let existing = get_record(tx, &claim.id)?;
             let (attempt, taken_over) = match &existing {
                 None => (1, false),
                 Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => {
-                    (old.attempt + 1, old.status == RecordStatus::InProgress)
+                    (old.attempt + 1, old.is_abandoned())
                 }
                 Some(old) => return Ok((ClaimOutcome::Existing(old.clone()), false)),
             };
@@ -295,6 +297,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        limits::check_commit(commit).map_err(|e| StoreError::Refused(e.to_string()))?;
         self.with_tx(|tx| {
             // Check every condition first; write only if all hold.
             match &commit.record {
@@ -339,7 +342,11 @@ impl Store for SqliteStore {
                     )?;
                 }
                 RecordWrite::Release { id, .. } => {
-                    exec(tx, "DELETE FROM idempotency WHERE id = ?1", [id])?;
+                    exec(
+                        tx,
+                        "UPDATE idempotency SET lease_expires_at_ms = ?2 WHERE id = ?1",
+                        params![id, RELEASED_LEASE_MS],
+                    )?;
                 }
                 RecordWrite::Insert { record, .. } => put_record(tx, record)?,
                 RecordWrite::None => {}
@@ -369,6 +376,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
         self.with_tx(|tx| insert_audit(tx, record).map(|()| ((), true)))
     }
 

@@ -244,17 +244,37 @@ async fn retryable_error_releases_the_record_and_a_retry_runs_again(backend: Bac
         first.outcome.expect_err("transient").kind(),
         ErrorKind::Transient
     );
-    assert!(h.record("probe#k").await.is_none(), "released");
+    // The release keeps the record, its lease ended, so the retry is the next attempt.
+    let released = h.record("probe#k").await.expect("kept");
+    assert!(released.is_released(), "{released:?}");
+    assert_eq!(released.attempt, 1);
     assert!(h.entity("thing#r").await.is_none());
 
-    let retry = h.executor.execute(&probe, inv(params, "k")).await;
+    // A released record is claimable by the same payload only.
+    let other = h
+        .executor
+        .execute(
+            &probe,
+            inv(with_write("y", "thing#r2", json!("absent")), "k"),
+        )
+        .await;
+    assert_eq!(
+        other.outcome.expect_err("mismatch").kind(),
+        ErrorKind::PayloadMismatch
+    );
+    let retry = h.executor.execute(&probe, inv(params.clone(), "k")).await;
     assert!(retry.outcome.is_ok());
     assert!(!retry.replayed);
+    assert_eq!(retry.attempt, 2);
     assert_eq!(probe.calls(), 2);
     assert_eq!(h.entity("thing#r").await.expect("written").version, 1);
     assert_eq!(
         h.statuses(&h.audit("probe#k").await),
-        [AuditStatus::Completed, AuditStatus::Retrying]
+        [
+            AuditStatus::Completed,
+            AuditStatus::Rejected,
+            AuditStatus::Retrying
+        ]
     );
 }
 
@@ -385,7 +405,10 @@ async fn entity_version_conflict_writes_nothing(backend: Backend) {
     );
     let kept = h.entity("thing#c").await.expect("kept");
     assert_eq!((kept.version, kept.doc["value"].clone()), (1, json!("v1")));
-    assert!(h.record("probe#k").await.is_none(), "released for a retry");
+    assert!(
+        h.record("probe#k").await.expect("kept").is_released(),
+        "released for a retry"
+    );
     assert_eq!(
         h.statuses(&h.audit("probe#k").await),
         [AuditStatus::Retrying]
@@ -473,7 +496,10 @@ async fn handler_panic_is_internal_and_releases(backend: Backend) {
     let err = ex.outcome.expect_err("internal");
     assert_eq!(err.kind(), ErrorKind::Internal);
     assert!(err.message().contains("boom"), "{}", err.message());
-    assert!(h.record("probe#k").await.is_none(), "released");
+    assert!(
+        h.record("probe#k").await.expect("kept").is_released(),
+        "released"
+    );
     assert!(h.entity("thing#p").await.is_none());
     let audit = h.audit("probe#k").await;
     assert_eq!(h.statuses(&audit), [AuditStatus::Retrying]);
@@ -623,7 +649,8 @@ async fn store_failures_surface_as_transient_with_no_partial_state(backend: Back
     assert!(h.record("probe#k1").await.is_none());
     assert!(h.audit("probe#k1").await.is_empty());
 
-    // Committing fails: no writes, the record is released, the attempt audited.
+    // One failed commit is sent again under the same lease: the handler ran once and
+    // its outcome committed once.
     h.faulty.arm(Fault::CommitOutcome);
     let ex = h
         .executor
@@ -632,52 +659,68 @@ async fn store_failures_surface_as_transient_with_no_partial_state(backend: Back
             inv(with_write("x", "thing#s2", json!("absent")), "k2"),
         )
         .await;
-    assert_eq!(
-        ex.outcome.expect_err("transient").kind(),
-        ErrorKind::Transient
-    );
-    assert!(h.entity("thing#s2").await.is_none());
-    assert!(h.record("probe#k2").await.is_none());
+    assert!(ex.outcome.is_ok(), "{:?}", ex.outcome);
+    assert_eq!(probe.calls(), 1);
+    assert_eq!(h.entity("thing#s2").await.expect("written").version, 1);
     assert_eq!(
         h.statuses(&h.audit("probe#k2").await),
-        [AuditStatus::Retrying]
-    );
-    assert!(
-        h.executor
-            .execute(
-                &probe,
-                inv(with_write("x", "thing#s2", json!("absent")), "k2")
-            )
-            .await
-            .outcome
-            .is_ok()
+        [AuditStatus::Completed]
     );
 
-    // Committing and releasing fail: the record waits for its lease to end, then a retry
-    // takes it over; the entity is written once.
-    h.faulty.arm(Fault::CommitOutcome);
-    h.faulty.arm(Fault::Release);
+    // Every send of the commit fails: nothing is written, and the record keeps its lease
+    // until it ends (no release that would invite an immediate re-run); then a retry takes
+    // it over and the entity is written once.
+    for _ in 0..3 {
+        h.faulty.arm(Fault::CommitOutcome);
+    }
     let params = with_write("x", "thing#s3", json!("absent"));
     let ex = h.executor.execute(&probe, inv(params.clone(), "k3")).await;
-    assert_eq!(
-        ex.outcome.expect_err("transient").kind(),
-        ErrorKind::Transient
+    let err = ex.outcome.expect_err("transient");
+    assert_eq!(err.kind(), ErrorKind::Transient);
+    assert!(
+        err.retry_after_ms().is_some_and(|ms| ms > 25_000),
+        "{err:?}"
     );
+    assert!(
+        !err.message().contains("fault"),
+        "no store internals reach the caller: {}",
+        err.message()
+    );
+    assert_eq!(probe.calls(), 2);
     assert!(h.entity("thing#s3").await.is_none());
-    assert_eq!(
-        h.record("probe#k3").await.expect("kept").status,
-        RecordStatus::InProgress
-    );
+    let kept = h.record("probe#k3").await.expect("kept");
+    assert_eq!(kept.status, RecordStatus::InProgress);
+    assert!(!kept.is_released());
     let blocked = h.executor.execute(&probe, inv(params.clone(), "k3")).await;
     assert_eq!(
         blocked.outcome.expect_err("leased").kind(),
         ErrorKind::InProgress
     );
+    assert_eq!(probe.calls(), 2, "the handler did not run again");
     h.clock.advance_ms(30_001);
     let retry = h.executor.execute(&probe, inv(params, "k3")).await;
     assert!(retry.outcome.is_ok());
     assert_eq!(retry.attempt, 2);
     assert_eq!(h.entity("thing#s3").await.expect("once").version, 1);
+
+    // A retryable failure whose release fails on every send: the record waits for its
+    // lease to end too.
+    probe.plan([Behavior::Transient]);
+    for _ in 0..3 {
+        h.faulty.arm(Fault::Release);
+    }
+    let params = with_write("x", "thing#s4", json!("absent"));
+    let ex = h.executor.execute(&probe, inv(params.clone(), "k4")).await;
+    assert_eq!(
+        ex.outcome.expect_err("transient").kind(),
+        ErrorKind::Transient
+    );
+    let kept = h.record("probe#k4").await.expect("kept");
+    assert!(kept.status == RecordStatus::InProgress && !kept.is_released());
+    h.clock.advance_ms(30_001);
+    let retry = h.executor.execute(&probe, inv(params, "k4")).await;
+    assert!(retry.outcome.is_ok());
+    assert_eq!(retry.attempt, 2);
 
     // A lone audit put failing does not fail a replay.
     h.faulty.arm(Fault::PutAudit);
