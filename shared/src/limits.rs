@@ -27,7 +27,9 @@ pub const MAX_NUMBER_DIGITS: usize = 38;
 pub const MAX_NUMBER_EXPONENT: i64 = 125;
 /// The decimal exponent of the smallest non-zero magnitude, 1E-130.
 pub const MIN_NUMBER_EXPONENT: i64 = -130;
-/// Maps and lists nest at most 32 levels deep (the attribute's own map or list is level 1).
+/// Attributes nest at most 32 levels deep. The item's attribute is level 1, so a map or
+/// list may sit at levels 1 to 31 (its contents then at most at level 32): a document of
+/// 32 nested maps is refused (measured on DynamoDB Local by the conformance suite).
 pub const MAX_NESTING_DEPTH: usize = 32;
 /// An item, attribute names included, is at most 400 KB.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -135,21 +137,22 @@ fn significant(text: &str) -> Option<(usize, i64)> {
 /// Check a JSON document stored as a DynamoDB map (an entity's `doc`): numbers, nesting
 /// depth and map keys. `path` names the attribute (`doc`).
 pub fn check_document(value: &Value, path: &str) -> Result<(), LimitError> {
-    check_value(value, path, 0)
+    check_value(value, path, 1)
 }
 
-fn check_value(value: &Value, path: &str, depth: usize) -> Result<(), LimitError> {
+/// `level`: the nesting level of `value` (the attribute itself is level 1).
+fn check_value(value: &Value, path: &str, level: usize) -> Result<(), LimitError> {
     match value {
         Value::Number(n) => check_number(&n.to_string(), path),
         Value::Array(items) => {
-            nest(path, depth + 1)?;
+            nest(path, level)?;
             items
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, v)| check_value(v, &format!("{path}[{i}]"), depth + 1))
+                .try_for_each(|(i, v)| check_value(v, &format!("{path}[{i}]"), level + 1))
         }
         Value::Object(map) => {
-            nest(path, depth + 1)?;
+            nest(path, level)?;
             map.iter().try_for_each(|(k, v)| {
                 if k.is_empty() {
                     return Err(LimitError::new(
@@ -158,19 +161,23 @@ fn check_value(value: &Value, path: &str, depth: usize) -> Result<(), LimitError
                         "an empty key",
                     ));
                 }
-                check_value(v, &format!("{path}.{k}"), depth + 1)
+                check_value(v, &format!("{path}.{k}"), level + 1)
             })
         }
         Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
     }
 }
 
-fn nest(path: &str, depth: usize) -> Result<(), LimitError> {
-    if depth > MAX_NESTING_DEPTH {
+/// A map or list at `level` holds values at `level + 1`, which must not pass the limit.
+fn nest(path: &str, level: usize) -> Result<(), LimitError> {
+    if level >= MAX_NESTING_DEPTH {
         return Err(LimitError::new(
-            format!("maps and lists nest at most {MAX_NESTING_DEPTH} levels deep"),
+            format!(
+                "attributes nest at most {MAX_NESTING_DEPTH} levels deep (maps and lists at most {} within an attribute)",
+                MAX_NESTING_DEPTH - 1
+            ),
             path,
-            format!("{depth} levels"),
+            format!("{level} levels of maps and lists"),
         ));
     }
     Ok(())
@@ -440,13 +447,17 @@ mod tests {
     #[test]
     fn documents_nest_at_most_32_levels_and_have_no_empty_keys() {
         let mut deep = json!(1);
-        for _ in 0..MAX_NESTING_DEPTH {
+        for _ in 0..MAX_NESTING_DEPTH - 1 {
             deep = json!({ "a": deep });
         }
-        assert_eq!(check_document(&deep, "doc"), Ok(()));
+        assert_eq!(
+            check_document(&deep, "doc"),
+            Ok(()),
+            "31 maps, the number at 32"
+        );
         let too_deep = json!([deep]);
-        let err = check_document(&too_deep, "doc").expect_err("33 levels");
-        assert_eq!(err.found, "33 levels");
+        let err = check_document(&too_deep, "doc").expect_err("32 containers");
+        assert_eq!(err.found, "32 levels of maps and lists");
         let err = check_document(&json!({"a": {"": 1}}), "doc").expect_err("empty key");
         assert_eq!(err.path, "doc.a");
         let err = check_document(&json!({"a": [1, 1e200]}), "doc").expect_err("range");

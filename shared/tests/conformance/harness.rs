@@ -69,12 +69,15 @@ pub(crate) struct Harness {
     pub(crate) executor: Executor,
     pub(crate) clock: TestClock,
     counter: Option<CallCounter>,
+    /// The DynamoDB store under the harness, on DynamoDB backends.
+    pub(crate) dynamo: Option<DynamoStore>,
 }
 
 impl Harness {
     /// A fresh, empty store of `backend`; `None` (after a loud notice) when its server is
     /// not configured and the run does not require it.
     pub(crate) async fn new(backend: Backend) -> Option<Self> {
+        let mut dynamo = None;
         let (store, counter): (Arc<dyn Store>, Option<CallCounter>) = match backend.endpoint_var() {
             None => (
                 Arc::new(SqliteStore::in_memory().expect("in-memory SQLite")),
@@ -112,6 +115,7 @@ impl Harness {
                     Tables::with_prefix(&prefix),
                 );
                 store.create_tables().await.expect("tables created");
+                dynamo = Some(store.clone());
                 (Arc::new(store), Some(counter))
             }
         };
@@ -123,6 +127,7 @@ impl Harness {
             executor,
             clock,
             counter,
+            dynamo,
         };
         h.reset_calls();
         Some(h)

@@ -3,6 +3,7 @@
 //! (`tests/run.sh`) exports their endpoints.
 
 mod harness;
+mod storable;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,12 +17,13 @@ use actiondo::{
 };
 use harness::{Backend, Behavior, Harness, Probe};
 use serde_json::{Value, json};
+use storable::*;
 
-fn inv(params: Value, key: &str) -> Invocation {
+pub(crate) fn inv(params: Value, key: &str) -> Invocation {
     Invocation::new(params, Source::Direct).with_key(key)
 }
 
-fn with_write(value: &str, pk: &str, expect: Value) -> Value {
+pub(crate) fn with_write(value: &str, pk: &str, expect: Value) -> Value {
     json!({"value": value, "writes": [{"pk": pk, "sk": "doc", "expect": expect}]})
 }
 
@@ -948,4 +950,18 @@ conformance!(
     large_results_are_compressed_and_oversized_ones_fail_cleanly,
     audit_redacts_and_pages_newest_first,
     derived_keys_make_equal_inputs_one_execution,
+    unstorable_values_in_caller_data_complete_and_replay,
+    unstorable_staged_documents_fail_at_put,
+    invalid_identifiers_are_refused_before_the_claim,
+    unparsable_input_is_audited_as_its_digest,
+    a_resent_claim_that_finds_its_own_lease_has_it,
+    a_lost_commit_answer_completes_once,
+    a_refused_commit_settles_the_key_as_failed,
+    a_slow_handler_ends_inside_its_lease,
+    attempts_grow_across_releases,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamodb_local_refuses_exactly_what_the_limits_refuse() {
+    dynamodb_refuses_exactly_what_the_limits_refuse().await;
+}
