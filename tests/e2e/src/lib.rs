@@ -28,7 +28,14 @@
 //! Under a plain `cargo test`, a missing server or a missing `cargo-lambda` makes
 //! [`StackBuilder::start`] print a `skipped: ...` line and return `None`; with
 //! `ACTIONDO_TEST_REQUIRE_INFRA=1` (or `CI=true`) it panics instead, so that nothing is
-//! skipped silently.
+//! skipped silently. Tests that need DynamoDB Local only (the fault scenarios of
+//! `tests/faults.rs`) ask [`dynamodb_local_url`], which decides the same way.
+//!
+//! ## Faults
+//!
+//! Module [`faults`]: a proxy in front of DynamoDB Local that loses answers, delays,
+//! throttles and fails requests by operation and call number, or at random with a seed,
+//! and records every request.
 //!
 //! ## Settings
 //!
@@ -58,6 +65,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod faults;
 pub mod proxy;
 pub mod states;
 pub mod watch;
@@ -72,6 +80,7 @@ use actiondo::{AuditFilter, AuditQuery, AuditRecord, Entity, EntityKey, ErrorBod
 use aws_sdk_lambda::primitives::Blob;
 use serde_json::Value;
 
+pub use faults::{Fault, FaultProxy};
 pub use proxy::LambdaProxy;
 pub use watch::Watch;
 
@@ -127,12 +136,17 @@ pub fn find_cargo_lambda() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// What a run needs, or why it cannot run: (DynamoDB Local URL, cargo-lambda).
-fn prerequisites() -> Result<(String, PathBuf), String> {
-    let url = std::env::var(DYNAMODB_LOCAL_URL_ENV)
+/// The DynamoDB Local endpoint, or why there is none.
+fn dynamodb_local() -> Result<String, String> {
+    std::env::var(DYNAMODB_LOCAL_URL_ENV)
         .ok()
         .filter(|u| !u.is_empty())
-        .ok_or_else(|| format!("{DYNAMODB_LOCAL_URL_ENV} is not set (DynamoDB Local)"))?;
+        .ok_or_else(|| format!("{DYNAMODB_LOCAL_URL_ENV} is not set (DynamoDB Local)"))
+}
+
+/// What a run needs, or why it cannot run: (DynamoDB Local URL, cargo-lambda).
+fn prerequisites() -> Result<(String, PathBuf), String> {
+    let url = dynamodb_local()?;
     let cargo_lambda = find_cargo_lambda().ok_or_else(|| {
         "cargo-lambda is not installed (not on PATH, nor in .tools/bin)".to_owned()
     })?;
@@ -227,14 +241,7 @@ impl StackBuilder {
         let (url, cargo_lambda) = match prerequisites() {
             Ok(found) => found,
             Err(missing) => {
-                assert!(
-                    !infra_required(),
-                    "{missing}, and this run requires it ({REQUIRE_INFRA_ENV}=1 or CI=true); run ./tests/run.sh"
-                );
-                // Past libtest's output capture (it takes the print macros only), so that
-                // the line shows in a passing run too.
-                let line = format!("skipped: {test}: {missing}; ./tests/run.sh provides it\n");
-                let _ = std::io::stderr().write_all(line.as_bytes());
+                skip(&test, &missing);
                 return None;
             }
         };
@@ -324,6 +331,46 @@ async fn start_watch(cargo_lambda: &Path, env: &[(String, String)], prefix: &str
         }
     }
     panic!("{last_error}")
+}
+
+/// The test `test` cannot run because `missing` is missing: print a `skipped: ...` line,
+/// or panic when [`infra_required`].
+///
+/// # Panics
+///
+/// When [`infra_required`]: nothing is skipped silently.
+#[track_caller]
+pub fn skip(test: &str, missing: &str) {
+    assert!(
+        !infra_required(),
+        "{missing}, and this run requires it ({REQUIRE_INFRA_ENV}=1 or CI=true); run ./tests/run.sh"
+    );
+    // Past libtest's output capture (it takes the print macros only), so that the line
+    // shows in a passing run too.
+    let line = format!("skipped: {test}: {missing}; ./tests/run.sh provides it\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// The DynamoDB Local endpoint (`ACTIONDO_TEST_DYNAMODB_LOCAL_URL`), for tests that need
+/// DynamoDB Local but no functions; `None` after [`skip`]'s `skipped: ...` line when it is
+/// not set.
+///
+/// # Panics
+///
+/// When it is not set and [`infra_required`].
+#[track_caller]
+pub fn dynamodb_local_url() -> Option<String> {
+    match dynamodb_local() {
+        Ok(url) => Some(url),
+        Err(missing) => {
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("this test")
+                .to_owned();
+            skip(&test, &missing);
+            None
+        }
+    }
 }
 
 /// A DynamoDB client for DynamoDB Local at `url` (dummy credentials).
