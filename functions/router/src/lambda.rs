@@ -18,7 +18,7 @@ use crate::workflows::Workflows;
 /// invocations. Every HTTP route needs an API key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let catalog = crate::catalog();
+    let catalog = actiondo_catalog::catalog();
     let functions = LambdaDispatcher::functions_from_env(&catalog)?;
     let config = actiondo::aws::sdk_config_from_env()?;
     let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);

@@ -8,13 +8,12 @@
 //! - locally (`actiondo serve`): the same [`axum::Router`] on a local socket, running the
 //!   actions in-process on the embedded store ([`dispatch::InProcess`]).
 //!
-//! Modules: [`catalog`] (every action), [`api`] (the routes), [`dispatch`] (how actions
+//! Modules: [`catalog`] (every action: the crate `actiondo-catalog`), [`api`] (the routes), [`dispatch`] (how actions
 //! are reached), [`keys`] (API keys), [`intake`] (the SQS intake), [`view`] (what the read
 //! routes show), [`workflows`] (Step Functions executions), [`lambda`] (the Lambda entry
 //! point).
 
 pub mod api;
-pub mod catalog;
 pub mod dispatch;
 pub mod intake;
 pub mod keys;
@@ -22,8 +21,9 @@ pub mod lambda;
 pub mod view;
 pub mod workflows;
 
+pub use actiondo_catalog as catalog;
+pub use actiondo_catalog::catalog;
 pub use api::{Api, Auth};
-pub use catalog::catalog;
 pub use dispatch::{Dispatcher, InProcess, LambdaDispatcher};
 pub use keys::KeyStore;
 pub use workflows::Workflows;

@@ -1,8 +1,10 @@
-//! The catalog: every action package under `functions/`, in one place (used by the router
-//! and by the `actiondo` CLI).
+//! # actiondo-catalog — every action of action.do, in one place
 //!
-//! Adding an action is two lines: its path dependency in `functions/router/Cargo.toml` and
-//! its `.with(...)` here. Each action is built with `from_env()`, which never fails: a
+//! The one list of the action packages under `functions/`, used by the router's Lambda
+//! function and by the `actiondo` CLI.
+//!
+//! Adding an action is two lines: its path dependency in `catalog/Cargo.toml` and its
+//! `.with(...)` here. Each action is built with `from_env()`, which never fails: a
 //! missing setting (say `PAYMENT_API_URL`) surfaces as an error when that action runs.
 
 use actiondo::config::FromSettings;
