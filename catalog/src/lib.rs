@@ -1,16 +1,17 @@
 //! # actiondo-catalog — every action of action.do, in one place
 //!
 //! The one list of the action packages under `functions/`, used by the router's Lambda
-//! function and by the `actiondo` CLI.
+//! function and by the `actiondo` CLI. It is a crate of its own so that the HTTP API
+//! (`actiondo-api`) takes a [`Catalog`] as a value and depends on no action's code: the
+//! programs that run the actions (the router's `main`, the CLI) build the catalog here
+//! and pass it in.
 //!
 //! Adding an action is two lines: its path dependency in `catalog/Cargo.toml` and its
 //! `.with(...)` here. Each action is built with `from_env()`, which never fails: a
 //! missing setting (say `PAYMENT_API_URL`) surfaces as an error when that action runs.
 
+use actiondo::Catalog;
 use actiondo::config::FromSettings;
-use actiondo::{Catalog, DynAction, KeyPolicy};
-use serde::Serialize;
-use serde_json::Value;
 
 /// Every action of action.do.
 pub fn catalog() -> Catalog {
@@ -30,34 +31,4 @@ pub fn catalog() -> Catalog {
         .with(send_notification::SendNotification::from_env())
         .with(send_welcome_email::SendWelcomeEmail::from_env())
         .with(validate_lead::ValidateLead::from_env())
-}
-
-/// One action as the router's `GET /actions` and `actiondo actions --json` show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ActionInfo {
-    /// The action's name.
-    pub name: &'static str,
-    /// Its one-line description.
-    pub description: &'static str,
-    /// `derived` (the key defaults to the SHA-256 of the params) or `required`.
-    pub key_policy: &'static str,
-    /// The JSON Schema of its params.
-    pub input_schema: Value,
-    /// The JSON Schema of its result.
-    pub output_schema: Value,
-}
-
-/// One action as JSON: name, description, key policy, input and output schemas.
-pub fn describe(action: &dyn DynAction) -> ActionInfo {
-    ActionInfo {
-        name: action.name(),
-        description: action.description(),
-        key_policy: match action.options().key_policy {
-            KeyPolicy::Derived => "derived",
-            KeyPolicy::Required => "required",
-        },
-        input_schema: action.input_schema(),
-        output_schema: action.output_schema(),
-    }
 }

@@ -5,13 +5,11 @@ use std::sync::Arc;
 
 use actiondo::trigger::EventShape;
 use actiondo::{ActionError, BoxError, StoreConfig};
+use actiondo_api::{Api, Auth, KeyStore, Workflows};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::api::{Api, Auth};
 use crate::dispatch::LambdaDispatcher;
-use crate::keys::KeyStore;
-use crate::workflows::Workflows;
 
 /// Set up once (tracing, the store, the Lambda client, the function of every action from
 /// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`) and serve
