@@ -5,7 +5,8 @@ the binaries over the 8 MB goal of issue 3 (BENCHMARKS.md, "Lambda binaries").
 Run by tests/run.sh (phase "templates"). For every package under functions/, the normal
 and build dependencies that `cargo lambda build --release --arm64` compiles (what `cargo
 tree -p <package> --target aarch64-unknown-linux-gnu` lists; dev-dependencies excluded)
-must not contain:
+must not contain (the router's tree includes the crates it is built from, catalog/ and
+api/, so they are checked through it):
 
 - rusqlite / libsqlite3-sys: the embedded store is the CLI's (actiondo feature `sqlite`);
 - aws-config / aws-sdk-sts / aws-sdk-sso: Lambda functions read their configuration from

@@ -9,10 +9,9 @@
 use std::sync::Arc;
 
 use actiondo::{Catalog, DynAction};
+use actiondo_api::view::{ActionInfo, describe};
 use clap::Args;
 use serde_json::{Value, json};
-
-use router::catalog::{ActionInfo, describe};
 
 use crate::{CliError, EXIT_OK};
 
@@ -29,7 +28,7 @@ pub struct ActionsArgs {
 
 /// Run `actiondo actions`.
 pub fn run(args: &ActionsArgs) -> Result<u8, CliError> {
-    let catalog = router::catalog();
+    let catalog = actiondo_catalog::catalog();
     crate::print_stdout(&render(&catalog, args)?)?;
     Ok(EXIT_OK)
 }

@@ -34,7 +34,7 @@ pub struct ExecuteArgs {
 /// Run `actiondo execute`: [`EXIT_OK`] on a result, [`EXIT_ACTION_ERROR`] on an action
 /// error; an unknown action or unreadable params are a [`CliError::Usage`].
 pub async fn run(store: &StoreConfig, args: &ExecuteArgs) -> Result<u8, CliError> {
-    let catalog = router::catalog();
+    let catalog = actiondo_catalog::catalog();
     let action = catalog
         .resolve(&args.name)
         .map_err(|e| CliError::Usage(e.message().to_owned()))?

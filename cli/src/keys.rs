@@ -6,8 +6,8 @@
 //! and it cannot be shown again.
 
 use actiondo::StoreConfig;
+use actiondo_api::KeyStore;
 use clap::Subcommand;
-use router::KeyStore;
 use serde_json::json;
 
 use crate::{CliError, EXIT_OK};

@@ -1,6 +1,6 @@
 //! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth]`: the router's HTTP API, locally.
 //!
-//! The very routes of the deployed router (`router::Api`, DESIGN §8), dispatching
+//! The very routes of the deployed router (`actiondo_api::Api`, DESIGN §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
 //! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
 //! `GET /audit`, and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state
@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actiondo::{Executor, StoreConfig};
+use actiondo_api::{Api, Auth, InProcess, KeyStore, Workflows};
 use clap::Args;
-use router::{Api, Auth, InProcess, KeyStore, Workflows};
 
 use crate::{CliError, EXIT_OK};
 
@@ -60,7 +60,7 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
         }
         Auth::ApiKeys(keys)
     };
-    let catalog = router::catalog();
+    let catalog = actiondo_catalog::catalog();
     let actions = catalog.len();
     let dispatcher = InProcess::new(Executor::from_arc(Arc::clone(&store)));
     let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);

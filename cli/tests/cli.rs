@@ -329,7 +329,10 @@ fn the_store_flag_and_variable_choose_the_database() {
 #[test]
 fn actions_lists_every_wired_action_with_its_input_schema() {
     let sb = Sandbox::new();
-    let expected: Vec<&str> = router::catalog().iter().map(|a| a.name()).collect();
+    let expected: Vec<&str> = actiondo_catalog::catalog()
+        .iter()
+        .map(|a| a.name())
+        .collect();
     // The thirteen actions of issue 4 and the two compensations of issue 6, in name order.
     assert_eq!(
         expected,
@@ -629,7 +632,10 @@ fn onboarding_story_sends_the_welcome_email_once() {
 #[test]
 fn the_catalog_builds_without_any_configuration() {
     let sb = Sandbox::with_empty_env();
-    let expected: Vec<&str> = router::catalog().iter().map(|a| a.name()).collect();
+    let expected: Vec<&str> = actiondo_catalog::catalog()
+        .iter()
+        .map(|a| a.name())
+        .collect();
     let run = sb.run(&["actions", "--json"]);
     run.assert_code(0);
     let names: Vec<String> = run.json()["actions"]
@@ -874,7 +880,10 @@ async fn serve_without_auth_is_for_loopback_only() {
         .flatten()
         .filter_map(|a| a["name"].as_str())
         .collect();
-    let expected: Vec<&str> = router::catalog().iter().map(|a| a.name()).collect();
+    let expected: Vec<&str> = actiondo_catalog::catalog()
+        .iter()
+        .map(|a| a.name())
+        .collect();
     assert_eq!(names, expected);
     let (code, _) = server.stop();
     assert_eq!(code, Some(0));

@@ -1,18 +1,18 @@
-//! How the router reaches an action: in-process (`actiondo serve`, tests) or through the
-//! Lambda Invoke API (the deployed router).
+//! How the deployed router reaches an action: [`LambdaDispatcher`], the [`Dispatcher`]
+//! over the Lambda Invoke API, invoking each action's own function.
 //!
-//! Both dispatchers take the same [`Invocation`] (params already parsed, key and
-//! correlation id set) and answer the same [`Execution`], so the HTTP routes and the SQS
-//! intake are written once over [`Dispatcher`].
+//! It takes the [`Invocation`] every dispatcher takes and answers the same [`Execution`]
+//! as `actiondo_api::InProcess`, so the routes of `actiondo-api` and the SQS intake do
+//! not know which one runs the actions.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use actiondo::config::ConfigError;
 use actiondo::error::ErrorPayload;
-use actiondo::{ActionError, Catalog, DynAction, ErrorBody, ErrorKind, Execution, Executor};
+use actiondo::{ActionError, Catalog, DynAction, ErrorBody, ErrorKind, Execution};
 use actiondo::{Invocation, Params};
+use actiondo_api::Dispatcher;
 use async_trait::async_trait;
 use aws_sdk_lambda::error::SdkError;
 use aws_sdk_lambda::operation::invoke::InvokeError;
@@ -21,64 +21,6 @@ use aws_sdk_lambda::types::InvocationType;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-
-/// Runs actions for the router.
-#[async_trait]
-pub trait Dispatcher: Send + Sync + fmt::Debug + 'static {
-    /// Run `action` and wait for its outcome.
-    async fn call(&self, action: &Arc<dyn DynAction>, invocation: Invocation) -> Execution;
-
-    /// Start `action` without waiting (`Prefer: respond-async`, the SQS intake of
-    /// fire-and-forget messages). The invocation carries its key, so that the caller can
-    /// look the execution up at `/executions/{name}/{key}`.
-    async fn start(
-        &self,
-        action: &Arc<dyn DynAction>,
-        invocation: Invocation,
-    ) -> Result<(), ActionError>;
-}
-
-/// Runs actions in this process with an [`Executor`] (on the embedded store for
-/// `actiondo serve`).
-#[derive(Debug, Clone)]
-pub struct InProcess {
-    executor: Executor,
-}
-
-impl InProcess {
-    /// Dispatch to `executor`.
-    pub fn new(executor: Executor) -> Self {
-        Self { executor }
-    }
-}
-
-#[async_trait]
-impl Dispatcher for InProcess {
-    async fn call(&self, action: &Arc<dyn DynAction>, invocation: Invocation) -> Execution {
-        self.executor.execute(action.as_ref(), invocation).await
-    }
-
-    async fn start(
-        &self,
-        action: &Arc<dyn DynAction>,
-        invocation: Invocation,
-    ) -> Result<(), ActionError> {
-        let executor = self.executor.clone();
-        let action = Arc::clone(action);
-        tokio::spawn(async move {
-            let execution = executor.execute(action.as_ref(), invocation).await;
-            if let Err(e) = execution.outcome {
-                tracing::info!(
-                    action = execution.action,
-                    key = execution.key.as_deref().unwrap_or_default(),
-                    error_type = e.kind().wire_name(),
-                    "asynchronous execution failed"
-                );
-            }
-        });
-        Ok(())
-    }
-}
 
 /// The environment variable naming the Lambda function of `action`:
 /// `ACTIONDO_FUNCTION_` + the name in upper snake case (`send-email` →

@@ -13,11 +13,10 @@
 
 use actiondo::trigger::sqs::{Disposition, RecordInfo, concurrency_from_env, process_batch};
 use actiondo::{Invocation, Params, Source};
+use actiondo_api::Api;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde::Deserialize;
 use serde_json::Value;
-
-use crate::api::Api;
 
 /// The caller recorded in the audit of intake executions.
 pub const INTAKE_CALLER: &str = "sqs-intake";

@@ -5,20 +5,18 @@ use std::sync::Arc;
 
 use actiondo::trigger::EventShape;
 use actiondo::{ActionError, BoxError, StoreConfig};
+use actiondo_api::{Api, Auth, KeyStore, Workflows};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use crate::api::{Api, Auth};
 use crate::dispatch::LambdaDispatcher;
-use crate::keys::KeyStore;
-use crate::workflows::Workflows;
 
 /// Set up once (tracing, the store, the Lambda client, the function of every action from
 /// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`) and serve
 /// invocations. Every HTTP route needs an API key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let catalog = crate::catalog();
+    let catalog = actiondo_catalog::catalog();
     let functions = LambdaDispatcher::functions_from_env(&catalog)?;
     let config = actiondo::aws::sdk_config_from_env()?;
     let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);

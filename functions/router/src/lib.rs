@@ -1,29 +1,26 @@
-//! # router — how applications call actions
+//! # router — how applications call actions, in Lambda
 //!
-//! The router maps action names to executions (DESIGN §8). One core serves two places:
+//! The router maps action names to executions (DESIGN §8). Its HTTP API is the crate
+//! `actiondo-api` (the same routes `actiondo serve` serves locally) and its actions are
+//! the catalog of `actiondo-catalog`; this package holds what only the Lambda function
+//! needs:
 //!
-//! - in Lambda ([`lambda::run`], the `router` binary): the HTTP API through `lambda_http`
-//!   and the SQS intake, invoking each action's own function with `aws-sdk-lambda`
-//!   ([`dispatch::LambdaDispatcher`]);
-//! - locally (`actiondo serve`): the same [`axum::Router`] on a local socket, running the
-//!   actions in-process on the embedded store ([`dispatch::InProcess`]).
+//! - [`lambda`]: the entry point ([`lambda::run`], the `router` binary), serving the HTTP
+//!   API through `lambda_http` and the SQS intake from one function;
+//! - [`dispatch`]: [`LambdaDispatcher`], which invokes each action's own function with
+//!   `aws-sdk-lambda`;
+//! - [`intake`]: the SQS intake queue's messages, run through the same dispatcher.
 //!
-//! Modules: [`catalog`] (every action), [`api`] (the routes), [`dispatch`] (how actions
-//! are reached), [`keys`] (API keys), [`intake`] (the SQS intake), [`view`] (what the read
-//! routes show), [`workflows`] (Step Functions executions), [`lambda`] (the Lambda entry
-//! point).
+//! The binary links every action's code: the catalog is a set of actions
+//! (`Arc<dyn DynAction>`), whose schemas, key policies and input checks the routes use.
 
-pub mod api;
-pub mod catalog;
 pub mod dispatch;
 pub mod intake;
-pub mod keys;
 pub mod lambda;
-pub mod view;
-pub mod workflows;
 
-pub use api::{Api, Auth};
-pub use catalog::catalog;
-pub use dispatch::{Dispatcher, InProcess, LambdaDispatcher};
-pub use keys::KeyStore;
-pub use workflows::Workflows;
+pub use dispatch::LambdaDispatcher;
+
+// What the deployed function is set up with, under the paths the end-to-end tests
+// (tests/e2e) use: `router::catalog()` and `router::KeyStore`.
+pub use actiondo_api::KeyStore;
+pub use actiondo_catalog::catalog;

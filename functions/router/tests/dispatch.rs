@@ -4,19 +4,21 @@
 //! of the functions' errors, throttling is 503 with `Retry-After`).
 
 #[allow(dead_code)]
+#[path = "../../../api/tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use actiondo::{ActionError, Catalog, ErrorKind};
+use actiondo_api::{Api, Auth};
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use common::{Flaky, Gated, Reply, post_keyed};
 use http::{HeaderMap, StatusCode};
+use router::LambdaDispatcher;
 use router::dispatch::{function_env_var, function_error};
-use router::{Api, Auth, LambdaDispatcher};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -108,13 +110,13 @@ fn every_action_has_its_function_variable() {
         "ACTIONDO_FUNCTION_CREATE_OR_UPDATE_CONTACT"
     );
     assert_eq!(function_env_var("lead.v2"), "ACTIONDO_FUNCTION_LEAD_V2");
-    let vars: std::collections::HashSet<String> = router::catalog()
+    let vars: std::collections::HashSet<String> = actiondo_catalog::catalog()
         .iter()
         .map(|a| function_env_var(a.name()))
         .collect();
     assert_eq!(
         vars.len(),
-        router::catalog().len(),
+        actiondo_catalog::catalog().len(),
         "no two actions share one"
     );
 }
@@ -334,7 +336,7 @@ async fn lambda_router(
         actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
     );
     let router = Api::new(
-        router::catalog(),
+        actiondo_catalog::catalog(),
         Arc::new(dispatcher),
         store,
         Auth::Disabled,

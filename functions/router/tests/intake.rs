@@ -2,6 +2,7 @@
 //! record, run in-process on the embedded store.
 
 #[allow(dead_code)]
+#[path = "../../../api/tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;
@@ -350,13 +351,13 @@ async fn redeliveries_in_one_millisecond_are_audited_apart() {
     );
     let now_ms = chrono::Utc::now().timestamp_millis();
     let executor = actiondo::Executor::from_arc(Arc::clone(&store)).with_clock(Frozen(now_ms));
-    let mut catalog = router::catalog();
+    let mut catalog = actiondo_catalog::catalog();
     catalog.insert(Arc::new(flaky.clone()));
-    let api = router::Api::new(
+    let api = actiondo_api::Api::new(
         catalog,
-        Arc::new(router::InProcess::new(executor)),
+        Arc::new(actiondo_api::InProcess::new(executor)),
         Arc::clone(&store),
-        router::Auth::Disabled,
+        actiondo_api::Auth::Disabled,
     );
     let batch = || {
         event(&[Message::new(

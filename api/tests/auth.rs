@@ -5,10 +5,10 @@
 mod common;
 
 use actiondo::{AuditFilter, AuditQuery, Catalog, Store as _};
+use actiondo_api::keys::{hash_key, key_entity};
 use axum::body::Body;
 use common::{Setup, bearer, get, post, post_keyed, request};
 use http::StatusCode;
-use router::keys::{hash_key, key_entity};
 use serde_json::{Value, json};
 
 const ADA: &str = r#"{"email": "ada@example.com", "name": "Ada"}"#;
@@ -232,7 +232,7 @@ async fn the_catalog_shows_only_the_actions_in_scope() {
     let body = s.send(bearer(get("/actions"), &all_key)).await.json();
     assert_eq!(
         body["actions"].as_array().map(Vec::len),
-        Some(router::catalog().len())
+        Some(actiondo_catalog::catalog().len())
     );
 }
 

@@ -485,7 +485,7 @@ async fn run_execute(State(api): Shared, request: Request) -> Result<Response, A
 
 /// One entry of the catalog as JSON.
 fn describe(action: &dyn DynAction) -> Value {
-    serde_json::to_value(crate::catalog::describe(action)).unwrap_or_default()
+    serde_json::to_value(crate::view::describe(action)).unwrap_or_default()
 }
 
 /// `GET /actions`: the actions the caller may run.

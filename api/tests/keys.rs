@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actiondo::store::sqlite::SqliteStore;
 use actiondo::testing::SlowReads;
 use actiondo::{AuditFilter, AuditQuery, AuditStatus, ErrorKind, Store};
-use router::KeyStore;
-use router::keys::{index_entity, key_entity};
+use actiondo_api::KeyStore;
+use actiondo_api::keys::{index_entity, key_entity};
 
 fn keys() -> (KeyStore, Arc<dyn Store>) {
     let store: Arc<dyn Store> =

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use actiondo::Executor;
 use actiondo::store::sqlite::SqliteStore;
+use actiondo_api::{Api, Auth, InProcess, Workflows};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
-use router::{Api, Auth, InProcess, Workflows};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
@@ -74,7 +74,7 @@ async fn workflow_executions_are_named_by_the_idempotency_key() {
     let arn = machine.state_machine_arn().to_owned();
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
     let api = Api::new(
-        router::catalog(),
+        actiondo_catalog::catalog(),
         Arc::new(InProcess::new(Executor::from_arc(store.clone()))),
         store,
         Auth::Disabled,

@@ -1,10 +1,41 @@
-//! What the read routes show: an idempotency record as JSON, and the query of
-//! `GET /audit` read from its query string.
+//! What the read routes show: an action of the catalog ([`ActionInfo`]), an idempotency
+//! record as JSON, and the query of `GET /audit` read from its query string.
 
 use actiondo::audit::MAX_PAGE_LIMIT;
 use actiondo::store::{IdempotencyRecord, RecordStatus};
-use actiondo::{ActionError, AuditFilter, AuditQuery, FieldErrors};
+use actiondo::{ActionError, AuditFilter, AuditQuery, DynAction, FieldErrors, KeyPolicy};
+use serde::Serialize;
 use serde_json::{Value, json};
+
+/// One action as the router's `GET /actions` and `actiondo actions --json` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionInfo {
+    /// The action's name.
+    pub name: &'static str,
+    /// Its one-line description.
+    pub description: &'static str,
+    /// `derived` (the key defaults to the SHA-256 of the params) or `required`.
+    pub key_policy: &'static str,
+    /// The JSON Schema of its params.
+    pub input_schema: Value,
+    /// The JSON Schema of its result.
+    pub output_schema: Value,
+}
+
+/// One action as JSON: name, description, key policy, input and output schemas.
+pub fn describe(action: &dyn DynAction) -> ActionInfo {
+    ActionInfo {
+        name: action.name(),
+        description: action.description(),
+        key_policy: match action.options().key_policy {
+            KeyPolicy::Derived => "derived",
+            KeyPolicy::Required => "required",
+        },
+        input_schema: action.input_schema(),
+        output_schema: action.output_schema(),
+    }
+}
 
 /// `GET /executions/{name}/{key}`'s `execution`: status, attempt, times, and the stored
 /// outcome (`result` or `error`).

@@ -1,6 +1,7 @@
-//! What the router's tests share: the router core over the embedded store, requests sent
-//! with `tower::ServiceExt::oneshot`, and small test actions for the behaviours the
-//! catalog's actions do not have on demand (a handler that waits, a retryable failure).
+//! What the API's tests share (and the router's, which include this file by its path):
+//! the router core over the embedded store, requests sent with
+//! `tower::ServiceExt::oneshot`, and small test actions for the behaviours the catalog's
+//! actions do not have on demand (a handler that waits, a retryable failure).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,10 +12,10 @@ use actiondo::{
     Action, ActionContext, ActionError, AuditFilter, AuditQuery, AuditRecord, Catalog, Executor,
     Store,
 };
+use actiondo_api::{Api, Auth, InProcess, KeyStore};
 use axum::body::Body;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt as _;
-use router::{Api, Auth, InProcess, KeyStore};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -47,7 +48,7 @@ impl Setup {
     fn build(extra: Catalog, auth: bool) -> Self {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::in_memory().expect("an in-memory SQLite store opens"));
-        let mut catalog = router::catalog();
+        let mut catalog = actiondo_catalog::catalog();
         for action in extra.iter() {
             catalog.insert(Arc::clone(action));
         }

@@ -296,7 +296,10 @@ async fn the_catalog_lists_every_action_with_its_schemas() {
     let body = reply.json();
     let actions = body["actions"].as_array().expect("an array of actions");
     let names: Vec<&str> = actions.iter().filter_map(|a| a["name"].as_str()).collect();
-    let expected: Vec<&str> = router::catalog().iter().map(|a| a.name()).collect();
+    let expected: Vec<&str> = actiondo_catalog::catalog()
+        .iter()
+        .map(|a| a.name())
+        .collect();
     assert_eq!(names, expected);
     assert!(names.contains(&"create-user") && names.contains(&"send-welcome-email"));
     for action in actions {
