@@ -14,7 +14,7 @@ problem when anything is off; nothing is skipped.
 - a state machine's DefinitionSubstitutions are exactly the ${...} of its definition, each
   `XFunctionArn: !GetAtt XFunction.Arn`, and its LambdaInvokePolicy entries are exactly
   the functions it invokes (least privilege both ways);
-- every Lambda Task sends the envelope of DESIGN §7: {"params", "idempotencyKey":
+- every Lambda Task sends the envelope of docs/architecture.md §7: {"params", "idempotencyKey":
   States.Format('{}#{}', $$.Execution.Id, $$.State.Name), "correlationId":
   $$.Execution.Id}, unwraps the invoke result with ResultSelector, retries the
   retryable error names with backoff and full jitter, and never retries a terminal one.

@@ -15,7 +15,7 @@
 #                                       with the test environment (no fmt/clippy/build);
 #                                       without CMD (and with a terminal) opens a shell
 #
-# What it does (design: DESIGN.md §9, "Local and test infrastructure"):
+# What it does (design: docs/architecture.md §9, "Local and test infrastructure"):
 #   1. Installs test tools idempotently under .tools/ (git-ignored):
 #        .tools/dynamodb-local/  DynamoDBLocal.jar + DynamoDBLocal_lib (from the npm
 #                                package amplify-dynamodb-simulator)

@@ -1,4 +1,4 @@
-//! The HTTP API of DESIGN §8, one [`axum::Router`] (a tower `Service` over
+//! The HTTP API of docs/architecture.md §8, one [`axum::Router`] (a tower `Service` over
 //! `http::Request`) served by `lambda_http` in Lambda and by `actiondo serve` locally.
 //!
 //! | route | does |
@@ -10,7 +10,7 @@
 //! | `GET /audit?type=&key=&correlationId=&since=&limit=&cursor=` | audit records, newest first |
 //! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect a Step Functions execution (execution name = key; [`crate::workflows`]) |
 //!
-//! Every error has the body of DESIGN §6, `{"error": {"type", "message", "retryable",
+//! Every error has the body of docs/architecture.md §6, `{"error": {"type", "message", "retryable",
 //! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
 //! naming the closest names; unknown route → 404; wrong method → 405 with `Allow`; body
 //! over 1 MiB → 413; a content type other than JSON → 415; no or bad API key → 401 (with
@@ -285,7 +285,7 @@ impl Caller {
     }
 }
 
-/// An error answered in the shape of DESIGN §6.
+/// An error answered in the shape of docs/architecture.md §6.
 #[derive(Debug)]
 struct ApiError(ActionError);
 

@@ -1,4 +1,4 @@
-//! The router's HTTP core (DESIGN §8) driven with `tower::ServiceExt::oneshot`, dispatching
+//! The router's HTTP core (docs/architecture.md §8) driven with `tower::ServiceExt::oneshot`, dispatching
 //! in-process on the embedded store: every route, every status, replays, async calls.
 
 #[allow(dead_code)]

@@ -1,6 +1,6 @@
 //! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth]`: the router's HTTP API, locally.
 //!
-//! The very routes of the deployed router (`actiondo_api::Api`, DESIGN §8), dispatching
+//! The very routes of the deployed router (`actiondo_api::Api`, docs/architecture.md §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
 //! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
 //! `GET /audit`, and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state

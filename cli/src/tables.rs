@@ -1,4 +1,4 @@
-//! `actiondo tables create`: the three DynamoDB tables of DESIGN §5, for local stacks.
+//! `actiondo tables create`: the three DynamoDB tables of docs/architecture.md §5, for local stacks.
 //!
 //! The endpoint, region and credentials come from the standard AWS settings
 //! ([`crate::aws_config`]; e.g.

@@ -1,4 +1,4 @@
-//! Audit records (DESIGN §5): one per attempt outcome, written once, never updated.
+//! Audit records (docs/architecture.md §5): one per attempt outcome, written once, never updated.
 //!
 //! The shape follows the seed:
 //! `{"type": "send-email", "status": "completed", "details": {...}, "timestamp": "2023-10-27T10:30:00.000Z"}`

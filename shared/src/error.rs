@@ -1,7 +1,7 @@
 //! The one error type of action.do: [`ActionError`] with its [`ErrorKind`].
 //!
 //! Every kind has a stable wire name (the Lambda `errorType` that Step Functions
-//! `Retry`/`Catch` match), an HTTP status and a retry class (DESIGN §6). The wire
+//! `Retry`/`Catch` match), an HTTP status and a retry class (docs/architecture.md §6). The wire
 //! format of an error is [`ErrorBody`]:
 //! `{"error": {"type": "...", "message": "...", "retryable": bool, "details": {...}}}`.
 
@@ -38,7 +38,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Every kind, in the order of the table in DESIGN §6.
+    /// Every kind, in the order of the table in docs/architecture.md §6.
     pub const ALL: [ErrorKind; 10] = [
         ErrorKind::Validation,
         ErrorKind::Rejected,

@@ -1,4 +1,4 @@
-//! Payload hashing and idempotency-key rules (DESIGN §4).
+//! Payload hashing and idempotency-key rules (docs/architecture.md §4).
 
 use std::io::Write;
 

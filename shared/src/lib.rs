@@ -7,13 +7,13 @@
 //! - [`Action`]: what you implement — typed input and output with JSON Schemas, a name,
 //!   [`ActionOptions`], and an `execute` that stages its entity writes on the
 //!   [`ActionContext`].
-//! - [`Executor`]: the protocol (DESIGN §4), once — claim a lease with one conditional
+//! - [`Executor`]: the protocol (docs/architecture.md §4), once — claim a lease with one conditional
 //!   write, run the handler, commit the outcome, the audit record and the staged writes in
 //!   one transaction; replay stored outcomes; refuse mismatched payloads.
 //! - [`store`]: the [`Store`](store::Store) primitives and their backends — DynamoDB
 //!   (feature `dynamodb`) and embedded SQLite (feature `sqlite`) — with the same semantics.
 //! - [`ActionError`]: one error type whose [`ErrorKind`] has a stable wire name, an HTTP
-//!   status and a retry class (DESIGN §6).
+//!   status and a retry class (docs/architecture.md §6).
 //!
 //! # Example
 //!

@@ -1,4 +1,4 @@
-//! Every trigger of DESIGN §7, fed real sample events (see `fixtures/README.md`) through
+//! Every trigger of docs/architecture.md §7, fed real sample events (see `fixtures/README.md`) through
 //! `Handler::handle`, on the embedded store.
 #![cfg(feature = "lambda")]
 

@@ -179,7 +179,7 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The `error` object of an error body, after checking the shape of DESIGN §6 and
+    /// The `error` object of an error body, after checking the shape of docs/architecture.md §6 and
     /// that `status` is the answer.
     pub(crate) fn error(&self, status: u16, error_type: &str) -> Value {
         assert_eq!(self.status.as_u16(), status, "{}", self.text());

@@ -41,7 +41,7 @@ pub fn function_env_var(action: &str) -> String {
 ///   "execution"}` keeps the result's bytes and says whether the result or the terminal
 ///   failure was a replay;
 /// - a function error maps back to its `ActionDo.*` error (the error message is the error
-///   body of DESIGN §6, details included); other function errors (a crash, a timeout) are
+///   body of docs/architecture.md §6, details included); other function errors (a crash, a timeout) are
 ///   `ActionDo.Internal`;
 /// - Lambda throttling is `ActionDo.Transient` with a retry hint (503 + `Retry-After`);
 ///   an unreachable Lambda API is `ActionDo.Transient`;
@@ -121,7 +121,7 @@ impl LambdaDispatcher {
     }
 }
 
-/// The payload the router sends: the envelope of DESIGN §7.
+/// The payload the router sends: the envelope of docs/architecture.md §7.
 fn envelope(invocation: &Invocation, want_envelope: bool) -> Result<Vec<u8>, ActionError> {
     let params = match &invocation.params {
         Params::Json(v) => v.clone(),

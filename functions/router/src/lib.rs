@@ -1,6 +1,6 @@
 //! # router — how applications call actions, in Lambda
 //!
-//! The router maps action names to executions (DESIGN §8). Its HTTP API is the crate
+//! The router maps action names to executions (docs/architecture.md §8). Its HTTP API is the crate
 //! `actiondo-api` (the same routes `actiondo serve` serves locally) and its actions are
 //! the catalog of `actiondo-catalog`; this package holds what only the Lambda function
 //! needs:

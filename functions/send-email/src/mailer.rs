@@ -24,7 +24,7 @@
 //! - SES has no idempotency key: the send is tagged `actiondo-execution=<hash>` so that
 //!   duplicates can be traced in SES events. The executor's claim makes the send happen
 //!   at most once at a time; a crash between SES accepting and the commit can still
-//!   send twice (at least once), as DESIGN §4 states for external effects.
+//!   send twice (at least once), as docs/architecture.md §4 states for external effects.
 //!
 //! ## Errors
 //!

@@ -1,4 +1,4 @@
-//! The execution protocol of DESIGN §4, written once: claim, execute, commit (claim mode)
+//! The execution protocol of docs/architecture.md §4, written once: claim, execute, commit (claim mode)
 //! or execute, commit (optimistic mode), over any [`Store`].
 //!
 //! - this module: the request's checks before any write (key, params, schema), what a

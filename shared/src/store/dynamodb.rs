@@ -1,4 +1,4 @@
-//! The DynamoDB store (feature `dynamodb`): the three tables of DESIGN §5.
+//! The DynamoDB store (feature `dynamodb`): the three tables of docs/architecture.md §5.
 //!
 //! - claim: one conditional `UpdateItem` with `ReturnValues=ALL_OLD` (success tells whether
 //!   an abandoned attempt was taken over) and `ReturnValuesOnConditionCheckFailure=ALL_OLD`
@@ -486,7 +486,7 @@ impl DynamoStore {
         &self.tables
     }
 
-    /// Create the three tables with the keys, GSIs and TTL of DESIGN §5, on-demand
+    /// Create the three tables with the keys, GSIs and TTL of docs/architecture.md §5, on-demand
     /// billing; tables that exist already are left as they are. For local stacks and tests
     /// (in AWS, `template.yaml` creates them).
     pub async fn create_tables(&self) -> Result<(), StoreError> {

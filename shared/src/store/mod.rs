@@ -1,4 +1,4 @@
-//! Storage: the records of DESIGN §5 and the [`Store`] trait that each backend implements
+//! Storage: the records of docs/architecture.md §5 and the [`Store`] trait that each backend implements
 //! with the same semantics.
 //!
 //! A store has few primitives — a conditional claim, one atomic commit, an audit put,
@@ -292,7 +292,7 @@ impl IdempotencyRecord {
 
     /// Whether a claim with `payload_hash` at `now_ms` may take this record: it expired,
     /// or it is an abandoned `IN_PROGRESS` (lease over) of the same payload. This is the
-    /// condition of DESIGN §4; the DynamoDB store states it as a condition expression.
+    /// condition of docs/architecture.md §4; the DynamoDB store states it as a condition expression.
     pub fn is_claimable(&self, payload_hash: &str, now_ms: i64) -> bool {
         self.is_expired(now_ms)
             || (self.status == RecordStatus::InProgress

@@ -1,4 +1,4 @@
-//! The embedded store: the three tables of DESIGN §5 in one SQLite file, with the same
+//! The embedded store: the three tables of docs/architecture.md §5 in one SQLite file, with the same
 //! semantics as DynamoDB.
 //!
 //! Each primitive is one SQLite transaction begun with `BEGIN IMMEDIATE` (the write lock is

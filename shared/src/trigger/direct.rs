@@ -17,7 +17,7 @@ const STATES_ARN_PREFIX: &str = "arn:aws:states:";
 ///   Functions `Retry`/`Catch` match).
 /// - With `"respond": "envelope"` (a synchronous caller such as the router) the answer is
 ///   `{"result", "error", "execution": {"key", "attempt", "replayed"}}` for a result and
-///   for a terminal failure (`error` is the body of DESIGN §6 without its outer object),
+///   for a terminal failure (`error` is the body of docs/architecture.md §6 without its outer object),
 ///   so that a replayed stored failure says it is one. A retryable failure stays a
 ///   function error: it is never stored, so never replayed, and Lambda counts it in the
 ///   function's `Errors` metric.

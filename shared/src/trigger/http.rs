@@ -3,7 +3,7 @@
 //!
 //! - body = params (JSON); `Idempotency-Key` header = key; `X-Correlation-Id` = correlation id;
 //! - success: `200` with the output as the body; a replay adds `Idempotent-Replayed: true`;
-//! - failure: the status of DESIGN §6 with `{"error": {...}}`; `Retry-After` (seconds) when
+//! - failure: the status of docs/architecture.md §6 with `{"error": {...}}`; `Retry-After` (seconds) when
 //!   the error says when to retry (409 in progress); a replayed stored failure also carries
 //!   `Idempotent-Replayed: true`;
 //! - malformed JSON: `400` with the line and column; a body over [`MAX_BODY_BYTES`]: `413`;
@@ -108,7 +108,7 @@ pub fn invocation(
     })
 }
 
-/// Run `action` for one HTTP request and answer per DESIGN §6.
+/// Run `action` for one HTTP request and answer per docs/architecture.md §6.
 pub async fn execute(
     executor: &Executor,
     action: &dyn DynAction,

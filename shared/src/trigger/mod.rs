@@ -1,4 +1,4 @@
-//! Triggers (DESIGN §7): one binary accepts every event that calls Lambda in practice.
+//! Triggers (docs/architecture.md §7): one binary accepts every event that calls Lambda in practice.
 //!
 //! [`run`] starts the Lambda runtime; each invocation's raw event is classified by its
 //! shape ([`EventShape`]) and handed to the trigger that understands it:
@@ -8,7 +8,7 @@
 //! | direct invoke / Step Functions: an [`Envelope`] or bare params | `idempotencyKey`, else derived | the output, or a function error whose `errorType` is the wire name; with `"respond": "envelope"`, `{result, error, execution}` for results and terminal failures ([`direct::invoke`]) |
 //! | SQS (standard, FIFO) | envelope key, else FIFO deduplication id, else message id | `batchItemFailures` for retryable failures only |
 //! | EventBridge | envelope key, else the event id | the output, or a function error |
-//! | API Gateway REST v1, HTTP v2, function URL, ALB | `Idempotency-Key` header | an HTTP response per DESIGN §6 |
+//! | API Gateway REST v1, HTTP v2, function URL, ALB | `Idempotency-Key` header | an HTTP response per docs/architecture.md §6 |
 
 pub mod direct;
 pub mod eventbridge;

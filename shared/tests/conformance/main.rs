@@ -1,4 +1,4 @@
-//! The conformance suite: every guarantee of DESIGN §4, one test per scenario, run against
+//! The conformance suite: every guarantee of docs/architecture.md §4, one test per scenario, run against
 //! every store — embedded SQLite always; DynamoDB Local and moto server when the test runner
 //! (`tests/run.sh`) exports their endpoints.
 

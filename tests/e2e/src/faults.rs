@@ -1,5 +1,5 @@
 //! A fault-injecting proxy for the DynamoDB JSON protocol, to test the execution protocol
-//! of DESIGN §4 against the failures DynamoDB really has: an answer lost after the write
+//! of docs/architecture.md §4 against the failures DynamoDB really has: an answer lost after the write
 //! applied, a slow answer, throttling, a server error, a transaction conflict.
 //!
 //! [`FaultProxy`] listens on `127.0.0.1` on a free port and forwards every request to an
@@ -54,7 +54,7 @@ use tokio::task::JoinSet;
 
 /// The operation names of the DynamoDB requests the store sends.
 pub mod op {
-    /// The claim (DESIGN §4, step 1).
+    /// The claim (docs/architecture.md §4, step 1).
     pub const UPDATE_ITEM: &str = "UpdateItem";
     /// The commit, the release (step 3) and the optimistic write.
     pub const TRANSACT_WRITE_ITEMS: &str = "TransactWriteItems";

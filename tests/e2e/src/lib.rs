@@ -2,7 +2,7 @@
 //!
 //! The real function binaries of the workspace, run by `cargo lambda watch` (the Lambda
 //! Runtime and Invoke APIs), storing in DynamoDB Local, driven by `aws-sdk-lambda` through
-//! the Invoke API with real event shapes. DESIGN §9.
+//! the Invoke API with real event shapes. docs/architecture.md §9.
 //!
 //! A [`Stack`] is one test's world:
 //!

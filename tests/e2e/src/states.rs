@@ -1,7 +1,7 @@
 //! Step Functions, locally: the state machines of `workflows/` executed by moto's ASL
 //! interpreter, their Lambda tasks run by the real action binaries of a [`Stack`].
 //!
-//! # How the pieces connect (DESIGN §9)
+//! # How the pieces connect (docs/architecture.md §9)
 //!
 //! ```text
 //!  test ──aws-sdk-sfn──▶ front proxy ──(everything else)──▶ moto_server (ASL interpreter)

@@ -1,4 +1,4 @@
-//! The execution protocol under DynamoDB's own failures (DESIGN §4, "What the store can
+//! The execution protocol under DynamoDB's own failures (docs/architecture.md §4, "What the store can
 //! hold, decided before the claim": after the handler has run, nothing re-runs it because
 //! of the store; a retried claim that finds its own lease has the claim; a failed commit
 //! or release leaves the record `IN_PROGRESS` until its lease ends).
@@ -120,7 +120,7 @@ impl Action for Stage {
 type EffectRun = (String, Instant, Instant);
 
 /// An "external effect": records (key, start, end) and takes a few milliseconds; stages
-/// nothing. Its runs must never overlap per key (DESIGN §4, "Guarantees to test").
+/// nothing. Its runs must never overlap per key (docs/architecture.md §4, "Guarantees to test").
 struct Effect {
     lease: Lease,
     runs: Mutex<Vec<EffectRun>>,

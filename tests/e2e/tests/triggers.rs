@@ -4,7 +4,7 @@
 //! `shared/tests/fixtures`, bodies substituted). Outcomes are read back from the tables:
 //! idempotency records, audit rows, entities.
 //!
-//! `create-user` runs in optimistic mode (DESIGN §4): a second user with a taken email is
+//! `create-user` runs in optimistic mode (docs/architecture.md §4): a second user with a taken email is
 //! `ActionDo.Rejected` (terminal), and an execution whose key is held `IN_PROGRESS` by a
 //! live lease is `ActionDo.InProgress` (retryable). The tests hold such leases by claiming
 //! the key in the store directly, as a concurrent invocation would.
