@@ -13,14 +13,11 @@
 //! [`SdkConfig`] with [`DynamoStore::from_sdk_config`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -30,7 +27,6 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
     TransactWriteItem, Update,
 };
-use aws_smithy_runtime_api::box_error::BoxError;
 use aws_types::SdkConfig;
 use base64::Engine as _;
 use serde_json::Value;
@@ -102,58 +98,8 @@ impl Tables {
     }
 }
 
-/// Counts the DynamoDB requests a client sends (every attempt, retries included), by
-/// operation name. Add it to a client config with `.interceptor(counter.clone())`.
-#[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<Mutex<Vec<String>>>);
-
-impl CallCounter {
-    /// A counter at zero.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The operations sent so far, in order (`PutItem`, `TransactWriteItems`, …).
-    pub fn calls(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// How many requests were sent.
-    pub fn count(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    /// Back to zero.
-    pub fn reset(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
-}
-
-impl Intercept for CallCounter {
-    fn name(&self) -> &'static str {
-        "actiondo.CallCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let operation = context
-            .request()
-            .headers()
-            .get("x-amz-target")
-            .and_then(|t| t.rsplit('.').next())
-            .unwrap_or("unknown")
-            .to_owned();
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(operation);
-        Ok(())
-    }
-}
+#[cfg(feature = "testing")]
+pub use super::call_counter::CallCounter;
 
 /// The DynamoDB store.
 #[derive(Debug, Clone)]

@@ -1,4 +1,4 @@
-//! [`FaultyStore`]: a wrapper that makes chosen primitives fail, to prove that store
+//! Test support (feature `testing`). [`FaultyStore`]: a wrapper that makes chosen primitives fail, to prove that store
 //! failures surface as `ActionDo.Transient` and leave no partial state.
 
 use std::sync::Mutex;

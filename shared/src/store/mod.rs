@@ -15,8 +15,11 @@ use serde_json::Value;
 use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::error::StoreError;
 
+#[cfg(all(feature = "testing", feature = "dynamodb"))]
+mod call_counter;
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
+#[cfg(feature = "testing")]
 pub mod faulty;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
