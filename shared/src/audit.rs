@@ -130,6 +130,73 @@ pub fn redact(value: &Value, fields: &[String]) -> Value {
     }
 }
 
+/// The values of the fields named in `fields`, at any depth, as they may appear quoted in
+/// an error message: strings as themselves, other values as their JSON text.
+fn redacted_values(value: &Value, fields: &[String], out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if fields.iter().any(|f| f == k) {
+                    collect_scalars(v, out);
+                } else {
+                    redacted_values(v, fields, out);
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| redacted_values(v, fields, out)),
+        _ => {}
+    }
+}
+
+fn collect_scalars(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| collect_scalars(v, out)),
+        Value::Object(map) => map.values().for_each(|v| collect_scalars(v, out)),
+        _ => {}
+    }
+}
+
+fn scrub_text(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_owned(), |t, secret| {
+        t.replace(secret.as_str(), "[REDACTED]")
+    })
+}
+
+fn scrub_value(value: &Value, secrets: &[String]) -> Value {
+    match value {
+        Value::String(s) => Value::String(scrub_text(s, secrets)),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| scrub_value(v, secrets)).collect())
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), scrub_value(v, secrets)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// `e` with every value of a redacted field of `input` replaced by `"[REDACTED]"` in its
+/// message and details: validation messages (JSON Schema, serde) quote the values they
+/// refuse, and a redacted field's value must not reach the answer or the audit.
+pub fn scrub_error(e: crate::ActionError, input: &Value, fields: &[String]) -> crate::ActionError {
+    let mut secrets = Vec::new();
+    redacted_values(input, fields, &mut secrets);
+    if secrets.is_empty() {
+        return e;
+    }
+    // Longest first, so that a secret that contains another is replaced whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut scrubbed = crate::ActionError::new(e.kind(), scrub_text(e.message(), &secrets));
+    if let Some(details) = e.details() {
+        scrubbed = scrubbed.with_details(scrub_value(details, &secrets));
+    }
+    scrubbed
+}
+
 /// Keep `details` within [`MAX_DETAILS_BYTES`]: a larger value is replaced by its size
 /// and SHA-256 so that the audit write can never fail for size.
 pub fn bound_details(details: Value) -> Value {
@@ -251,6 +318,43 @@ mod tests {
         );
         assert!(timestamp(999) < timestamp(1000));
         assert_eq!(timestamp(1_698_402_600_000), "2023-10-27T10:30:00.000Z");
+    }
+
+    #[test]
+    fn error_messages_lose_the_values_of_redacted_fields() {
+        let input = json!({"card": {"number": "4242424242424242", "cvc": 123}, "name": "Ada"});
+        let e = crate::ActionError::validation(
+            "invalid params: \"4242424242424242\" is not of type integer; 123 is too short",
+        )
+        .with_details(
+            json!({"errors": [{"message": "\"4242424242424242\" is not of type integer"}]}),
+        );
+        let fields = ["number".to_owned(), "cvc".to_owned()];
+        let scrubbed = scrub_error(e, &input, &fields);
+        assert_eq!(scrubbed.kind(), crate::ErrorKind::Validation);
+        assert!(
+            !scrubbed.message().contains("4242"),
+            "{}",
+            scrubbed.message()
+        );
+        assert!(
+            !scrubbed.message().contains("123"),
+            "{}",
+            scrubbed.message()
+        );
+        assert!(
+            !scrubbed
+                .details()
+                .expect("details")
+                .to_string()
+                .contains("4242")
+        );
+        let untouched = scrub_error(
+            crate::ActionError::validation("Ada is fine"),
+            &input,
+            &fields,
+        );
+        assert_eq!(untouched.message(), "Ada is fine");
     }
 
     #[test]

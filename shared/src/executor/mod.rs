@@ -215,6 +215,9 @@ impl Executor {
             Err(e) => return Execution::rejected(name, None, e),
         };
         if let Err(e) = action.check(&params) {
+            // Schema and serde messages quote the values they refuse: not those of
+            // redacted fields, in the answer or in the audit.
+            let e = audit::scrub_error(e, &params, &options.redact);
             self.audit_rejection(
                 name,
                 &key,

@@ -959,6 +959,7 @@ conformance!(
     a_refused_commit_settles_the_key_as_failed,
     a_slow_handler_ends_inside_its_lease,
     attempts_grow_across_releases,
+    redacted_values_never_reach_errors_or_the_audit,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

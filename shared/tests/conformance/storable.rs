@@ -528,3 +528,26 @@ pub(crate) async fn dynamodb_refuses_exactly_what_the_limits_refuse() {
     }
     assert!(disagreements.is_empty(), "{disagreements:#?}");
 }
+
+/// Schema messages quote the values they refuse: never those of redacted fields, in the
+/// answer or in the rejection's audit record.
+pub(crate) async fn redacted_values_never_reach_errors_or_the_audit(backend: Backend) {
+    let Some(h) = Harness::new(backend).await else {
+        return;
+    };
+    let probe = Probe::new(ActionOptions {
+        redact: vec!["secret".into()],
+        ..ActionOptions::default()
+    });
+    let params = json!({"value": "x", "secret": 987_654_321});
+    let ex = h.executor.execute(&probe, crate::inv(params, "k")).await;
+    let err = ex.outcome.expect_err("schema");
+    assert_eq!(err.kind(), ErrorKind::Validation);
+    let answer = serde_json::to_string(&err.to_body()).expect("serializes");
+    assert!(!answer.contains("987654321"), "{answer}");
+    let audit = h.audit("probe#k").await;
+    assert_eq!(h.statuses(&audit), [AuditStatus::Rejected]);
+    let details = audit[0].details.to_string();
+    assert!(!details.contains("987654321"), "{details}");
+    assert!(details.contains("[REDACTED]"), "{details}");
+}
