@@ -966,3 +966,8 @@ conformance!(
 async fn dynamodb_local_refuses_exactly_what_the_limits_refuse() {
     dynamodb_refuses_exactly_what_the_limits_refuse().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_agree_on_arbitrary_inputs_on_dynamodb_local() {
+    both_stores_agree_on_arbitrary_inputs().await;
+}

@@ -551,3 +551,93 @@ pub(crate) async fn redacted_values_never_reach_errors_or_the_audit(backend: Bac
     assert!(!details.contains("987654321"), "{details}");
     assert!(details.contains("[REDACTED]"), "{details}");
 }
+
+/// A JSON value of any shape DynamoDB may refuse as an attribute: numbers of any
+/// magnitude, deep nesting, empty strings and empty map keys.
+fn arbitrary_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let number = prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        (prop::num::f64::NORMAL | prop::num::f64::SUBNORMAL | prop::num::f64::ZERO)
+            .prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+                .map(Value::Number)),
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        number,
+        "[a-z]{0,3}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(40, 120, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{0,2}", inner, 0..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// What a case ended as: the class of the first outcome and of its replay.
+fn outcome_class(ex: &actiondo::Execution) -> String {
+    match &ex.outcome {
+        Ok(_) => format!("ok(replayed={})", ex.replayed),
+        Err(e) => format!("{}(replayed={})", e.kind().wire_name(), ex.replayed),
+    }
+}
+
+/// Over arbitrary params, correlation ids and staged documents, the embedded store and
+/// DynamoDB Local give the same outcome class to every case, first run and replay — the
+/// embedded store refuses exactly what DynamoDB refuses.
+pub(crate) async fn both_stores_agree_on_arbitrary_inputs() {
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let Some(dynamo) = Harness::new(Backend::DynamoDbLocal).await else {
+        return;
+    };
+    let sqlite = Harness::new(Backend::Sqlite).await.expect("embedded store");
+    let correlation = prop_oneof![
+        Just(None),
+        Just(Some(String::new())),
+        "[ -~]{1,20}".prop_map(Some),
+        (1000usize..1100).prop_map(|n| Some("c".repeat(n))),
+        Just(Some("a\u{7}b".to_owned())),
+    ];
+    let staged = prop_oneof![Just(None), arbitrary_json().prop_map(Some)];
+    let strategy = (arbitrary_json(), correlation, staged);
+    let mut runner = TestRunner::deterministic();
+    let keeper = Keeper::default();
+    let mut disagreements = Vec::new();
+    let cases = 64;
+    for case in 0..cases {
+        let (data, correlation, doc) = strategy.new_tree(&mut runner).expect("a case").current();
+        let mut params = json!({ "data": data });
+        if let Some(doc) = &doc {
+            params["pk"] = json!(format!("thing#{case}"));
+            params["doc"] = doc.clone();
+        }
+        let mut classes = Vec::new();
+        for h in [&sqlite, &dynamo] {
+            let mut class = Vec::new();
+            for _ in 0..2 {
+                let mut inv =
+                    Invocation::new(params.clone(), Source::Cli).with_key(format!("prop-{case}"));
+                inv.correlation_id = correlation.clone();
+                class.push(outcome_class(&h.executor.execute(&keeper, inv).await));
+            }
+            let record = h.record(&format!("keeper#prop-{case}")).await;
+            assert!(
+                record.as_ref().is_none_or(|r| !r.is_abandoned()),
+                "case {case} left its key locked: {record:?}"
+            );
+            classes.push(class);
+        }
+        if classes[0] != classes[1] {
+            disagreements.push(format!(
+                "case {case}: SQLite {:?}, DynamoDB {:?} for params {params}, correlation {correlation:?}",
+                classes[0], classes[1]
+            ));
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+}
