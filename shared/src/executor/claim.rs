@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
     Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, retention_s,
+    store_failure,
 };
 use crate::audit::{self, AuditStatus};
 use crate::error::{ActionError, StoreError};
@@ -43,7 +44,7 @@ impl Executor {
             now_ms,
         };
         let attempt = match self.store.claim(&claim).await {
-            Err(e) => return self.finish(&p, 0, false, Err(ActionError::from(e))),
+            Err(e) => return self.finish(&p, 0, false, Err(store_failure(&p, e))),
             // Our own claim, applied by an earlier send whose answer was lost: it is ours.
             Ok(ClaimOutcome::Existing(record))
                 if record.lease_owner == lease_owner
@@ -211,7 +212,7 @@ impl Executor {
                     .unsigned_abs();
                 let e = match outcome {
                     Err(e) if status == AuditStatus::Retrying => e,
-                    _ => ActionError::from(store_err),
+                    _ => store_failure(&p, store_err),
                 };
                 tracing::warn!(
                     left_ms,

@@ -444,6 +444,21 @@ fn error_text(e: &ActionError) -> String {
     serde_json::to_string(&e.to_body()).unwrap_or_default()
 }
 
+/// A store failure as the caller sees it: the kind and a message without store internals
+/// (which go to the log), and the request id that finds them there.
+fn store_failure(p: &Prepared<'_>, err: crate::error::StoreError) -> ActionError {
+    let e = ActionError::from(err);
+    let details = match e.details() {
+        Some(Value::Object(map)) => {
+            let mut map = map.clone();
+            map.insert("requestId".into(), Value::String(p.request_id.clone()));
+            Value::Object(map)
+        }
+        _ => serde_json::json!({"requestId": p.request_id}),
+    };
+    e.with_details(details)
+}
+
 /// An error's wire body with the redacted fields of its `details` replaced.
 fn redacted_error(e: &ActionError, fields: &[String]) -> Value {
     let body = serde_json::to_value(e.to_body().error).unwrap_or(Value::Null);

@@ -4,6 +4,7 @@
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
     Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, retention_s,
+    store_failure,
 };
 use crate::audit::AuditStatus;
 use crate::error::{ActionError, StoreError};
@@ -123,7 +124,9 @@ impl Executor {
                 }
                 // Nothing is held in optimistic mode: a retry runs the handler again, and
                 // its only effects are the staged writes, which were not applied.
-                Err(store_err) => return self.finish(&p, 1, false, Err(store_err.into())),
+                Err(store_err) => {
+                    return self.finish(&p, 1, false, Err(store_failure(&p, store_err)));
+                }
             }
         }
     }

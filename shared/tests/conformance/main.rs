@@ -688,6 +688,10 @@ async fn store_failures_surface_as_transient_with_no_partial_state(backend: Back
         "no store internals reach the caller: {}",
         err.message()
     );
+    assert!(
+        err.details().is_some_and(|d| d["requestId"].is_string()),
+        "the request id finds the cause in the log: {err:?}"
+    );
     assert_eq!(probe.calls(), 2);
     assert!(h.entity("thing#s3").await.is_none());
     let kept = h.record("probe#k3").await.expect("kept");
