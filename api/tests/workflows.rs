@@ -15,18 +15,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 fn moto_url() -> Option<String> {
-    match std::env::var("ACTIONDO_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("ACTIONDO_TEST_REQUIRE_INFRA").is_ok_and(|v| v == "1") => {
-            panic!(
-                "ACTIONDO_TEST_MOTO_URL is not set, and this run requires moto; run ./tests/run.sh"
-            )
-        }
-        _ => {
-            eprintln!("skipped: ACTIONDO_TEST_MOTO_URL is not set (./tests/run.sh starts moto)");
-            None
-        }
-    }
+    actiondo::testing::server_url("ACTIONDO_TEST_MOTO_URL", "Step Functions on moto")
 }
 
 fn sfn_client(url: &str) -> aws_sdk_sfn::Client {

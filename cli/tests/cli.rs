@@ -463,21 +463,12 @@ fn dynamo_env(sb: Sandbox, endpoint: &str, prefix: &str) -> Sandbox {
         .env("ACTIONDO_ENTITIES_TABLE", format!("{prefix}-entities"))
 }
 
-fn infra_required() -> bool {
-    std::env::var("ACTIONDO_TEST_REQUIRE_INFRA").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 #[test]
 fn dynamodb_store_against_dynamodb_local() {
-    let Ok(url) = std::env::var("ACTIONDO_TEST_DYNAMODB_LOCAL_URL") else {
-        assert!(
-            !infra_required(),
-            "ACTIONDO_TEST_DYNAMODB_LOCAL_URL is not set, and this run requires DynamoDB Local (CI=true or ACTIONDO_TEST_REQUIRE_INFRA=1); run ./tests/run.sh"
-        );
-        eprintln!(
-            "\n*** NOT RUN: actiondo --store dynamodb against DynamoDB Local — ACTIONDO_TEST_DYNAMODB_LOCAL_URL is not set. ./tests/run.sh starts the server. ***\n"
-        );
+    let Some(url) = actiondo::testing::server_url(
+        "ACTIONDO_TEST_DYNAMODB_LOCAL_URL",
+        "actiondo --store dynamodb against DynamoDB Local",
+    ) else {
         return;
     };
     let prefix = format!("cli{}", uuid::Uuid::new_v4().simple());

@@ -336,6 +336,46 @@ pub mod http {
     }
 }
 
+/// The variable that turns a missing server or tool into a failure (set by
+/// `./tests/run.sh`; `CI=true` does the same).
+pub const REQUIRE_INFRA_ENV: &str = "ACTIONDO_TEST_REQUIRE_INFRA";
+
+/// Whether a missing server or tool fails the run (the test runner, CI) rather than
+/// skipping the test loudly: `ACTIONDO_TEST_REQUIRE_INFRA=1` or `CI=true`.
+pub fn infra_required() -> bool {
+    std::env::var(REQUIRE_INFRA_ENV).is_ok_and(|v| v == "1")
+        || std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The one rule for "is a server required?": the URL of the server that `var` names
+/// (`ACTIONDO_TEST_DYNAMODB_LOCAL_URL`, `ACTIONDO_TEST_MOTO_URL`, both set by
+/// `./tests/run.sh`); when it is not set, `None` after a `NOT RUN` line on standard error
+/// naming `what` — or a panic when [`infra_required`], so that nothing is ever skipped
+/// silently where the servers must be.
+///
+/// # Panics
+///
+/// When `var` is not set and [`infra_required`].
+#[track_caller]
+pub fn server_url(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !infra_required(),
+                "{var} is not set, and this run requires it for {what} ({REQUIRE_INFRA_ENV}=1 or CI=true); run ./tests/run.sh"
+            );
+            // Past libtest's output capture, so that the line shows in a passing run too.
+            use std::io::Write as _;
+            let line = format!(
+                "\n*** NOT RUN: {what} — {var} is not set; ./tests/run.sh starts the server. ***\n"
+            );
+            let _ = std::io::stderr().write_all(line.as_bytes());
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -314,27 +314,12 @@ fn the_transport_follows_the_environment() {
 
 // ---------------------------------------------------------------- SES (moto)
 
-/// Whether a missing server fails the run (the test runner and CI) or only skips loudly.
-fn infra_required() -> bool {
-    std::env::var("ACTIONDO_TEST_REQUIRE_INFRA").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// moto's URL, or `None` after a loud notice when it is not configured and not required.
 fn moto_url(test: &str) -> Option<String> {
-    match std::env::var("ACTIONDO_TEST_MOTO_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                !infra_required(),
-                "ACTIONDO_TEST_MOTO_URL is not set, and this run requires moto (CI=true or ACTIONDO_TEST_REQUIRE_INFRA=1); run ./tests/run.sh"
-            );
-            eprintln!(
-                "\n*** NOT RUN: send-email {test} (SES v2 against moto) — ACTIONDO_TEST_MOTO_URL is not set. ./tests/run.sh starts moto. ***\n"
-            );
-            None
-        }
-    }
+    actiondo::testing::server_url(
+        "ACTIONDO_TEST_MOTO_URL",
+        &format!("send-email {test} (SES v2 against moto)"),
+    )
 }
 
 fn ses_client(endpoint: &str) -> aws_sdk_sesv2::Client {

@@ -37,12 +37,6 @@ impl Backend {
     }
 }
 
-/// Whether a missing server fails the run (the test runner and CI) or only skips loudly.
-fn infra_required() -> bool {
-    std::env::var("ACTIONDO_TEST_REQUIRE_INFRA").is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
 /// A clock the tests move by hand that also ticks 1 ms per reading, so that every audit
 /// record of a test has its own timestamp and the newest-first order is well defined.
 #[derive(Debug, Clone)]
@@ -84,16 +78,8 @@ impl Harness {
                 None,
             ),
             Some(var) => {
-                let Ok(url) = std::env::var(var) else {
-                    assert!(
-                        !infra_required(),
-                        "{var} is not set, and this run requires the {backend:?} server (CI=true or ACTIONDO_TEST_REQUIRE_INFRA=1); run ./tests/run.sh"
-                    );
-                    eprintln!(
-                        "\n*** NOT RUN: {backend:?} conformance case — {var} is not set. ./tests/run.sh starts the server. ***\n"
-                    );
-                    return None;
-                };
+                let url =
+                    actiondo::testing::server_url(var, &format!("{backend:?} conformance case"))?;
                 let counter = CallCounter::new();
                 let config = aws_sdk_dynamodb::Config::builder()
                     .http_client(actiondo::aws::http_client())

@@ -87,7 +87,7 @@ pub use watch::Watch;
 /// The variable naming the DynamoDB Local endpoint (set by `./tests/run.sh`).
 pub const DYNAMODB_LOCAL_URL_ENV: &str = "ACTIONDO_TEST_DYNAMODB_LOCAL_URL";
 /// The variable that turns a missing server or tool into a failure.
-pub const REQUIRE_INFRA_ENV: &str = "ACTIONDO_TEST_REQUIRE_INFRA";
+pub use actiondo::testing::REQUIRE_INFRA_ENV;
 /// The variable naming the test tools folder (`.tools`, set by `./tests/run.sh`).
 pub const TOOLS_DIR_ENV: &str = "ACTIONDO_TOOLS_DIR";
 /// The limit of each function's start, in seconds.
@@ -104,12 +104,7 @@ pub const REGION: &str = actiondo::testing::LOCAL_REGION;
 pub const WARM_UP_EVENT: &str =
     r#"{"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put"}]}"#;
 
-/// Whether a missing server or tool fails the run (the test runner, CI) rather than
-/// skipping the test.
-pub fn infra_required() -> bool {
-    std::env::var(REQUIRE_INFRA_ENV).is_ok_and(|v| v == "1")
-        || std::env::var("CI").is_ok_and(|v| v == "true")
-}
+pub use actiondo::testing::infra_required;
 
 /// The workspace root (where the root `Cargo.toml` is).
 pub fn workspace_root() -> PathBuf {
