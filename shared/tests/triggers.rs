@@ -8,7 +8,14 @@ mod harness;
 
 use std::sync::Arc;
 
-use actiondo::{ActionOptions, AuditStatus, ErrorKind, Handler, Source};
+use actiondo::store::sqlite::SqliteStore;
+use actiondo::store::{Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord};
+use actiondo::trigger::RawEvent;
+use actiondo::{
+    ActionOptions, AuditPage, AuditQuery, AuditRecord, AuditStatus, Entity, EntityKey, ErrorKind,
+    Executor, Handler, Source, Store, StoreError,
+};
+use base64::Engine as _;
 use harness::{Backend, Harness, Probe};
 use lambda_runtime::{Context, Diagnostic};
 use serde_json::{Value, json};
@@ -404,4 +411,201 @@ async fn unrecognised_events_name_the_shapes_accepted() {
     assert!(err.message().contains("SQS event") && err.message().contains("API Gateway"));
     assert_eq!(probe.calls(), 0);
     assert!(h.audit_by_type("probe").await.is_empty());
+}
+
+fn base64_event(template: &str, body: &str) -> Value {
+    let mut event = http_event(template, body, &[]);
+    event["isBase64Encoded"] = json!(true);
+    event
+}
+
+fn error_body(reply: &Value) -> Value {
+    serde_json::from_str(reply["body"].as_str().expect("a body")).expect("a JSON body")
+}
+
+/// A body marked `isBase64Encoded` that is not base64 made lambda_http panic (Lambda saw
+/// errorType `&alloc::boxed::Box<dyn core::any::Any + core::marker::Send>`); it is a 400
+/// with `ActionDo.Validation` in the shape of each front end, and nothing runs.
+#[tokio::test]
+async fn a_body_that_is_not_base64_is_a_400_on_every_http_shape() {
+    for template in [APIGW_V1, APIGW_V2, ALB] {
+        let (h, probe, handler) = setup().await;
+        let reply = handle(&handler, base64_event(template, "not base64!"))
+            .await
+            .expect("an HTTP answer, not a function error");
+        assert_eq!(reply["statusCode"], 400, "{reply}");
+        let body = error_body(&reply);
+        assert_eq!(body["error"]["type"], "ActionDo.Validation");
+        assert_eq!(body["error"]["retryable"], false);
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("isBase64Encoded") && message.contains("base64"),
+            "{message}"
+        );
+        assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        assert_eq!(probe.calls(), 0);
+        assert!(h.audit_by_type("probe").await.is_empty());
+
+        // A body that is base64 is decoded.
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(r#"{"value": "from base64"}"#);
+        let reply = handle(&handler, base64_event(template, &encoded))
+            .await
+            .expect("http");
+        assert_eq!(reply["statusCode"], 200, "{reply}");
+        assert_eq!(error_body(&reply)["value"], "from base64");
+    }
+}
+
+/// The other inputs lambda_http panicked on: a `Host` that is not a host is a 400; a path
+/// or raw query string with characters a URI cannot hold is encoded and served.
+#[tokio::test]
+async fn hosts_paths_and_queries_lambda_http_panicked_on_are_answered() {
+    let (_h, probe, handler) = setup().await;
+    let mut event = http_event(APIGW_V1, r#"{"value": "x"}"#, &[("host", "a b")]);
+    event["multiValueHeaders"] = json!({});
+    let reply = handle(&handler, event).await.expect("http");
+    assert_eq!(reply["statusCode"], 400, "{reply}");
+    let body = error_body(&reply);
+    assert_eq!(body["error"]["type"], "ActionDo.Validation");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("host"),
+        "{body}"
+    );
+    assert_eq!(probe.calls(), 0);
+
+    let mut event = http_event(APIGW_V2, r#"{"value": "y"}"#, &[]);
+    event["rawPath"] = json!("/a b/ü");
+    event["rawQueryString"] = json!("q=a b");
+    let reply = handle(&handler, event).await.expect("http");
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+
+    let mut event = http_event(ALB, r#"{"value": "z"}"#, &[]);
+    event["multiValueQueryStringParameters"] = json!({"a": []});
+    let reply = handle(&handler, event).await.expect("http");
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+    assert_eq!(reply["statusDescription"], "200 OK");
+    assert_eq!(probe.calls(), 2);
+}
+
+/// Whatever panics in the dispatch of an event (here the store), Lambda sees
+/// `ActionDo.Internal` naming the panic, never a Rust type name; SQS redelivers the
+/// record; HTTP answers 500 in its own shape.
+#[tokio::test]
+async fn a_panic_in_dispatch_is_actiondo_internal() {
+    let handler = Handler::new(
+        Executor::new(PanickingStore(Arc::new(
+            SqliteStore::in_memory().expect("SQLite"),
+        ))),
+        Arc::new(Probe::new(ActionOptions::default())),
+    );
+    let err = handler
+        .handle(
+            json!({"params": {"value": "x"}, "idempotencyKey": "boom"}),
+            &context("req-p"),
+        )
+        .await
+        .expect_err("a function error");
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "ActionDo.Internal");
+    let cause: Value = serde_json::from_str(&diagnostic.error_message).expect("JSON");
+    let message = cause["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("panic") && message.contains("the store blew up"),
+        "{message}"
+    );
+    assert_eq!(cause["error"]["retryable"], true);
+
+    // FIFO: the record that panicked and the rest of its group go back; other groups
+    // and other keys go on.
+    let event = sqs_event(&[
+        ("ok", json!({"value": "a"}), Some("A"), None),
+        (
+            "p",
+            json!({"params": {"value": "b"}, "idempotencyKey": "boom"}),
+            Some("B"),
+            None,
+        ),
+        ("after", json!({"value": "c"}), Some("B"), None),
+    ]);
+    let reply = handle(&handler, event).await.expect("a batch answer");
+    let mut failed = failures(&reply);
+    failed.sort();
+    assert_eq!(failed, ["after", "p"]);
+
+    let reply = handle(
+        &handler,
+        http_event(
+            APIGW_V2,
+            r#"{"value": "x"}"#,
+            &[("Idempotency-Key", "boom")],
+        ),
+    )
+    .await
+    .expect("an HTTP answer");
+    assert_eq!(reply["statusCode"], 500, "{reply}");
+    assert_eq!(error_body(&reply)["error"]["type"], "ActionDo.Internal");
+}
+
+/// A payload that is not JSON `serde_json` reads (the runtime's own error would have
+/// reached Lambda as `lambda_runtime::deserializer::DeserializeError`) is
+/// `ActionDo.Validation`.
+#[tokio::test]
+async fn an_event_that_is_not_json_is_a_validation_error() {
+    let (_h, probe, handler) = setup().await;
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for bytes in [&b"not json"[..], b"", b"{\"a\":", deep.as_bytes()] {
+        let event = RawEvent::from_slice(bytes);
+        assert!(matches!(event, RawEvent::Unreadable(_)), "{event:?}");
+        let err = handler
+            .handle_raw(event, &context("req-raw"))
+            .await
+            .expect_err("refused");
+        assert_eq!(Diagnostic::from(err).error_type, "ActionDo.Validation");
+    }
+    let reply = handler
+        .handle_raw(
+            RawEvent::from_slice(br#"{"value": "raw"}"#),
+            &context("req-raw"),
+        )
+        .await
+        .expect("output");
+    assert_eq!(serde_json::to_value(reply).expect("json")["value"], "raw");
+    assert_eq!(probe.calls(), 1);
+}
+
+/// A store that panics when a claim's key is `boom` (a bug below the executor, outside
+/// the handler's own panic capture).
+#[derive(Debug)]
+struct PanickingStore(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl Store for PanickingStore {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        assert!(!claim.id.ends_with("#boom"), "the store blew up");
+        self.0.claim(claim).await
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        self.0.commit(commit).await
+    }
+
+    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.0.put_audit(record).await
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.0.get_record(id).await
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        self.0.get_entity(key).await
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.0.query_audit(query).await
+    }
 }

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::StreamExt as _;
+use futures::{FutureExt as _, StreamExt as _};
 
 use crate::invocation::Source;
 use crate::invocation::{Invocation, Params};
-use crate::trigger::{Envelope, Handler, Meta};
+use crate::trigger::{Envelope, Handler, Meta, catch_panic};
 
 /// How many records of a standard queue run at once unless `ACTIONDO_SQS_CONCURRENCY` says
 /// otherwise.
@@ -75,6 +75,8 @@ pub async fn handle_batch(handler: &Handler, event: SqsEvent) -> SqsBatchRespons
 /// run `run` on each record, FIFO message groups in order and stopped at their first
 /// [`Disposition::Redeliver`] (the rest of the group is reported unprocessed), standard
 /// records concurrently, at most `concurrency` at once; answer the records to redeliver.
+/// A panic while running one record redelivers that record (and, FIFO, the rest of its
+/// group) instead of failing the whole batch.
 pub async fn process_batch<F, Fut>(
     records: Vec<SqsMessage>,
     concurrency: usize,
@@ -139,7 +141,11 @@ where
             failed.push(id);
             continue;
         }
-        if run(record).await == Disposition::Redeliver {
+        let disposition = catch_panic(run(record).map(Ok)).await.unwrap_or_else(|e| {
+            tracing::error!(message_id = %id, error = e.message(), "the record's run panicked");
+            Disposition::Redeliver
+        });
+        if disposition == Disposition::Redeliver {
             tracing::warn!(message_id = %id, "message returned to the queue");
             failed.push(id);
             blocked = true;
