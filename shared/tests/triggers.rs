@@ -6,18 +6,20 @@
 #[path = "conformance/harness.rs"]
 mod harness;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actiondo::store::sqlite::SqliteStore;
 use actiondo::store::{Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord};
 use actiondo::trigger::RawEvent;
 use actiondo::{
-    ActionOptions, AuditPage, AuditQuery, AuditRecord, AuditStatus, Entity, EntityKey, ErrorKind,
-    Executor, Handler, Source, Store, StoreError,
+    Action, ActionContext, ActionError, ActionOptions, AuditPage, AuditQuery, AuditRecord,
+    AuditStatus, Entity, EntityKey, ErrorKind, Executor, Handler, Source, Store, StoreError,
 };
 use base64::Engine as _;
 use harness::{Backend, Harness, Probe};
 use lambda_runtime::{Context, Diagnostic};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 const SQS: &str = include_str!("fixtures/sqs-receive-message.json");
@@ -165,16 +167,36 @@ async fn sqs_fifo_group_stops_after_its_first_failure() {
     assert_eq!(probe.calls(), 4, "a3 never ran");
 }
 
+/// DESIGN §7: the FIFO deduplication id is a 5-minute window in SQS and must not become a
+/// 24-hour key. Two messages that share one (a sender reusing it after the window) are two
+/// executions, each under its message id; an explicit key still wins.
 #[tokio::test]
-async fn sqs_fifo_deduplication_id_is_the_key() {
+async fn sqs_fifo_deduplication_id_is_never_the_key() {
     let (h, probe, handler) = setup().await;
-    // The same logical message sent twice, as two SQS messages with one deduplication id.
     for id in ["m-1", "m-2"] {
         let event = sqs_event(&[(id, json!({"value": "x"}), Some("G"), Some("order-7"))]);
         assert!(failures(&handle(&handler, event).await.expect("batch")).is_empty());
     }
-    assert_eq!(probe.calls(), 1);
-    assert_eq!(h.audit("probe#order-7").await.len(), 2);
+    assert_eq!(probe.calls(), 2, "two messages, two executions");
+    assert!(h.audit("probe#order-7").await.is_empty());
+    assert_eq!(
+        h.statuses(&h.audit("probe#m-1").await),
+        [AuditStatus::Completed]
+    );
+    assert_eq!(
+        h.statuses(&h.audit("probe#m-2").await),
+        [AuditStatus::Completed]
+    );
+
+    let explicit = sqs_event(&[(
+        "m-3",
+        json!({"params": {"value": "y"}, "idempotencyKey": "order-8"}),
+        Some("G"),
+        Some("order-7"),
+    )]);
+    assert!(failures(&handle(&handler, explicit).await.expect("batch")).is_empty());
+    assert_eq!(h.audit("probe#order-8").await.len(), 1);
+    assert!(h.audit("probe#m-3").await.is_empty());
 }
 
 fn http_event(template: &str, body: &str, headers: &[(&str, &str)]) -> Value {
@@ -607,5 +629,71 @@ impl Store for PanickingStore {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         self.0.query_audit(query).await
+    }
+}
+
+/// An SQS-triggered handler has until the Lambda deadline, like every other trigger
+/// (DESIGN §4): each record's invocation carries it, standard and FIFO alike.
+#[tokio::test]
+async fn every_sqs_record_carries_the_invocation_deadline() {
+    let seen = Arc::new(Seen::default());
+    let handler = Handler::new(
+        Executor::new(SqliteStore::in_memory().expect("SQLite")),
+        seen.clone(),
+    );
+    let deadline_ms = chrono::Utc::now().timestamp_millis() + 60_000;
+    let mut cx = context("req-sqs");
+    cx.deadline = u64::try_from(deadline_ms).expect("positive");
+    let event = sqs_event(&[
+        ("s-1", json!({}), None, None),
+        (
+            "s-2",
+            json!({"params": {}, "idempotencyKey": "k-2"}),
+            None,
+            None,
+        ),
+        ("f-1", json!({}), Some("G"), Some("d-1")),
+    ]);
+    let reply = handler.handle(event, &cx).await.expect("batch");
+    assert!(failures(&serde_json::to_value(reply).expect("json")).is_empty());
+    let mut deadlines = seen.deadlines();
+    deadlines.sort();
+    assert_eq!(
+        deadlines,
+        [
+            ("f-1".to_owned(), Some(deadline_ms)),
+            ("k-2".to_owned(), Some(deadline_ms)),
+            ("s-1".to_owned(), Some(deadline_ms)),
+        ]
+    );
+}
+
+/// Records the key and deadline each execution saw.
+#[derive(Debug, Default)]
+struct Seen {
+    deadlines: Mutex<Vec<(String, Option<i64>)>>,
+}
+
+impl Seen {
+    fn deadlines(&self) -> Vec<(String, Option<i64>)> {
+        self.deadlines.lock().expect("lock").clone()
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct Empty {}
+
+impl Action for Seen {
+    type Input = Empty;
+    type Output = bool;
+    const NAME: &'static str = "seen";
+    const DESCRIPTION: &'static str = "Records the deadline of each execution.";
+
+    async fn execute(&self, _: Empty, cx: &mut ActionContext) -> Result<bool, ActionError> {
+        self.deadlines
+            .lock()
+            .expect("lock")
+            .push((cx.idempotency_key().to_owned(), cx.deadline_ms()));
+        Ok(true)
     }
 }

@@ -6,7 +6,7 @@
 //! | shape | key | answer |
 //! |---|---|---|
 //! | direct invoke / Step Functions: an [`Envelope`] or bare params | `idempotencyKey`, else derived | the output, or a function error whose `errorType` is the wire name; with `"respond": "envelope"`, `{result, error, execution}` for results and terminal failures ([`direct::invoke`]) |
-//! | SQS (standard, FIFO) | envelope key, else FIFO deduplication id, else message id | `batchItemFailures` for retryable failures only |
+//! | SQS (standard, FIFO) | envelope key, else the message id (never the FIFO deduplication id) | `batchItemFailures` for retryable failures only |
 //! | EventBridge | envelope key, else the event id | the output, or a function error |
 //! | API Gateway REST v1, HTTP v2, function URL, ALB | `Idempotency-Key` header | an HTTP response per DESIGN §6 |
 //!
@@ -280,7 +280,7 @@ impl Handler {
         match EventShape::of(&event)? {
             EventShape::Direct => direct::invoke(self, event, &meta).await,
             EventShape::Sqs => {
-                let response = sqs::handle_batch(self, sqs::parse_event(event)?).await;
+                let response = sqs::handle_batch(self, sqs::parse_event(event)?, &meta).await;
                 Ok(Reply::Json(serde_json::to_value(response).map_err(
                     |e| ActionError::internal(format!("batch response does not serialize: {e}")),
                 )?))
