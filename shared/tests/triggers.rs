@@ -19,7 +19,8 @@ use base64::Engine as _;
 use harness::{Backend, Harness, Probe};
 use lambda_runtime::{Context, Diagnostic};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 const SQS: &str = include_str!("fixtures/sqs-receive-message.json");
@@ -695,5 +696,79 @@ impl Action for Seen {
             .expect("lock")
             .push((cx.idempotency_key().to_owned(), cx.deadline_ms()));
         Ok(true)
+    }
+}
+
+/// DESIGN §4: a replay is byte-identical. The envelope form embeds the stored output as
+/// it is: no key reordering, no `1.0` → `1`, no `1e2` → `100`.
+#[tokio::test]
+async fn the_envelope_embeds_the_stored_result_byte_for_byte() {
+    let handler = Handler::new(
+        Executor::new(SqliteStore::in_memory().expect("SQLite")),
+        Arc::new(Verbatim),
+    );
+    let output = r#"{"b":1,"a":1.0,"n":1e2}"#;
+    let task = json!({
+        "params": {"json": output},
+        "idempotencyKey": "k-verbatim",
+        "respond": "envelope",
+    });
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let reply = handler
+            .handle(task.clone(), &context("req-v"))
+            .await
+            .expect("an answer");
+        answers.push(serde_json::to_string(&reply).expect("serializes"));
+    }
+    assert_eq!(
+        answers[0],
+        format!(
+            r#"{{"result":{output},"error":null,"execution":{{"key":"k-verbatim","attempt":1,"replayed":false}}}}"#
+        )
+    );
+    assert_eq!(
+        answers[1],
+        answers[0].replace(r#""replayed":false"#, r#""replayed":true"#)
+    );
+
+    // The bare output, first and replayed, is the same text.
+    let bare = json!({"params": {"json": output}, "idempotencyKey": "k-bare"});
+    for _ in 0..2 {
+        let reply = handler
+            .handle(bare.clone(), &context("req-b"))
+            .await
+            .expect("output");
+        assert_eq!(serde_json::to_string(&reply).expect("serializes"), output);
+    }
+}
+
+/// Returns the JSON text it is given, byte for byte.
+#[derive(Debug)]
+struct Verbatim;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct VerbatimInput {
+    json: String,
+}
+
+/// JSON text that serializes as it is.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+struct RawJson(#[schemars(with = "Value")] Box<RawValue>);
+
+impl Action for Verbatim {
+    type Input = VerbatimInput;
+    type Output = RawJson;
+    const NAME: &'static str = "verbatim";
+    const DESCRIPTION: &'static str = "Returns its JSON text as it is.";
+
+    async fn execute(
+        &self,
+        input: VerbatimInput,
+        _: &mut ActionContext,
+    ) -> Result<RawJson, ActionError> {
+        RawValue::from_string(input.json)
+            .map(RawJson)
+            .map_err(|e| ActionError::validation(e.to_string()))
     }
 }
