@@ -6,11 +6,21 @@
 #[path = "conformance/harness.rs"]
 mod harness;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use actiondo::{ActionOptions, AuditStatus, ErrorKind, Handler, Source};
+use actiondo::store::sqlite::SqliteStore;
+use actiondo::store::{Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord};
+use actiondo::trigger::RawEvent;
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, AuditPage, AuditQuery, AuditRecord,
+    AuditStatus, Entity, EntityKey, ErrorKind, Executor, Handler, Source, Store, StoreError,
+};
+use base64::Engine as _;
 use harness::{Backend, Harness, Probe};
 use lambda_runtime::{Context, Diagnostic};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 const SQS: &str = include_str!("fixtures/sqs-receive-message.json");
@@ -158,16 +168,36 @@ async fn sqs_fifo_group_stops_after_its_first_failure() {
     assert_eq!(probe.calls(), 4, "a3 never ran");
 }
 
+/// docs/architecture.md §7: the FIFO deduplication id is a 5-minute window in SQS and must not become a
+/// 24-hour key. Two messages that share one (a sender reusing it after the window) are two
+/// executions, each under its message id; an explicit key still wins.
 #[tokio::test]
-async fn sqs_fifo_deduplication_id_is_the_key() {
+async fn sqs_fifo_deduplication_id_is_never_the_key() {
     let (h, probe, handler) = setup().await;
-    // The same logical message sent twice, as two SQS messages with one deduplication id.
     for id in ["m-1", "m-2"] {
         let event = sqs_event(&[(id, json!({"value": "x"}), Some("G"), Some("order-7"))]);
         assert!(failures(&handle(&handler, event).await.expect("batch")).is_empty());
     }
-    assert_eq!(probe.calls(), 1);
-    assert_eq!(h.audit("probe#order-7").await.len(), 2);
+    assert_eq!(probe.calls(), 2, "two messages, two executions");
+    assert!(h.audit("probe#order-7").await.is_empty());
+    assert_eq!(
+        h.statuses(&h.audit("probe#m-1").await),
+        [AuditStatus::Completed]
+    );
+    assert_eq!(
+        h.statuses(&h.audit("probe#m-2").await),
+        [AuditStatus::Completed]
+    );
+
+    let explicit = sqs_event(&[(
+        "m-3",
+        json!({"params": {"value": "y"}, "idempotencyKey": "order-8"}),
+        Some("G"),
+        Some("order-7"),
+    )]);
+    assert!(failures(&handle(&handler, explicit).await.expect("batch")).is_empty());
+    assert_eq!(h.audit("probe#order-8").await.len(), 1);
+    assert!(h.audit("probe#m-3").await.is_empty());
 }
 
 fn http_event(template: &str, body: &str, headers: &[(&str, &str)]) -> Value {
@@ -404,4 +434,341 @@ async fn unrecognised_events_name_the_shapes_accepted() {
     assert!(err.message().contains("SQS event") && err.message().contains("API Gateway"));
     assert_eq!(probe.calls(), 0);
     assert!(h.audit_by_type("probe").await.is_empty());
+}
+
+fn base64_event(template: &str, body: &str) -> Value {
+    let mut event = http_event(template, body, &[]);
+    event["isBase64Encoded"] = json!(true);
+    event
+}
+
+fn error_body(reply: &Value) -> Value {
+    serde_json::from_str(reply["body"].as_str().expect("a body")).expect("a JSON body")
+}
+
+/// A body marked `isBase64Encoded` that is not base64 made lambda_http panic (Lambda saw
+/// errorType `&alloc::boxed::Box<dyn core::any::Any + core::marker::Send>`); it is a 400
+/// with `ActionDo.Validation` in the shape of each front end, and nothing runs.
+#[tokio::test]
+async fn a_body_that_is_not_base64_is_a_400_on_every_http_shape() {
+    for template in [APIGW_V1, APIGW_V2, ALB] {
+        let (h, probe, handler) = setup().await;
+        let reply = handle(&handler, base64_event(template, "not base64!"))
+            .await
+            .expect("an HTTP answer, not a function error");
+        assert_eq!(reply["statusCode"], 400, "{reply}");
+        let body = error_body(&reply);
+        assert_eq!(body["error"]["type"], "ActionDo.Validation");
+        assert_eq!(body["error"]["retryable"], false);
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("isBase64Encoded") && message.contains("base64"),
+            "{message}"
+        );
+        assert_eq!(header(&reply, "content-type"), Some("application/json"));
+        assert_eq!(probe.calls(), 0);
+        assert!(h.audit_by_type("probe").await.is_empty());
+
+        // A body that is base64 is decoded.
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(r#"{"value": "from base64"}"#);
+        let reply = handle(&handler, base64_event(template, &encoded))
+            .await
+            .expect("http");
+        assert_eq!(reply["statusCode"], 200, "{reply}");
+        assert_eq!(error_body(&reply)["value"], "from base64");
+    }
+}
+
+/// The other inputs lambda_http panicked on: a `Host` that is not a host is a 400; a path
+/// or raw query string with characters a URI cannot hold is encoded and served.
+#[tokio::test]
+async fn hosts_paths_and_queries_lambda_http_panicked_on_are_answered() {
+    let (_h, probe, handler) = setup().await;
+    let mut event = http_event(APIGW_V1, r#"{"value": "x"}"#, &[("host", "a b")]);
+    event["multiValueHeaders"] = json!({});
+    let reply = handle(&handler, event).await.expect("http");
+    assert_eq!(reply["statusCode"], 400, "{reply}");
+    let body = error_body(&reply);
+    assert_eq!(body["error"]["type"], "ActionDo.Validation");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("host"),
+        "{body}"
+    );
+    assert_eq!(probe.calls(), 0);
+
+    let mut event = http_event(APIGW_V2, r#"{"value": "y"}"#, &[]);
+    event["rawPath"] = json!("/a b/ü");
+    event["rawQueryString"] = json!("q=a b");
+    let reply = handle(&handler, event).await.expect("http");
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+
+    let mut event = http_event(ALB, r#"{"value": "z"}"#, &[]);
+    event["multiValueQueryStringParameters"] = json!({"a": []});
+    let reply = handle(&handler, event).await.expect("http");
+    assert_eq!(reply["statusCode"], 200, "{reply}");
+    assert_eq!(reply["statusDescription"], "200 OK");
+    assert_eq!(probe.calls(), 2);
+}
+
+/// Whatever panics in the dispatch of an event (here the store), Lambda sees
+/// `ActionDo.Internal` naming the panic, never a Rust type name; SQS redelivers the
+/// record; HTTP answers 500 in its own shape.
+#[tokio::test]
+async fn a_panic_in_dispatch_is_actiondo_internal() {
+    let handler = Handler::new(
+        Executor::new(PanickingStore(Arc::new(
+            SqliteStore::in_memory().expect("SQLite"),
+        ))),
+        Arc::new(Probe::new(ActionOptions::default())),
+    );
+    let err = handler
+        .handle(
+            json!({"params": {"value": "x"}, "idempotencyKey": "boom"}),
+            &context("req-p"),
+        )
+        .await
+        .expect_err("a function error");
+    let diagnostic = Diagnostic::from(err);
+    assert_eq!(diagnostic.error_type, "ActionDo.Internal");
+    let cause: Value = serde_json::from_str(&diagnostic.error_message).expect("JSON");
+    let message = cause["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("panic") && message.contains("the store blew up"),
+        "{message}"
+    );
+    assert_eq!(cause["error"]["retryable"], true);
+
+    // FIFO: the record that panicked and the rest of its group go back; other groups
+    // and other keys go on.
+    let event = sqs_event(&[
+        ("ok", json!({"value": "a"}), Some("A"), None),
+        (
+            "p",
+            json!({"params": {"value": "b"}, "idempotencyKey": "boom"}),
+            Some("B"),
+            None,
+        ),
+        ("after", json!({"value": "c"}), Some("B"), None),
+    ]);
+    let reply = handle(&handler, event).await.expect("a batch answer");
+    let mut failed = failures(&reply);
+    failed.sort();
+    assert_eq!(failed, ["after", "p"]);
+
+    let reply = handle(
+        &handler,
+        http_event(
+            APIGW_V2,
+            r#"{"value": "x"}"#,
+            &[("Idempotency-Key", "boom")],
+        ),
+    )
+    .await
+    .expect("an HTTP answer");
+    assert_eq!(reply["statusCode"], 500, "{reply}");
+    assert_eq!(error_body(&reply)["error"]["type"], "ActionDo.Internal");
+}
+
+/// A payload that is not JSON `serde_json` reads (the runtime's own error would have
+/// reached Lambda as `lambda_runtime::deserializer::DeserializeError`) is
+/// `ActionDo.Validation`.
+#[tokio::test]
+async fn an_event_that_is_not_json_is_a_validation_error() {
+    let (_h, probe, handler) = setup().await;
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    for bytes in [&b"not json"[..], b"", b"{\"a\":", deep.as_bytes()] {
+        let event = RawEvent::from_slice(bytes);
+        assert!(matches!(event, RawEvent::Unreadable(_)), "{event:?}");
+        let err = handler
+            .handle_raw(event, &context("req-raw"))
+            .await
+            .expect_err("refused");
+        assert_eq!(Diagnostic::from(err).error_type, "ActionDo.Validation");
+    }
+    let reply = handler
+        .handle_raw(
+            RawEvent::from_slice(br#"{"value": "raw"}"#),
+            &context("req-raw"),
+        )
+        .await
+        .expect("output");
+    assert_eq!(serde_json::to_value(reply).expect("json")["value"], "raw");
+    assert_eq!(probe.calls(), 1);
+}
+
+/// A store that panics when a claim's key is `boom` (a bug below the executor, outside
+/// the handler's own panic capture).
+#[derive(Debug)]
+struct PanickingStore(Arc<dyn Store>);
+
+#[async_trait::async_trait]
+impl Store for PanickingStore {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        assert!(!claim.id.ends_with("#boom"), "the store blew up");
+        self.0.claim(claim).await
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        self.0.commit(commit).await
+    }
+
+    async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
+        self.0.put_audit(record).await
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.0.get_record(id).await
+    }
+
+    async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        self.0.get_entity(key).await
+    }
+
+    async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.0.query_audit(query).await
+    }
+}
+
+/// An SQS-triggered handler has until the Lambda deadline, like every other trigger
+/// (docs/architecture.md §4): each record's invocation carries it, standard and FIFO alike.
+#[tokio::test]
+async fn every_sqs_record_carries_the_invocation_deadline() {
+    let seen = Arc::new(Seen::default());
+    let handler = Handler::new(
+        Executor::new(SqliteStore::in_memory().expect("SQLite")),
+        seen.clone(),
+    );
+    let deadline_ms = chrono::Utc::now().timestamp_millis() + 60_000;
+    let mut cx = context("req-sqs");
+    cx.deadline = u64::try_from(deadline_ms).expect("positive");
+    let event = sqs_event(&[
+        ("s-1", json!({}), None, None),
+        (
+            "s-2",
+            json!({"params": {}, "idempotencyKey": "k-2"}),
+            None,
+            None,
+        ),
+        ("f-1", json!({}), Some("G"), Some("d-1")),
+    ]);
+    let reply = handler.handle(event, &cx).await.expect("batch");
+    assert!(failures(&serde_json::to_value(reply).expect("json")).is_empty());
+    let mut deadlines = seen.deadlines();
+    deadlines.sort();
+    assert_eq!(
+        deadlines,
+        [
+            ("f-1".to_owned(), Some(deadline_ms)),
+            ("k-2".to_owned(), Some(deadline_ms)),
+            ("s-1".to_owned(), Some(deadline_ms)),
+        ]
+    );
+}
+
+/// Records the key and deadline each execution saw.
+#[derive(Debug, Default)]
+struct Seen {
+    deadlines: Mutex<Vec<(String, Option<i64>)>>,
+}
+
+impl Seen {
+    fn deadlines(&self) -> Vec<(String, Option<i64>)> {
+        self.deadlines.lock().expect("lock").clone()
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct Empty {}
+
+impl Action for Seen {
+    type Input = Empty;
+    type Output = bool;
+    const NAME: &'static str = "seen";
+    const DESCRIPTION: &'static str = "Records the deadline of each execution.";
+
+    async fn execute(&self, _: Empty, cx: &mut ActionContext) -> Result<bool, ActionError> {
+        self.deadlines
+            .lock()
+            .expect("lock")
+            .push((cx.idempotency_key().to_owned(), cx.deadline_ms()));
+        Ok(true)
+    }
+}
+
+/// docs/architecture.md §4: a replay is byte-identical. The envelope form embeds the stored output as
+/// it is: no key reordering, no `1.0` → `1`, no `1e2` → `100`.
+#[tokio::test]
+async fn the_envelope_embeds_the_stored_result_byte_for_byte() {
+    let handler = Handler::new(
+        Executor::new(SqliteStore::in_memory().expect("SQLite")),
+        Arc::new(Verbatim),
+    );
+    let output = r#"{"b":1,"a":1.0,"n":1e2}"#;
+    let task = json!({
+        "params": {"json": output},
+        "idempotencyKey": "k-verbatim",
+        "respond": "envelope",
+    });
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let reply = handler
+            .handle(task.clone(), &context("req-v"))
+            .await
+            .expect("an answer");
+        answers.push(serde_json::to_string(&reply).expect("serializes"));
+    }
+    assert_eq!(
+        answers[0],
+        format!(
+            r#"{{"result":{output},"error":null,"execution":{{"key":"k-verbatim","attempt":1,"replayed":false}}}}"#
+        )
+    );
+    assert_eq!(
+        answers[1],
+        answers[0].replace(r#""replayed":false"#, r#""replayed":true"#)
+    );
+
+    // The bare output, first and replayed, is the same text.
+    let bare = json!({"params": {"json": output}, "idempotencyKey": "k-bare"});
+    for _ in 0..2 {
+        let reply = handler
+            .handle(bare.clone(), &context("req-b"))
+            .await
+            .expect("output");
+        assert_eq!(serde_json::to_string(&reply).expect("serializes"), output);
+    }
+}
+
+/// Returns the JSON text it is given, byte for byte.
+#[derive(Debug)]
+struct Verbatim;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+struct VerbatimInput {
+    json: String,
+}
+
+/// JSON text that serializes as it is.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+struct RawJson(#[schemars(with = "Value")] Box<RawValue>);
+
+impl Action for Verbatim {
+    type Input = VerbatimInput;
+    type Output = RawJson;
+    const NAME: &'static str = "verbatim";
+    const DESCRIPTION: &'static str = "Returns its JSON text as it is.";
+
+    async fn execute(
+        &self,
+        input: VerbatimInput,
+        _: &mut ActionContext,
+    ) -> Result<RawJson, ActionError> {
+        RawValue::from_string(input.json)
+            .map(RawJson)
+            .map_err(|e| ActionError::validation(e.to_string()))
+    }
 }

@@ -11,6 +11,7 @@
 //! catalog does not have) is returned to the queue too: no action can audit it, so after
 //! the queue's `maxReceiveCount` it lands in the dead-letter queue instead of being lost.
 
+use actiondo::trigger::Meta;
 use actiondo::trigger::sqs::{Disposition, RecordInfo, concurrency_from_env, process_batch};
 use actiondo::{Invocation, Params, Source};
 use actiondo_api::Api;
@@ -40,14 +41,20 @@ pub struct IntakeMessage {
 
 /// Run a batch of intake messages; answer the ones to redeliver.
 pub async fn handle_batch(api: &Api, event: SqsEvent) -> SqsBatchResponse {
+    handle_batch_within(api, event, &Meta::default()).await
+}
+
+/// [`handle_batch`] inside the invocation `batch`: every record's execution gets the
+/// invocation's deadline (and trace id when the record has none).
+pub async fn handle_batch_within(api: &Api, event: SqsEvent, batch: &Meta) -> SqsBatchResponse {
     process_batch(event.records, concurrency_from_env(), |record| {
-        handle_record(api, record)
+        handle_record(api, record, batch)
     })
     .await
 }
 
-async fn handle_record(api: &Api, record: SqsMessage) -> Disposition {
-    let info = RecordInfo::of(&record);
+async fn handle_record(api: &Api, record: SqsMessage, batch: &Meta) -> Disposition {
+    let info = RecordInfo::within(&record, batch);
     let message_id = info.meta.request_id.clone();
     let body = record.body.unwrap_or_default();
     let message = match serde_json::from_str::<IntakeMessage>(&body) {
@@ -71,13 +78,15 @@ async fn handle_record(api: &Api, record: SqsMessage) -> Disposition {
                 .params
                 .unwrap_or_else(|| Value::Object(Default::default())),
         ),
-        key: message.idempotency_key.or(Some(info.fallback_key)),
+        // The message's key, else its message id: never the FIFO deduplication id, a
+        // 5-minute window in SQS that must not become a 24-hour key.
+        key: message.idempotency_key.or(Some(info.key)),
         source: Source::Sqs,
         request_id: Some(message_id),
         correlation_id: message.correlation_id.or(info.correlation_id),
         caller: Some(INTAKE_CALLER.to_owned()),
         trace_id: info.meta.trace_id,
-        deadline_ms: None,
+        deadline_ms: info.meta.deadline_ms,
     };
     let execution = api.dispatcher().call(action, invocation).await;
     Disposition::of(&execution.outcome)

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use actiondo::trigger::EventShape;
+use actiondo::trigger::{EventShape, Meta, RawEvent, catch_panic};
 use actiondo::{ActionError, BoxError, StoreConfig};
 use actiondo_api::{Api, Auth, KeyStore, Workflows};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -34,9 +34,22 @@ pub async fn run() -> Result<(), BoxError> {
     }
     let router = api.clone().into_router();
     tracing::info!(actions = api.catalog().len(), "router ready");
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let (api, router) = (api.clone(), router.clone());
-        async move { handle(&api, router, event).await.map_err(Diagnostic::from) }
+        async move {
+            let LambdaEvent { payload, context } = event;
+            // A payload that is not JSON is ActionDo.Validation, and a panic is
+            // ActionDo.Internal: never a Rust type name as the errorType.
+            let handled = async {
+                handle(
+                    &api,
+                    router,
+                    LambdaEvent::new(payload.into_value()?, context),
+                )
+                .await
+            };
+            catch_panic(handled).await.map_err(Diagnostic::from)
+        }
     }))
     .await
 }
@@ -51,7 +64,9 @@ pub async fn handle(
     match EventShape::of(&payload)? {
         EventShape::Sqs => {
             let batch = actiondo::trigger::sqs::parse_event(payload)?;
-            serde_json::to_value(crate::intake::handle_batch(api, batch).await).map_err(|e| {
+            let meta = Meta::from(&context);
+            let response = crate::intake::handle_batch_within(api, batch, &meta).await;
+            serde_json::to_value(response).map_err(|e| {
                 ActionError::internal(format!("the batch response does not serialize: {e}"))
             })
         }

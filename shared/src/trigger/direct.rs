@@ -1,8 +1,10 @@
 //! Direct invocations and Step Functions tasks.
 
-use serde_json::json;
+use serde::Serialize;
+use serde_json::value::RawValue;
 
-use crate::error::ActionError;
+use crate::error::{ActionError, ErrorPayload};
+use crate::executor::Execution;
 use crate::invocation::Source;
 use crate::trigger::{Envelope, Handler, Meta, Reply, Respond};
 
@@ -36,23 +38,46 @@ pub async fn invoke(
         .executor()
         .execute(handler.action(), envelope.into_invocation(source, meta))
         .await;
-    let meta = json!({
-        "key": execution.key,
-        "attempt": execution.attempt,
-        "replayed": execution.replayed,
-    });
-    match (respond, execution.outcome) {
-        (Respond::Result, outcome) => Ok(Reply::Raw(outcome?)),
-        (Respond::Envelope, Ok(output)) => Ok(Reply::Json(json!({
-            "result": output,
-            "error": null,
-            "execution": meta,
-        }))),
-        (Respond::Envelope, Err(error)) if !error.is_retryable() => Ok(Reply::Json(json!({
-            "result": null,
-            "error": error.to_body().error,
-            "execution": meta,
-        }))),
-        (Respond::Envelope, Err(error)) => Err(error),
+    match (respond, &execution.outcome) {
+        (Respond::Envelope, Ok(_)) => envelope_reply(&execution),
+        (Respond::Envelope, Err(error)) if !error.is_retryable() => envelope_reply(&execution),
+        _ => execution.outcome.map(Reply::Raw),
     }
+}
+
+/// The `{"result", "error", "execution"}` answer.
+#[derive(Serialize)]
+struct EnvelopeReply<'a> {
+    /// The stored output's own JSON text: a `RawValue` is written as it is, so a replay is
+    /// byte-identical to the first answer (docs/architecture.md §4) — no key reordering, no number
+    /// rewriting (`1.0` stays `1.0`, `1e2` stays `1e2`).
+    result: Option<&'a RawValue>,
+    error: Option<ErrorPayload>,
+    execution: ExecutionInfo<'a>,
+}
+
+#[derive(Serialize)]
+struct ExecutionInfo<'a> {
+    key: Option<&'a str>,
+    attempt: u32,
+    replayed: bool,
+}
+
+fn envelope_reply(execution: &Execution) -> Result<Reply, ActionError> {
+    let (result, error) = match &execution.outcome {
+        Ok(raw) => (Some(&**raw), None),
+        Err(e) => (None, Some(e.to_body().error)),
+    };
+    let reply = EnvelopeReply {
+        result,
+        error,
+        execution: ExecutionInfo {
+            key: execution.key.as_deref(),
+            attempt: execution.attempt,
+            replayed: execution.replayed,
+        },
+    };
+    serde_json::value::to_raw_value(&reply)
+        .map(Reply::Raw)
+        .map_err(|e| ActionError::internal(format!("the envelope does not serialize: {e}")))
 }

@@ -1,4 +1,5 @@
-//! HTTP: API Gateway (REST v1, HTTP v2), function URLs and ALB through `lambda_http`, and
+//! HTTP: API Gateway (REST v1, HTTP v2), function URLs and ALB — events read with the
+//! `aws_lambda_events` types and served as `lambda_http` requests by [`serve_event`] — and
 //! the protocol mapping every HTTP front end shares (the router and `actiondo serve` too).
 //!
 //! - body = params (JSON); `Idempotency-Key` header = key; `X-Correlation-Id` = correlation id;
@@ -12,7 +13,7 @@
 use std::convert::Infallible;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::Context;
 use serde_json::Value;
 
 use crate::action::DynAction;
@@ -20,7 +21,8 @@ use crate::error::ActionError;
 use crate::executor::{Execution, Executor};
 use crate::invocation::Source;
 use crate::invocation::{Invocation, Params};
-use crate::trigger::{Handler, Meta, Reply};
+use crate::trigger::http_event::{HttpEvent, Origin};
+use crate::trigger::{Handler, Meta, Reply, catch_panic};
 
 /// The largest request body accepted (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -209,30 +211,55 @@ pub async fn handle_lambda_request(
 }
 
 /// Serve one API Gateway (REST v1, HTTP v2) / function URL / ALB event with `service`, a
-/// tower `Service` over `http::Request` (an action's [`execute`], the router's routes):
-/// `lambda_http` turns the event into the request and the response back into the event
-/// source's response shape.
+/// tower `Service` over `http::Request` (an action's [`execute`], the router's routes), and
+/// answer in the event source's response shape.
+///
+/// The event is turned into the request here, not by `lambda_http`, whose conversion
+/// panics on a body marked `isBase64Encoded` that is not base64, on a `Host` that is not a
+/// host and on a path a URI cannot hold (see `http_event`): each of those is answered
+/// `400` with an `ActionDo.Validation` body, without calling `service`. A panic in
+/// `service` is answered `500` (`ActionDo.Internal`). An event that does not have the
+/// fields of its origin is `Err(ActionDo.Validation)`, a function error.
 pub async fn serve_event<S, R>(
-    service: S,
+    mut service: S,
     event: Value,
     context: Context,
 ) -> Result<Value, ActionError>
 where
     S: lambda_http::Service<lambda_http::Request, Response = R, Error = Infallible>,
-    S::Future: Send + 'static,
     R: lambda_http::IntoResponse,
 {
-    use lambda_http::Service as _;
+    use lambda_http::RequestExt as _;
 
-    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event)
-        .map_err(|e| ActionError::validation(format!("malformed HTTP event: {e}")))?;
-    let mut adapter = lambda_http::Adapter::from(service);
-    let response = match adapter.call(LambdaEvent::new(request, context)).await {
-        Ok(response) => response,
-        Err(never) => match never {},
+    let origin = Origin::of(&event);
+    let response = match HttpEvent::parse(origin, event)?.into_request() {
+        Ok(request) => {
+            let mut request = request.with_lambda_context(context.clone());
+            // As lambda_http's adapter: the trace id of the invocation as a header.
+            if let Some(trace) = context
+                .xray_trace_id
+                .as_deref()
+                .and_then(|t| HeaderValue::from_str(t).ok())
+            {
+                request.headers_mut().insert("x-amzn-trace-id", trace);
+            }
+            // A panic in the service is a 500 in the event source's shape, not a function
+            // error that API Gateway would turn into a bare 502.
+            let served = catch_panic(async {
+                if let Err(never) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
+                    match never {}
+                }
+                match service.call(request).await {
+                    Ok(response) => Ok(response.into_response().await),
+                    Err(never) => match never {},
+                }
+            })
+            .await;
+            served.unwrap_or_else(|e| error_response(&e, false).map(lambda_http::Body::from))
+        }
+        Err(e) => error_response(&e, false).map(lambda_http::Body::from),
     };
-    serde_json::to_value(response)
-        .map_err(|e| ActionError::internal(format!("HTTP response does not serialize: {e}")))
+    origin.response(response)
 }
 
 #[cfg(test)]

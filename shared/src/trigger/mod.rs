@@ -6,19 +6,31 @@
 //! | shape | key | answer |
 //! |---|---|---|
 //! | direct invoke / Step Functions: an [`Envelope`] or bare params | `idempotencyKey`, else derived | the output, or a function error whose `errorType` is the wire name; with `"respond": "envelope"`, `{result, error, execution}` for results and terminal failures ([`direct::invoke`]) |
-//! | SQS (standard, FIFO) | envelope key, else FIFO deduplication id, else message id | `batchItemFailures` for retryable failures only |
+//! | SQS (standard, FIFO) | envelope key, else the message id (never the FIFO deduplication id) | `batchItemFailures` for retryable failures only |
 //! | EventBridge | envelope key, else the event id | the output, or a function error |
 //! | API Gateway REST v1, HTTP v2, function URL, ALB | `Idempotency-Key` header | an HTTP response per docs/architecture.md §6 |
+//!
+//! No panic reaches Lambda (whose `errorType` for one is a Rust type name, useless to a
+//! `Retry`/`Catch`): events are read by code that does not panic on what a caller sends
+//! (the HTTP conversion is our own, see `http_event`), and a panic anywhere in the
+//! dispatch of one event is still caught ([`catch_panic`]) and answered as
+//! `ActionDo.Internal`. An event that is not JSON the runtime can read is
+//! `ActionDo.Validation` ([`RawEvent`]), not the runtime's deserialization error.
 
 pub mod direct;
 pub mod eventbridge;
 pub mod http;
+mod http_event;
 pub mod sqs;
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures::FutureExt as _;
+
 use lambda_runtime::{Context, Diagnostic, LambdaEvent, service_fn};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -247,13 +259,28 @@ impl Handler {
 
     /// Handle one raw event: classify it and dispatch to its trigger. An `Err` is a
     /// function error (direct, Step Functions, EventBridge); SQS and HTTP always answer
-    /// `Ok` with their own failure reporting.
+    /// `Ok` with their own failure reporting. A panic anywhere in the dispatch is
+    /// `ActionDo.Internal` ([`catch_panic`]).
     pub async fn handle(&self, event: Value, context: &Context) -> Result<Reply, ActionError> {
+        catch_panic(self.dispatch(event, context)).await
+    }
+
+    /// [`Handler::handle`] for an event as the runtime read it: one that is not JSON is
+    /// `ActionDo.Validation`.
+    pub async fn handle_raw(
+        &self,
+        event: RawEvent,
+        context: &Context,
+    ) -> Result<Reply, ActionError> {
+        self.handle(event.into_value()?, context).await
+    }
+
+    async fn dispatch(&self, event: Value, context: &Context) -> Result<Reply, ActionError> {
         let meta = Meta::from(context);
         match EventShape::of(&event)? {
             EventShape::Direct => direct::invoke(self, event, &meta).await,
             EventShape::Sqs => {
-                let response = sqs::handle_batch(self, sqs::parse_event(event)?).await;
+                let response = sqs::handle_batch(self, sqs::parse_event(event)?, &meta).await;
                 Ok(Reply::Json(serde_json::to_value(response).map_err(
                     |e| ActionError::internal(format!("batch response does not serialize: {e}")),
                 )?))
@@ -269,9 +296,85 @@ impl Handler {
     }
 }
 
+/// Run `future`, turning a panic in it into `ActionDo.Internal` whose message says it was
+/// a panic and what it said. Lambda would otherwise report the panic with a Rust type name
+/// as `errorType`, which no `Retry`/`Catch` matches. The triggers wrap the dispatch of each
+/// event and of each SQS record in it; a front end of its own (the router) can do the same.
+pub async fn catch_panic<T, F>(future: F) -> Result<T, ActionError>
+where
+    F: Future<Output = Result<T, ActionError>>,
+{
+    match AssertUnwindSafe(future).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(panic = %message, "a panic while dispatching an event");
+            Err(
+                ActionError::internal(format!("a panic while dispatching the event: {message}"))
+                    .with_details(serde_json::json!({"reason": "panic"})),
+            )
+        }
+    }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(a panic without a message)".to_owned()
+    }
+}
+
+/// An event as the Lambda runtime hands it over: its JSON, or — when the payload is not
+/// JSON that `serde_json` reads (not JSON at all, or nested deeper than its recursion
+/// limit) — why not. The runtime's own deserialization error would reach Lambda with a
+/// Rust type name as `errorType`; this type's deserialization never fails, and
+/// [`RawEvent::into_value`] makes the failure `ActionDo.Validation`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawEvent {
+    /// The event's JSON.
+    Json(Value),
+    /// Why the payload could not be read.
+    Unreadable(String),
+}
+
+impl RawEvent {
+    /// Read a payload as the Lambda runtime does: `serde_json` over its bytes, the first
+    /// JSON value taken (the runtime does not look past it).
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        match RawEvent::deserialize(&mut deserializer) {
+            Ok(event) => event,
+            Err(e) => RawEvent::Unreadable(e.to_string()),
+        }
+    }
+
+    /// The event's JSON, or `ActionDo.Validation` naming why there is none.
+    pub fn into_value(self) -> Result<Value, ActionError> {
+        match self {
+            RawEvent::Json(value) => Ok(value),
+            RawEvent::Unreadable(why) => Err(ActionError::validation(format!(
+                "the event is not JSON this function can read ({why}); this function accepts {ACCEPTED}"
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(match Value::deserialize(deserializer) {
+            Ok(value) => RawEvent::Json(value),
+            Err(e) => RawEvent::Unreadable(e.to_string()),
+        })
+    }
+}
+
 /// The Lambda entry point of an action binary: set up tracing (JSON when
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`), open the store once (DynamoDB, or `ACTIONDO_STORE`), and
-/// serve every invocation through [`Handler::handle`].
+/// serve every invocation through [`Handler::handle_raw`].
 ///
 /// # Example
 ///
@@ -296,11 +399,11 @@ pub async fn run<A: Action>(action: A) -> Result<(), BoxError> {
         .await?;
     let handler = Handler::new(Executor::from_arc(store), Arc::new(action));
     tracing::info!(action = A::NAME, "ready");
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let handler = handler.clone();
         async move {
             handler
-                .handle(event.payload, &event.context)
+                .handle_raw(event.payload, &event.context)
                 .await
                 .map_err(Diagnostic::from)
         }

@@ -258,7 +258,7 @@ async fn sqs_fifo_group_stops_after_its_first_retryable_failure() {
     let Some(stack) = stack().await else { return };
     existing_user(&stack, "b-taken@example.com").await;
     let a2 = user("a2@example.com");
-    hold(&stack, "d-a2", &a2).await;
+    hold(&stack, "a2", &a2).await;
 
     let event = sqs_event(&[
         fifo("a1", &user("a1@example.com"), "A", "d-a1"),
@@ -279,23 +279,23 @@ async fn sqs_fifo_group_stops_after_its_first_retryable_failure() {
 
     // The deduplication id is the key.
     assert_eq!(
-        statuses(&stack.audit("create-user#d-a1").await),
+        statuses(&stack.audit("create-user#a1").await),
         [AuditStatus::Completed]
     );
     assert!(owner(&stack, "a1@example.com").await.is_some());
     // a2 met the live lease; a3 never ran: no record, no audit, no user.
     assert_eq!(owner(&stack, "a2@example.com").await, None);
-    assert!(stack.audit("create-user#d-a3").await.is_empty());
-    assert!(stack.record("create-user#d-a3").await.is_none());
+    assert!(stack.audit("create-user#a3").await.is_empty());
+    assert!(stack.record("create-user#a3").await.is_none());
     assert_eq!(owner(&stack, "a3@example.com").await, None);
     // A terminal failure is final (audited, not redelivered), so it does not hold its
     // group back: b2 ran after b1 was rejected.
     assert_eq!(
-        statuses(&stack.audit("create-user#d-b1").await),
+        statuses(&stack.audit("create-user#b1").await),
         [AuditStatus::Failed]
     );
     assert_eq!(
-        statuses(&stack.audit("create-user#d-b2").await),
+        statuses(&stack.audit("create-user#b2").await),
         [AuditStatus::Completed]
     );
     assert!(owner(&stack, "b2@example.com").await.is_some());
@@ -313,9 +313,9 @@ async fn sqs_fifo_group_stops_after_its_first_retryable_failure() {
     );
     let mut expected = vec![
         (setup, AuditStatus::Completed),
-        ("create-user#d-a1".to_owned(), AuditStatus::Completed),
-        ("create-user#d-b1".to_owned(), AuditStatus::Failed),
-        ("create-user#d-b2".to_owned(), AuditStatus::Completed),
+        ("create-user#a1".to_owned(), AuditStatus::Completed),
+        ("create-user#b1".to_owned(), AuditStatus::Failed),
+        ("create-user#b2".to_owned(), AuditStatus::Completed),
     ];
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(all, expected);
