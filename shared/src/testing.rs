@@ -46,6 +46,7 @@
 //! # TestResult::Ok(())
 //! ```
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -334,6 +335,49 @@ pub mod http {
     pub fn form(request: &Request) -> BTreeMap<String, String> {
         form_urlencoded::parse(&request.body).into_owned().collect()
     }
+}
+
+/// A clock that stands still until the test moves it: leases and retention end when the
+/// test says so. Starts at the system's time; clones share the time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<std::sync::atomic::AtomicI64>);
+
+impl ManualClock {
+    /// A clock at the system's current time.
+    pub fn new() -> Self {
+        Self(Arc::new(std::sync::atomic::AtomicI64::new(
+            crate::Clock::now_ms(&crate::SystemClock),
+        )))
+    }
+
+    /// Move the time forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX / 4);
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl crate::Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Whether the key `id` (`{action}#{key}`) is free for a retry of the same payload: no
+/// record, or a released one — an attempt that failed in a way a retry may fix gives its
+/// lease back and keeps the record, so that the next attempt counts on
+/// (docs/architecture.md §4).
+pub async fn key_is_free(store: &Arc<dyn Store>, id: &str) -> Result<bool, StoreError> {
+    Ok(store
+        .get_record(id)
+        .await?
+        .is_none_or(|record| record.is_released()))
 }
 
 /// The variable that turns a missing server or tool into a failure (set by

@@ -251,13 +251,7 @@ async fn a_provider_5xx_is_transient_and_a_retry_asks_again() -> TestResult {
     let details = testing::error_details(&failed);
     assert_eq!(details, Some(json!({"status": 503, "body": "maintenance"})));
     // Nothing was stored: the retry runs again and succeeds.
-    assert!(
-        executor
-            .store()
-            .get_record("enrich-lead#k")
-            .await?
-            .is_none()
-    );
+    assert!(actiondo::testing::key_is_free(executor.store(), "enrich-lead#k").await?);
     let retried = run(&executor, &action, json!({"email": "ann@acme.com"}), "k").await;
     assert!(!retried.replayed);
     assert!(retried.output::<EnrichLeadOutput>()?.provider.is_some());
@@ -457,11 +451,7 @@ async fn bad_provider_settings_fail_every_execution_as_not_configured_instead_of
             Some(json!("not_configured"))
         );
         assert!(
-            executor
-                .store()
-                .get_record(&format!("enrich-lead#{key}"))
-                .await?
-                .is_none(),
+            actiondo::testing::key_is_free(executor.store(), &format!("enrich-lead#{key}")).await?,
             "released: a retry after fixing the setting runs"
         );
     }

@@ -273,14 +273,20 @@ async fn a_failed_commit_changes_nothing_and_a_retry_marks() {
     let faulty = Arc::new(FaultyStore::new(
         SqliteStore::in_memory().expect("in-memory store"),
     ));
-    let ex = Executor::from_arc(faulty.clone());
+    let clock = testing::ManualClock::new();
+    let ex = Executor::from_arc(faulty.clone()).with_clock(clock.clone());
     let user_id = user(&ex).await;
-    faulty.arm(Fault::CommitOutcome);
+    // Every send of the commit fails: nothing is written, and the key stays locked until
+    // its lease ends (docs/architecture.md §4); then the retry runs.
+    for _ in 0..3 {
+        faulty.arm(Fault::CommitOutcome);
+    }
     let params = json!({"userId": user_id, "status": "onboarding_failed"});
     let run = mark(&ex, "m", params.clone()).await;
     assert_eq!(testing::error_kind(&run), Some(ErrorKind::Transient));
     let (after, version) = profile(&ex, &user_id).await;
     assert_eq!((after.status, version), (UserStatus::Active, 1));
+    clock.advance(std::time::Duration::from_secs(301));
     let out: MarkUserOutput = mark(&ex, "m", params).await.output().expect("retried");
     assert!(out.changed);
     assert_eq!(

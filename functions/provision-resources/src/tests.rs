@@ -167,9 +167,13 @@ async fn a_failed_commit_writes_nothing_and_a_retry_provisions() {
     let faulty = Arc::new(FaultyStore::new(
         SqliteStore::in_memory().expect("in-memory store"),
     ));
-    let ex = Executor::from_arc(faulty.clone());
+    let clock = testing::ManualClock::new();
+    let ex = Executor::from_arc(faulty.clone()).with_clock(clock.clone());
     let user_id = user(&ex, "ada@example.com", "pro").await;
-    faulty.arm(Fault::CommitOutcome);
+    // Every send of the commit fails; the key stays locked until its lease ends.
+    for _ in 0..3 {
+        faulty.arm(Fault::CommitOutcome);
+    }
     let err = run(&ex, "p", json!({"userId": user_id}))
         .await
         .outcome
@@ -183,6 +187,7 @@ async fn a_failed_commit_writes_nothing_and_a_retry_provisions() {
             .is_none(),
         "no workspace, no quota, no provisioning without the completion"
     );
+    clock.advance(std::time::Duration::from_secs(301));
     let out: ProvisionResourcesOutput = run(&ex, "p", json!({"userId": user_id}))
         .await
         .output()

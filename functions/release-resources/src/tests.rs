@@ -389,10 +389,14 @@ async fn a_failed_commit_releases_nothing_and_a_retry_releases() {
     let faulty = Arc::new(FaultyStore::new(
         SqliteStore::in_memory().expect("in-memory store"),
     ));
-    let ex = Executor::from_arc(faulty.clone());
+    let clock = testing::ManualClock::new();
+    let ex = Executor::from_arc(faulty.clone()).with_clock(clock.clone());
     let user_id = user(&ex, "ada@example.com").await;
     let provisioned = provision(&ex, "p", &user_id).await;
-    faulty.arm(Fault::CommitOutcome);
+    // Every send of the commit fails; the key stays locked until its lease ends.
+    for _ in 0..3 {
+        faulty.arm(Fault::CommitOutcome);
+    }
     let run = release(&ex, "r", json!({"userId": user_id})).await;
     assert_eq!(testing::error_kind(&run), Some(ErrorKind::Transient));
     let ((record, rv), (workspace, _), (quota, _)) = entities(
@@ -406,6 +410,7 @@ async fn a_failed_commit_releases_nothing_and_a_retry_releases() {
     assert_eq!(workspace.status, ResourceStatus::Active, "all or nothing");
     assert_eq!(quota.status, ResourceStatus::Active);
 
+    clock.advance(std::time::Duration::from_secs(301));
     let out: ReleaseResourcesOutput = release(&ex, "r", json!({"userId": user_id}))
         .await
         .output()

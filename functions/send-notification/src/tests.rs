@@ -117,13 +117,7 @@ async fn a_5xx_is_transient_and_the_retry_sends_the_same_key_again() -> TestResu
     let details = testing::error_details(&failed);
     assert_eq!(details, Some(json!({"status": 502, "body": "bad gateway"})));
     // The key was released: the retry runs again.
-    assert!(
-        executor
-            .store()
-            .get_record("send-notification#k")
-            .await?
-            .is_none()
-    );
+    assert!(actiondo::testing::key_is_free(executor.store(), "send-notification#k").await?);
 
     let retried = run(&executor, &action, notification(), "k").await;
     assert!(!retried.replayed);
@@ -372,11 +366,8 @@ async fn missing_or_bad_settings_fail_every_execution_as_not_configured_instead_
             Some(json!("not_configured"))
         );
         assert!(
-            executor
-                .store()
-                .get_record(&format!("send-notification#{key}"))
-                .await?
-                .is_none(),
+            actiondo::testing::key_is_free(executor.store(), &format!("send-notification#{key}"))
+                .await?,
             "released: a retry after fixing the setting runs"
         );
     }
