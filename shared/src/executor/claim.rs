@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
-    Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, retention_s,
-    store_failure,
+    Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, refused,
+    retention_s, store_failure,
 };
 use crate::audit::{self, AuditStatus};
 use crate::error::{ActionError, StoreError};
@@ -80,6 +80,18 @@ impl Executor {
         let budget_ms = lease_expires_at_ms - self.clock.now_ms() - commit_reserve_ms(lease_ms);
         let handled = self.run_handler(&p, attempt, budget_ms).await;
         let now_ms = self.clock.now_ms();
+        // A terminal failure: the record settles as FAILED with the error, writes dropped.
+        let failed = |e: ActionError| {
+            let record = finish_write(
+                &p,
+                &lease_owner,
+                RecordStatus::Failed,
+                None,
+                Some(&e),
+                now_ms,
+            );
+            (record, AuditStatus::Failed, Vec::new(), Err(e))
+        };
         let (record, status, writes, outcome) = match handled {
             Ok((raw, writes)) => match StoredResult::encode(raw.get()) {
                 Ok(stored) => (
@@ -95,33 +107,9 @@ impl Executor {
                     writes,
                     Ok(raw),
                 ),
-                Err(e) => (
-                    finish_write(
-                        &p,
-                        &lease_owner,
-                        RecordStatus::Failed,
-                        None,
-                        Some(&e),
-                        now_ms,
-                    ),
-                    AuditStatus::Failed,
-                    Vec::new(),
-                    Err(e),
-                ),
+                Err(e) => failed(e),
             },
-            Err(e) if e.kind().is_terminal() => (
-                finish_write(
-                    &p,
-                    &lease_owner,
-                    RecordStatus::Failed,
-                    None,
-                    Some(&e),
-                    now_ms,
-                ),
-                AuditStatus::Failed,
-                Vec::new(),
-                Err(e),
-            ),
+            Err(e) if e.kind().is_terminal() => failed(e),
             Err(e) => (
                 release_write(&p, &lease_owner),
                 AuditStatus::Retrying,
@@ -290,15 +278,7 @@ impl Executor {
         attempt: u32,
         refusal: &str,
     ) -> Execution {
-        tracing::error!(
-            refusal,
-            "the store refused the commit; settling the key as FAILED"
-        );
-        let e = ActionError::internal(format!(
-            "the store refused to record the outcome of {}; the execution is settled as failed so that it is not run again",
-            p.id
-        ))
-        .with_details(serde_json::json!({"reason": "store_refused", "requestId": p.request_id}));
+        let e = refused(p, refusal);
         let commit = Commit {
             record: finish_write(
                 p,

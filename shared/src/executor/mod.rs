@@ -459,6 +459,21 @@ fn store_failure(p: &Prepared<'_>, err: crate::error::StoreError) -> ActionError
     e.with_details(details)
 }
 
+/// The outcome of an execution whose commit the store refused (it should not: the limits
+/// are checked before): an `ActionDo.Internal` recorded as `FAILED`, so that the key is
+/// settled and never run again. The refusal itself goes to the log.
+fn refused(p: &Prepared<'_>, refusal: &str) -> ActionError {
+    tracing::error!(
+        refusal,
+        "the store refused the commit; settling the key as FAILED"
+    );
+    ActionError::internal(format!(
+        "the store refused to record the outcome of {}; the execution is settled as failed so that it is not run again",
+        p.id
+    ))
+    .with_details(serde_json::json!({"reason": "store_refused", "requestId": p.request_id}))
+}
+
 /// An error's wire body with the redacted fields of its `details` replaced.
 fn redacted_error(e: &ActionError, fields: &[String]) -> Value {
     let body = serde_json::to_value(e.to_body().error).unwrap_or(Value::Null);

@@ -3,8 +3,8 @@
 
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
-    Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, retention_s,
-    store_failure,
+    Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, refused,
+    retention_s, store_failure,
 };
 use crate::audit::AuditStatus;
 use crate::error::{ActionError, StoreError};
@@ -109,15 +109,7 @@ impl Executor {
                     return self.finish(&p, 1, false, Err(e));
                 }
                 Err(StoreError::Refused(refusal)) => {
-                    tracing::error!(
-                        refusal,
-                        "the store refused the commit; settling the key as FAILED"
-                    );
-                    let e = ActionError::internal(format!(
-                        "the store refused to record the outcome of {}; the execution is settled as failed so that it is not run again",
-                        p.id
-                    ))
-                    .with_details(serde_json::json!({"reason": "store_refused", "requestId": p.request_id}));
+                    let e = refused(&p, &refusal);
                     return self
                         .insert_failed(&p, &lease_owner, started_ms + lease_ms, e)
                         .await;
