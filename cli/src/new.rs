@@ -228,6 +228,10 @@ pub fn run(args: &NewArgs) -> Result<u8, CliError> {
     let files = scaffold.files()?;
     let name = scaffold.name();
     let package = root.join("functions").join(name);
+    // Everything that can be refused is, before anything is written.
+    let catalog = root.join("catalog/Cargo.toml");
+    let manifest = std::fs::read_to_string(&catalog).map_err(|e| failed(&catalog, e))?;
+    let manifest = with_catalog_dependency(&manifest, name).map_err(CliError::Usage)?;
 
     for (path, text) in &files {
         let path = package.join(path);
@@ -241,9 +245,6 @@ pub fn run(args: &NewArgs) -> Result<u8, CliError> {
         files.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(", ")
     )];
 
-    let catalog = root.join("catalog/Cargo.toml");
-    let manifest = std::fs::read_to_string(&catalog).map_err(|e| failed(&catalog, e))?;
-    let manifest = with_catalog_dependency(&manifest, name).map_err(CliError::Failed)?;
     std::fs::write(&catalog, manifest).map_err(|e| failed(&catalog, e))?;
     report.push(format!(
         "catalog/Cargo.toml: {} (catalog/build.rs registers the action)",
