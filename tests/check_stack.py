@@ -6,8 +6,9 @@ cfn-lint (its YAML decoder reads the CloudFormation tags). Exit status 1 and one
 problem when anything is off; nothing is skipped.
 
 - every package under functions/ has exactly one AWS::Serverless::Function with
-  CodeUri functions/<package>, BuildMethod rust-cargolambda and Binary <package>, and
-  every function of the template points at such a package;
+  CodeUri functions/<package>, BuildMethod rust-cargolambda, Binary <package> and a
+  Description "<package> - ...", and every function of the template points at such a
+  package;
 - the router has one ACTIONDO_FUNCTION_<NAME> per action function and may invoke exactly
   those functions, and one ACTIONDO_WORKFLOW_<NAME> per state machine;
 - every workflows/*.asl.json is the DefinitionUri of exactly one state machine;
@@ -18,6 +19,13 @@ problem when anything is off; nothing is skipped.
   States.Format('{}#{}', $$.Execution.Id, $$.State.Name), "correlationId":
   $$.Execution.Id}, unwraps the invoke result with ResultSelector, retries the
   retryable error names with backoff and full jitter, and never retries a terminal one.
+
+`--fix` first writes what a new action package needs (what `actiondo new` runs): for each
+package under functions/ without a function, its AWS::Serverless::Function (named
+<UpperCamelCase package>Function, after the last action function), the router's
+ACTIONDO_FUNCTION_<NAME> variable and its ARN in RouterInvokePolicy, each list kept in
+name order. It edits the text, so comments and layout stay; anything else it reports
+without touching.
 """
 
 from __future__ import annotations
@@ -94,6 +102,11 @@ def check_functions(resources: dict) -> None:
         binary = meta.get("BuildProperties", {}).get("Binary")
         if binary != packages[code]:
             problem(f"{logical}: BuildProperties.Binary is {binary!r}, the package is {packages[code]!r}")
+        description = str(props.get("Description", ""))
+        if not description.startswith(f"{packages[code]} - "):
+            problem(f"{logical}: Description must start with '{packages[code]} - ' (got {description!r})")
+        if len(description) > 256:
+            problem(f"{logical}: Description is {len(description)} characters; Lambda takes 256")
     for code, name in packages.items():
         if code not in seen:
             problem(f"{code} (package {name}) has no AWS::Serverless::Function in template.yaml")
@@ -256,8 +269,124 @@ def check_state_machines(resources: dict) -> None:
         problem(f"{uri} is not the DefinitionUri of any state machine in template.yaml")
 
 
+ROUTER_PACKAGE = "router"
+SECTION_AFTER_ACTIONS = re.compile(r"^  # -+ router\b.*$", re.M)
+
+
+def upper_camel(name: str) -> str:
+    """`accept-order` -> `AcceptOrder` (the logical id prefix and the Rust type)."""
+    return "".join(word[:1].upper() + word[1:] for word in name.split("-"))
+
+
+def package_description(manifest: Path) -> str:
+    m = re.search(r'^\[package\][^\[]*?^description\s*=\s*"((?:[^"\\]|\\.)*)"',
+                  manifest.read_text(), re.M | re.S)
+    return json.loads(f'"{m.group(1)}"') if m else ""
+
+
+def yaml_scalar(text: str) -> str:
+    """`text` as a YAML scalar: plain when that is safe, else single-quoted."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ,.;()/_+-]*", text) and not text.endswith(" "):
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
+def insert_sorted(text: str, line_re: str, key: str, new_line: str) -> str | None:
+    """Insert `new_line` among the consecutive lines matching `line_re` (group 1 = their
+    key) before the first one whose key is greater; None when there is no such list."""
+    lines = text.split("\n")
+    matching = [(i, m.group(1)) for i, line in enumerate(lines) if (m := re.fullmatch(line_re, line))]
+    if not matching:
+        return None
+    at = next((i for i, k in matching if k > key), matching[-1][0] + 1)
+    lines.insert(at, new_line)
+    return "\n".join(lines)
+
+
+def fix(text: str, resources: dict) -> tuple[str, list[str]]:
+    """The template with what new action packages need (see the module docs), and what
+    was added."""
+    added: list[str] = []
+    deployed = {
+        str(res.get("Properties", {}).get("CodeUri", "")).rstrip("/")
+        for res in resources.values() if res.get("Type") == "AWS::Serverless::Function"
+    }
+    new_blocks = []
+    for manifest in sorted((ROOT / "functions").glob("*/Cargo.toml")):
+        code = f"functions/{manifest.parent.name}"
+        name = package_name(manifest)
+        if code in deployed or name is None or manifest.parent.name == ROUTER_PACKAGE:
+            continue
+        logical = upper_camel(name) + "Function"
+        if logical in resources:
+            continue  # a resource of that name exists: the check reports it
+        description = f"{name} - {package_description(manifest) or name}"[:256]
+        new_blocks.append(f"""  {logical}:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties:
+        Binary: {name}
+    Properties:
+      CodeUri: {code}
+      Description: {yaml_scalar(description)}
+      # Entities: drop EntitiesReadWritePolicy if the action neither reads nor writes any.
+      Policies:
+        - !Ref ActionStorePolicy
+        - !Ref EntitiesReadWritePolicy
+
+""")
+        resources[logical] = {"Type": "AWS::Serverless::Function",
+                              "Metadata": {"BuildProperties": {"Binary": name}}}
+        added.append(f"{logical} (functions/{manifest.parent.name})")
+    if new_blocks:
+        marker = SECTION_AFTER_ACTIONS.search(text)
+        if marker is None:
+            problem("--fix: no '# ---- router' section comment in template.yaml to add functions before")
+            return text, []
+        text = text[: marker.start()] + "".join(new_blocks) + text[marker.start():]
+
+    router = resources.get("RouterFunction", {}).get("Properties", {})
+    wired = router.get("Environment", {}).get("Variables", {})
+    invokable = set()
+    for policy in router.get("Policies", []):
+        for statement in resources.get(ref(policy) or "", {}).get("Properties", {}).get("PolicyDocument", {}).get("Statement", []):
+            targets = statement.get("Resource", [])
+            invokable |= {get_att(t, "Arn") for t in (targets if isinstance(targets, list) else [targets])}
+    for logical, res in sorted(resources.items()):
+        binary = res.get("Metadata", {}).get("BuildProperties", {}).get("Binary")
+        if res.get("Type") != "AWS::Serverless::Function" or logical == "RouterFunction" or not binary:
+            continue
+        var = "ACTIONDO_FUNCTION_" + binary.upper().replace("-", "_")
+        if var not in wired:
+            fixed = insert_sorted(text, r" {10}(ACTIONDO_FUNCTION_\w+): !Ref \w+", var,
+                                  f"          {var}: !Ref {logical}")
+            if fixed is None:
+                problem(f"--fix: no ACTIONDO_FUNCTION_ list in RouterFunction to add {var} to")
+            else:
+                text = fixed
+                added.append(f"RouterFunction: {var}")
+        if logical not in invokable:
+            fixed = insert_sorted(text, r" {14}- !GetAtt (\w+)Function\.Arn", logical[: -len("Function")],
+                                  f"              - !GetAtt {logical}.Arn")
+            if fixed is None:
+                problem(f"--fix: no list of function ARNs in RouterInvokePolicy to add {logical} to")
+            else:
+                text = fixed
+                added.append(f"RouterInvokePolicy: {logical}.Arn")
+    return text, added
+
+
 def main() -> int:
-    template, matches = decode(str(ROOT / "template.yaml"))
+    path = ROOT / "template.yaml"
+    template, matches = decode(str(path))
+    if "--fix" in sys.argv[1:] and template is not None and not matches:
+        text, added = fix(path.read_text(), dict(template.get("Resources", {})))
+        if added:
+            path.write_text(text)
+            for what in added:
+                print(f"check_stack: --fix added {what}")
+            template, matches = decode(str(path))
     if matches or template is None:
         for m in matches:
             problem(f"template.yaml: {m}")

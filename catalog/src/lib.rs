@@ -6,29 +6,28 @@
 //! programs that run the actions (the router's `main`, the CLI) build the catalog here
 //! and pass it in.
 //!
-//! Adding an action is two lines: its path dependency in `catalog/Cargo.toml` and its
-//! `.with(...)` here. Each action is built with `from_env()`, which never fails: a
-//! missing setting (say `PAYMENT_API_URL`) surfaces as an error when that action runs.
+//! The list is derived, not kept by hand: `build.rs` registers every package under
+//! `functions/` but the router, each action by its type, the package name in
+//! UpperCamelCase (`accept-order` → `accept_order::AcceptOrder`), built with
+//!
+//! - its `from_env()` when its `src/lib.rs` defines one — its own, or
+//!   [`FromSettings::from_env`] (`impl FromSettings`), which never fails: a missing
+//!   setting (say `PAYMENT_API_URL`) surfaces as an error when that action runs;
+//! - else `Default::default()`: a settings-free action is a unit struct that derives
+//!   `Default`, with no `from_env` to write.
+//!
+//! Cargo takes dependencies from `Cargo.toml` only, so each action also has its path
+//! dependency there; `actiondo new` writes it, and the build stops, naming the line,
+//! when the two disagree. Adding an action is `actiondo new <name>` (docs/architecture.md
+//! §2).
 
 use actiondo::Catalog;
+#[allow(unused_imports)] // used when an action implements FromSettings
 use actiondo::config::FromSettings;
 
-/// Every action of action.do.
+/// Every action of action.do: one per package under `functions/` but the router.
+// A settings-free action is often a unit struct, built with `Default` like the others.
+#[allow(clippy::default_constructed_unit_structs)]
 pub fn catalog() -> Catalog {
-    Catalog::new()
-        .with(assign_owner::AssignOwner::from_env())
-        .with(create_invoice::CreateInvoice::from_env())
-        .with(create_or_update_contact::CreateOrUpdateContact::from_env())
-        .with(create_user::CreateUser::from_env())
-        .with(enrich_lead::EnrichLead::from_env())
-        .with(mark_user::MarkUser::from_env())
-        .with(process_payment::ProcessPayment::from_env())
-        .with(provision_resources::ProvisionResources::from_env())
-        .with(refund_payment::RefundPayment::from_env())
-        .with(release_resources::ReleaseResources::from_env())
-        .with(score_lead::ScoreLead::from_env())
-        .with(send_email::SendEmail::from_env())
-        .with(send_notification::SendNotification::from_env())
-        .with(send_welcome_email::SendWelcomeEmail::from_env())
-        .with(validate_lead::ValidateLead::from_env())
+    include!(concat!(env!("OUT_DIR"), "/actions.rs"))
 }

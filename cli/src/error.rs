@@ -20,6 +20,10 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+    /// The command stopped on the way (`actiondo new`: a file it could not write, a
+    /// check it could not run); the message says what is done and what is left.
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl CliError {
@@ -40,7 +44,10 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) | CliError::Store(StoreError::InvalidRequest(_)) => EXIT_USAGE,
-            CliError::Store(_) | CliError::Action(_) | CliError::Output(_) => EXIT_ACTION_ERROR,
+            CliError::Store(_)
+            | CliError::Action(_)
+            | CliError::Output(_)
+            | CliError::Failed(_) => EXIT_ACTION_ERROR,
         }
     }
 

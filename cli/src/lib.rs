@@ -11,6 +11,7 @@
 //! actiondo serve [--addr 127.0.0.1:8080] [--no-auth]
 //! actiondo keys create --scope 'send-*' | keys list | keys revoke ID
 //! actiondo tables create
+//! actiondo new NAME [--description TEXT] [--settings] [--key required] [--mode optimistic]
 //! ```
 //!
 //! Exit status: [`EXIT_OK`] (0) on success, [`EXIT_ACTION_ERROR`] (1) when the action
@@ -26,6 +27,7 @@ pub mod error;
 pub mod execute;
 pub mod json;
 pub mod keys;
+pub mod new;
 pub mod serve;
 pub mod tables;
 
@@ -39,8 +41,8 @@ pub use error::CliError;
 
 /// The command succeeded (the action returned a result).
 pub const EXIT_OK: u8 = 0;
-/// The action returned an error (`ActionDo.*`, including a validation of its params), or
-/// the store failed.
+/// The action returned an error (`ActionDo.*`, including a validation of its params), the
+/// store failed, or the command stopped on the way (`actiondo new`).
 pub const EXIT_ACTION_ERROR: u8 = 1;
 /// The command cannot run as given: bad flags, unreadable `@file`, unknown action name,
 /// missing or invalid configuration. (clap's own usage errors exit with 2 as well.)
@@ -123,6 +125,8 @@ pub enum Command {
         #[command(subcommand)]
         command: tables::TablesCommand,
     },
+    /// Add an action: functions/NAME/ and its wiring (catalog, template.yaml).
+    New(new::NewArgs),
 }
 
 /// Run a parsed command line and return the process exit status. Errors are printed on
@@ -135,6 +139,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Serve(args) => serve::run(&cli.store, &args).await,
         Command::Keys { command } => keys::run(&cli.store, &command).await,
         Command::Tables { command } => tables::run(&command).await,
+        Command::New(args) => new::run(&args),
     };
     match result {
         Ok(code) => code,
