@@ -134,6 +134,10 @@ fn envelope(invocation: &Invocation, want_envelope: bool) -> Result<Vec<u8>, Act
     if let Some(id) = &invocation.correlation_id {
         envelope["correlationId"] = json!(id);
     }
+    // The API key's `apikey:<id>` (or `sqs-intake`): the action's audit record names it.
+    if let Some(caller) = &invocation.caller {
+        envelope["caller"] = json!(caller);
+    }
     if want_envelope {
         envelope["respond"] = json!("envelope");
     }
