@@ -560,3 +560,58 @@ fn answer_error(reply: &actiondo::trigger::Reply) -> Value {
     let value: Value = serde_json::to_value(reply).unwrap_or(Value::Null);
     value["error"].clone()
 }
+
+/// A body that is not JSON, with a valid key: the router sends it as `paramsText`, and the
+/// function's executor refuses it and leaves its `rejected` audit record (issue 11).
+#[tokio::test]
+async fn a_malformed_body_reaches_the_function_and_is_audited() {
+    use actiondo::Store as _;
+    let (router, received, server, keys) =
+        lambda_router_with(&[("validate-lead", "lead-fn")], true).await;
+    let key = keys
+        .create(vec!["validate-lead".to_owned()], None)
+        .await
+        .expect("a key");
+    let body = r#"{"email": "#;
+    let request = common::bearer(
+        post_keyed("/actions/validate-lead", body, "k-bad"),
+        &key.key,
+    );
+    let _ = send(&router, request).await;
+    let payload = {
+        let received = received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        received.last().expect("an invocation").2.clone()
+    };
+    server.abort();
+    assert_eq!(payload["paramsText"], body, "{payload}");
+
+    let store: Arc<dyn actiondo::Store> = Arc::new(
+        actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
+    );
+    let action = actiondo_catalog::catalog()
+        .get("validate-lead")
+        .cloned()
+        .expect("validate-lead is in the catalog");
+    let handler =
+        actiondo::trigger::Handler::new(actiondo::Executor::from_arc(Arc::clone(&store)), action);
+    let answer = handler
+        .handle(payload, &lambda_runtime::Context::default())
+        .await
+        .expect("an answer");
+    assert_eq!(answer_error(&answer)["type"], "ActionDo.Validation");
+    let audit = store
+        .query_audit(&actiondo::AuditQuery::new(
+            actiondo::AuditFilter::Execution("validate-lead#k-bad".to_owned()),
+        ))
+        .await
+        .expect("the audit reads")
+        .records;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].status, actiondo::AuditStatus::Rejected);
+    assert_eq!(
+        audit[0].caller.as_deref(),
+        Some(format!("apikey:{}", key.info.id).as_str())
+    );
+}

@@ -84,6 +84,11 @@ pub enum Respond {
 pub struct Envelope {
     /// The action's parameters.
     pub params: Value,
+    /// The parameters as text the sender did not parse (the router's body that is not
+    /// JSON): when given, the executor parses it instead of `params`, so a malformed body
+    /// is refused and audited as its length and SHA-256 (docs/architecture.md §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_text: Option<String>,
     /// The idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
@@ -107,7 +112,12 @@ impl Envelope {
                 && o.keys().all(|k| {
                     matches!(
                         k.as_str(),
-                        "params" | "idempotencyKey" | "correlationId" | "caller" | "respond"
+                        "params"
+                            | "paramsText"
+                            | "idempotencyKey"
+                            | "correlationId"
+                            | "caller"
+                            | "respond"
                     )
                 })
         });
@@ -128,7 +138,10 @@ impl Envelope {
     /// The invocation this envelope asks for.
     pub fn into_invocation(self, source: Source, meta: &Meta) -> Invocation {
         Invocation {
-            params: Params::Json(self.params),
+            params: match self.params_text {
+                Some(text) => Params::Text(text),
+                None => Params::Json(self.params),
+            },
             key: self.idempotency_key,
             source,
             request_id: Some(meta.request_id.clone()),
@@ -193,7 +206,7 @@ pub enum EventShape {
     Direct,
 }
 
-const ACCEPTED: &str = "a direct or Step Functions invocation ({\"params\": {...}, \"idempotencyKey\"?, \"correlationId\"?, \"caller\"?, \"respond\"?} or a bare params object), an SQS event, an EventBridge event, or an API Gateway (REST v1, HTTP v2), function URL or ALB request";
+const ACCEPTED: &str = "a direct or Step Functions invocation ({\"params\": {...}, \"idempotencyKey\"?, \"correlationId\"?, \"caller\"?, \"paramsText\"?, \"respond\"?} or a bare params object), an SQS event, an EventBridge event, or an API Gateway (REST v1, HTTP v2), function URL or ALB request";
 
 impl EventShape {
     /// Classify a raw event; events of other services (S3, SNS, DynamoDB streams…) and
