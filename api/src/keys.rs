@@ -4,13 +4,15 @@
 //!   `actiondo keys list`, used to revoke it); `secret` is 256 random bits in hex. The key
 //!   is shown once, when it is created.
 //! - Only the SHA-256 of the whole key is stored, in the entity `apikey#<id>` / `key`
-//!   ([`KeyRecord`]), with its scope: action-name patterns (`send-*`, `create-user`, `*`).
+//!   ([`KeyRecord`]), with its scope: action-name patterns (`send-*`, `create-user`, `*`) and
+//!   workflow patterns (`workflow:user-*`), see [`Scope`].
 //!   Checking a key reads that one entity and compares the hashes in constant time
 //!   ([`subtle`]), so neither a wrong secret nor a wrong id says how close it was.
 //! - Keys are created and revoked by two internal actions ([`CreateApiKey`],
 //!   [`RevokeApiKey`]) run by the executor like any other: each change commits atomically
 //!   with its idempotency record and an audit record (the hash is redacted from it). They
-//!   are not in the catalog, so no HTTP route can reach them.
+//!   are not in the catalog and no scope matches them ([`INTERNAL_ACTIONS`]), so no HTTP
+//!   route runs, lists or reads them.
 //! - The entity `apikeys` / `index` lists the ids, for `actiondo keys list`; it is
 //!   updated in the same transaction as the key (entity versions keep concurrent creations
 //!   from losing each other).
@@ -56,7 +58,7 @@ pub struct KeyRecord {
     pub id: String,
     /// SHA-256 (hex) of the whole key.
     pub hash: String,
-    /// The action-name patterns the key may call.
+    /// Its patterns: action names (`send-*`) and workflows (`workflow:user-*`).
     pub scope: Vec<String>,
     /// What the key is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,7 +83,7 @@ impl KeyRecord {
 pub struct KeyInfo {
     /// The key's id.
     pub id: String,
-    /// The action-name patterns the key may call.
+    /// Its patterns: action names (`send-*`) and workflows (`workflow:user-*`).
     pub scope: Vec<String>,
     /// What the key is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,36 +107,59 @@ impl From<&KeyRecord> for KeyInfo {
     }
 }
 
-/// The action names a key may call: glob patterns where `*` stands for any run of
-/// characters (`send-*`, `*-lead`, `*`).
+/// The prefix of a workflow pattern in a scope: `workflow:user-*` opens the workflows whose
+/// names match `user-*`.
+pub const WORKFLOW_PREFIX: &str = "workflow:";
+
+/// The internal actions (key management): run by the executor and audited like any
+/// other, never reachable, listable or readable through the API, whatever the scope
+/// (`*` included).
+pub const INTERNAL_ACTIONS: [&str; 2] = [CreateApiKey::NAME, RevokeApiKey::NAME];
+
+/// Whether `name` is an internal action ([`INTERNAL_ACTIONS`]).
+pub fn is_internal(name: &str) -> bool {
+    INTERNAL_ACTIONS.contains(&name)
+}
+
+/// What a key may call: glob patterns where `*` stands for any run of characters.
+///
+/// - Action patterns (`send-*`, `*-lead`, `*`) match action names, on the action routes
+///   only; no pattern matches an internal action ([`INTERNAL_ACTIONS`]).
+/// - Workflow patterns (`workflow:user-*`, `workflow:*`) match workflow names, on the
+///   workflow routes only. An action pattern never opens a workflow, not even `*`: a
+///   workflow runs actions of its own choosing, so opening one is a separate grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
-    patterns: Vec<glob::Pattern>,
+    actions: Vec<glob::Pattern>,
+    workflows: Vec<glob::Pattern>,
 }
 
 impl Scope {
-    /// Every action.
+    /// Every action and every workflow (`*` and `workflow:*`: no auth).
     pub fn all() -> Self {
+        let any = || vec![glob::Pattern::new("*").unwrap_or_default()];
         Self {
-            patterns: vec![glob::Pattern::new("*").unwrap_or_default()],
+            actions: any(),
+            workflows: any(),
         }
     }
 
-    /// No action.
+    /// Nothing.
     pub fn none() -> Self {
         Self {
-            patterns: Vec::new(),
+            actions: Vec::new(),
+            workflows: Vec::new(),
         }
     }
 
-    /// Parse patterns made of lower-case letters, digits, `-` and `*`; every problem is
-    /// named.
+    /// Parse patterns made of lower-case letters, digits, `-` and `*`, optionally after
+    /// `workflow:`; every problem is named.
     pub fn parse(patterns: &[String]) -> Result<Self, FieldErrors> {
         let mut errors = FieldErrors::new();
         if patterns.is_empty() {
             errors.add(
                 "/scope",
-                "give at least one action-name pattern (e.g. send-* or *)",
+                "give at least one pattern (e.g. send-*, * or workflow:user-*)",
             );
         }
         if patterns.len() > MAX_PATTERNS {
@@ -143,42 +168,46 @@ impl Scope {
                 format!("at most {MAX_PATTERNS} patterns, got {}", patterns.len()),
             );
         }
-        let mut parsed = Vec::with_capacity(patterns.len());
+        let mut scope = Self::none();
         for (i, p) in patterns.iter().enumerate() {
-            let valid = !p.is_empty()
-                && p.len() <= 64
-                && p.chars()
+            let (glob, into) = match p.strip_prefix(WORKFLOW_PREFIX) {
+                Some(glob) => (glob, &mut scope.workflows),
+                None => (p.as_str(), &mut scope.actions),
+            };
+            let valid = !glob.is_empty()
+                && glob.len() <= 64
+                && glob
+                    .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '*');
             if !valid {
                 errors.add(
                     format!("/scope/{i}"),
                     format!(
-                        "{p:?} is not an action-name pattern: use lower-case letters, digits, '-' and '*' (1 to 64 characters)"
+                        "{p:?} is not a pattern: use lower-case letters, digits, '-' and '*' (1 to 64 characters), after {WORKFLOW_PREFIX:?} for a workflow"
                     ),
                 );
                 continue;
             }
-            match glob::Pattern::new(p) {
-                Ok(pattern) => parsed.push(pattern),
+            match glob::Pattern::new(glob) {
+                Ok(pattern) => into.push(pattern),
                 Err(e) => errors.add(format!("/scope/{i}"), e.to_string()),
             }
         }
         if errors.is_empty() {
-            Ok(Self { patterns: parsed })
+            Ok(scope)
         } else {
             Err(errors)
         }
     }
 
-    /// Whether the key may call `action`.
+    /// Whether the key may call, list and read the action `action` (never an internal one).
     pub fn allows(&self, action: &str) -> bool {
-        self.patterns.iter().any(|p| p.matches(action))
+        !is_internal(action) && self.actions.iter().any(|p| p.matches(action))
     }
 
-    /// Whether the key may call every action (`*`): needed to read the audit trail across
-    /// actions.
-    pub fn allows_all(&self) -> bool {
-        self.patterns.iter().any(|p| p.as_str() == "*")
+    /// Whether the key may start and read the workflow `workflow`.
+    pub fn allows_workflow(&self, workflow: &str) -> bool {
+        self.workflows.iter().any(|p| p.matches(workflow))
     }
 }
 
@@ -339,7 +368,7 @@ pub struct CreateKeyInput {
     pub id: String,
     /// SHA-256 (hex) of the key.
     pub hash: String,
-    /// Its action-name patterns.
+    /// Its patterns (action names and `workflow:` names).
     pub scope: Vec<String>,
     /// What it is for.
     #[serde(default)]
@@ -470,11 +499,34 @@ mod tests {
         assert!(scope.allows("send-welcome-email"));
         assert!(scope.allows("create-user"));
         assert!(!scope.allows("create-invoice"));
-        assert!(!scope.allows_all());
-        assert!(Scope::all().allows("anything") && Scope::all().allows_all());
+        assert!(!scope.allows_workflow("send-email"));
+        assert!(Scope::all().allows("anything") && Scope::all().allows_workflow("anything"));
+        assert!(Scope::parse(&["workflow:".to_owned()]).is_err());
         let bad = Scope::parse(&["Send_*".to_owned(), "[a]".to_owned()]).expect_err("bad");
         assert_eq!(bad.len(), 2);
         assert!(Scope::parse(&[]).is_err());
+    }
+
+    #[test]
+    fn action_patterns_never_open_workflows_nor_internal_actions() {
+        let star = Scope::parse(&["*".to_owned()]).expect("ok");
+        assert!(star.allows("create-user"));
+        assert!(
+            !star.allows_workflow("crm-new-lead"),
+            "* is an action pattern"
+        );
+        assert!(!star.allows("create-api-key") && !star.allows("revoke-api-key"));
+        let flows = Scope::parse(&["workflow:user-*".to_owned()]).expect("ok");
+        assert!(flows.allows_workflow("user-onboarding"));
+        assert!(!flows.allows_workflow("crm-new-lead"));
+        assert!(
+            !flows.allows("user-onboarding"),
+            "a workflow pattern opens no action"
+        );
+        let lead = Scope::parse(&["*-lead".to_owned()]).expect("ok");
+        assert!(!lead.allows_workflow("crm-new-lead"));
+        assert!(!Scope::all().allows("create-api-key"));
+        assert!(Scope::parse(&["workflow:User".to_owned()]).is_err());
     }
 
     #[test]

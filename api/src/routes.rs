@@ -12,9 +12,10 @@
 //!
 //! Every error has the body of docs/architecture.md §6, `{"error": {"type", "message", "retryable",
 //! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
-//! naming the closest names; unknown route → 404; wrong method → 405 with `Allow`; body
-//! over 1 MiB → 413; a content type other than JSON → 415; no or bad API key → 401 (with
-//! `WWW-Authenticate: Bearer`); an action outside the key's scope → 403.
+//! naming the closest names in the key's scope; unknown route → 404; wrong method → 405
+//! with `Allow`; body over 1 MiB → 413; a content type other than JSON → 415; no or bad
+//! API key → 401 (with `WWW-Authenticate: Bearer`); a name outside the key's scope → 403,
+//! whether it exists or not (scopes: [`crate::keys::Scope`]).
 
 use std::sync::Arc;
 
@@ -170,23 +171,38 @@ impl Api {
         })
     }
 
-    /// The action `name` if the catalog has it (404 with suggestions otherwise) and the
-    /// caller may run it (403 otherwise).
+    /// The action `name` if the caller's scope matches it (403 otherwise, whether the
+    /// catalog has it or not, so that a key learns nothing of names outside its scope)
+    /// and the catalog has it (404 otherwise, with suggestions from the scope only).
     fn action(&self, caller: &Caller, name: &str) -> Result<Arc<dyn DynAction>, ApiError> {
-        let action = Arc::clone(self.catalog.resolve(name)?);
         caller.check(name)?;
-        Ok(action)
+        if let Some(action) = self.catalog.get(name) {
+            return Ok(Arc::clone(action));
+        }
+        let mut in_scope = Catalog::new();
+        for action in self
+            .catalog
+            .iter()
+            .filter(|a| caller.scope.allows(a.name()))
+        {
+            in_scope.insert(Arc::clone(action));
+        }
+        Err(in_scope
+            .resolve(name)
+            .err()
+            .unwrap_or_else(|| ActionError::not_found(format!("no action named {name:?}")))
+            .into())
     }
 
     /// The invocation of an HTTP call by `caller`.
     fn invocation(
         caller: &Caller,
-        params: Value,
+        params: Params,
         key: Option<String>,
         correlation_id: Option<String>,
     ) -> Invocation {
         Invocation {
-            params: Params::Json(params),
+            params,
             key,
             source: Source::Http,
             request_id: None,
@@ -203,36 +219,29 @@ impl Api {
         action: &Arc<dyn DynAction>,
         invocation: Invocation,
     ) -> Result<Ran, ApiError> {
+        // Params the action refuses (or a body that is not JSON) would be accepted (202)
+        // and never found at the Location: refuse them now, run like a synchronous call
+        // so that the rejection is answered and audited under its key.
+        let params = match &invocation.params {
+            Params::Json(params) => Ok(params.clone()),
+            Params::Text(text) => actiondo::invocation::parse_params(text),
+        };
+        let params = match params {
+            Ok(params) if action.check(&params).is_ok() => params,
+            _ => return Ok(Ran::Done(self.dispatcher.call(action, invocation).await)),
+        };
         // The record's address must be known now: the given key, else the one the
         // executor derives from the params.
-        // A given key does not need the params; a derived one is their hash.
-        let parsed;
-        let params = match &invocation.params {
-            Params::Json(params) => params,
-            Params::Text(text) if invocation.key.is_none() => {
-                parsed = actiondo::invocation::parse_params(text)?;
-                &parsed
-            }
-            Params::Text(_) => &serde_json::Value::Null,
-        };
         let key = actiondo::invocation::idempotency_key(
             action.name(),
             action.options().key_policy,
             invocation.key.as_deref(),
-            params,
+            &params,
         )?;
         let invocation = Invocation {
             key: Some(key.clone()),
             ..invocation
         };
-        // Params the action refuses would be accepted (202) and never found at the
-        // Location: refuse them now, run like a synchronous call so that the rejection
-        // is audited under its key.
-        if let Params::Json(params) = &invocation.params
-            && action.check(params).is_err()
-        {
-            return Ok(Ran::Done(self.dispatcher.call(action, invocation).await));
-        }
         self.dispatcher.start(action, invocation).await?;
         Ok(Ran::Started {
             name: action.name(),
@@ -274,12 +283,25 @@ struct Caller {
 }
 
 impl Caller {
+    /// 403 unless the scope matches the action `action`; the answer is the same for a
+    /// known and an unknown name, and names nothing else.
     fn check(&self, action: &str) -> Result<(), ActionError> {
         if self.scope.allows(action) {
             Ok(())
         } else {
             Err(ActionError::forbidden(format!(
-                "this API key may not call {action}"
+                "this API key may not call the action {action:?}"
+            )))
+        }
+    }
+
+    /// 403 unless the scope has a `workflow:` pattern matching `workflow`.
+    fn check_workflow(&self, workflow: &str) -> Result<(), ActionError> {
+        if self.scope.allows_workflow(workflow) {
+            Ok(())
+        } else {
+            Err(ActionError::forbidden(format!(
+                "this API key may not use the workflow {workflow:?} (a key needs a pattern workflow:NAME for it)"
             )))
         }
     }
@@ -407,10 +429,14 @@ async fn run_action(
     let caller = api.authorize(&parts.headers).await?;
     let action = api.action(&caller, &name)?;
     let bytes = read_body(&parts.method, &parts.headers, body).await?;
-    let params = parse_json(&bytes)?;
+    // The executor parses the body: a malformed one with a valid key is refused there and
+    // leaves its `rejected` audit record (length and SHA-256 of the text), as on an
+    // action's own HTTP trigger (docs/architecture.md §4, §7.5).
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|e| ActionError::validation(format!("the body is not UTF-8: {e}")))?;
     let invocation = Api::invocation(
         &caller,
-        params,
+        Params::Text(text),
         actiondo::trigger::http::idempotency_key(&parts.headers)?,
         header_string(&parts.headers, CORRELATION_ID_HEADER),
     );
@@ -474,7 +500,7 @@ async fn run_execute(State(api): Shared, request: Request) -> Result<Response, A
     } else {
         call.params
     };
-    let invocation = Api::invocation(&caller, params, key, correlation);
+    let invocation = Api::invocation(&caller, Params::Json(params), key, correlation);
     let execution = api.dispatcher.call(&action, invocation).await;
     let body = serde_json::to_string(&execution.to_response())
         .map_err(|e| ActionError::internal(format!("the response does not serialize: {e}")))?;
@@ -558,20 +584,17 @@ async fn audit(
     let caller = api.authorize(&headers).await?;
     let query = crate::view::audit_query(query.as_deref().unwrap_or_default())?;
     match &query.filter {
-        AuditFilter::Execution(id) | AuditFilter::Type(id) => {
+        AuditFilter::Execution(id) => {
             let name = id.split_once('#').map_or(id.as_str(), |(name, _)| name);
             caller.check(name)?;
         }
-        AuditFilter::Correlation(_) | AuditFilter::All => {
-            if !caller.scope.allows_all() {
-                return Err(ActionError::forbidden(
-                    "reading the audit trail across actions needs a key with scope *; give type= (an action in your scope)",
-                )
-                .into());
-            }
-        }
+        AuditFilter::Type(name) => caller.check(name)?,
+        // Across actions: the page keeps only the records of actions in scope (a page may
+        // then hold fewer than `limit` records; `nextCursor` still goes on).
+        AuditFilter::Correlation(_) | AuditFilter::All => {}
     }
-    let page = api.store.query_audit(&query).await?;
+    let mut page = api.store.query_audit(&query).await?;
+    page.records.retain(|r| caller.scope.allows(&r.action));
     Ok(into_axum(json_response(
         StatusCode::OK,
         serde_json::to_string(&page)
@@ -599,7 +622,7 @@ async fn start_workflow(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let caller = api.authorize(&parts.headers).await?;
-    caller.check(&name)?;
+    caller.check_workflow(&name)?;
     let workflows = api.workflows(&name)?;
     let bytes = read_body(&parts.method, &parts.headers, body).await?;
     let input = parse_json(&bytes)?;
@@ -623,7 +646,7 @@ async fn describe_workflow_execution(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers).await?;
-    caller.check(&name)?;
+    caller.check_workflow(&name)?;
     let body = api.workflows(&name)?.describe(&name, &id).await?;
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }

@@ -17,7 +17,8 @@ use crate::{CliError, EXIT_OK};
 pub enum KeysCommand {
     /// Create a key; print it once.
     Create {
-        /// An action-name pattern the key may call (`send-*`, `create-user`, `*`);
+        /// A pattern the key may call: an action name (`send-*`, `create-user`, `*`) or a
+        /// workflow (`workflow:user-*`, `workflow:*`; `*` alone opens no workflow);
         /// repeat for more.
         #[arg(long, required = true, value_name = "PATTERN")]
         scope: Vec<String>,

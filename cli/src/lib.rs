@@ -9,7 +9,7 @@
 //! actiondo actions [NAME] [--json]
 //! actiondo audit [--type NAME [--key K]] [--correlation ID] [--since RFC3339] [--limit N] [--json]
 //! actiondo serve [--addr 127.0.0.1:8080] [--no-auth]
-//! actiondo keys create --scope 'send-*' | keys list | keys revoke ID
+//! actiondo keys create --scope 'send-*' [--scope 'workflow:user-*'] | keys list | keys revoke ID
 //! actiondo tables create
 //! actiondo new NAME [--description TEXT] [--settings] [--key required] [--mode optimistic]
 //! ```

@@ -832,6 +832,42 @@ async fn serve_answers_the_router_api_with_keys_over_real_http() {
     assert!(sdk["error"].is_null(), "{sdk:#}");
     assert!(sdk["result"]["userId"].is_string(), "{sdk:#}");
 
+    // Issue 11 through `actiondo serve`: internal actions are in no scope, an action
+    // pattern opens no workflow, out of scope names nothing, and a malformed body with a
+    // valid key leaves its rejected record.
+    for (method, path, body, status) in [
+        ("GET", "/audit?type=create-api-key", "", 403),
+        ("POST", "/actions/create-api-key", "{}", 403),
+        ("POST", "/workflows/crm-new-lead", "{}", 403),
+        ("POST", "/actions/send-emial", "{}", 403),
+    ] {
+        let request = match method {
+            "GET" => http.get(server.url(path)),
+            _ => post(path, body),
+        };
+        let reply = request.bearer_auth(&key).send().await.expect("send");
+        assert_eq!(reply.status(), status, "{method} {path}");
+        let text = reply.text().await.expect("body");
+        assert!(!text.contains("send-email"), "{path}: {text}");
+    }
+    let malformed = post("/actions/create-user", r#"{"email": "#)
+        .bearer_auth(&key)
+        .header("idempotency-key", "serve-bad")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(malformed.status(), 400);
+    let audit: Value = http
+        .get(server.url("/audit?type=create-user&key=serve-bad"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(audit_statuses(&audit), ["rejected"], "{audit:#}");
+
     // Revoked (by the CLI, while the server runs): 401 at once.
     let id = key.split('_').nth(1).expect("id").to_owned();
     sb.run(&["keys", "revoke", &id]).assert_code(0);
@@ -922,6 +958,9 @@ fn keys_are_listed_without_their_secret_and_revoked_once() {
     );
     sb.run(&["keys", "revoke", "0000000000000000"])
         .assert_code(1);
+    let flows = sb.run(&["keys", "create", "--scope", "workflow:user-*", "--json"]);
+    flows.assert_code(0);
+    assert_eq!(flows.json()["scope"], json!(["workflow:user-*"]));
     let bad = sb.run(&["keys", "create", "--scope", "Send_*"]);
     bad.assert_code(2);
     assert!(bad.stderr.contains("/scope/0"), "{bad:#?}");

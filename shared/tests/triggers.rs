@@ -364,6 +364,51 @@ async fn direct_invoke_returns_the_output_or_the_envelope() {
     assert!(audit.iter().all(|a| a.request_id == "req-1"));
 }
 
+/// The router's `caller` in a direct invocation reaches the audit record (issue 11); a
+/// caller in an SQS message or an EventBridge detail is dropped (anyone who may send there
+/// could name any caller).
+#[tokio::test]
+async fn the_caller_of_a_direct_invocation_reaches_the_audit() {
+    let (h, _probe, handler) = setup().await;
+    let routed = json!({
+        "params": {"value": "routed"},
+        "idempotencyKey": "k-caller",
+        "caller": "apikey:0123456789abcdef",
+        "respond": "envelope",
+    });
+    let answer = handle(&handler, routed).await.expect("an answer");
+    assert_eq!(answer["result"]["value"], "routed");
+    let audit = h.audit("probe#k-caller").await;
+    assert!(!audit.is_empty());
+    assert!(
+        audit
+            .iter()
+            .all(|a| a.caller.as_deref() == Some("apikey:0123456789abcdef")),
+        "{audit:?}"
+    );
+
+    let mut event = fixture(EVENTBRIDGE);
+    event["detail"] =
+        json!({"params": {"value": "bus"}, "idempotencyKey": "k-bus", "caller": "apikey:forged"});
+    handle(&handler, event).await.expect("output");
+    let audit = h.audit("probe#k-bus").await;
+    assert!(
+        !audit.is_empty() && audit.iter().all(|a| a.caller.is_none()),
+        "{audit:?}"
+    );
+
+    let queued = json!({"params": {"value": "queued"}, "idempotencyKey": "k-queue", "caller": "apikey:forged"});
+    let reply = handle(&handler, sqs_event(&[("m-caller", queued, None, None)]))
+        .await
+        .expect("a batch answer");
+    assert!(failures(&reply).is_empty(), "{reply}");
+    let audit = h.audit("probe#k-queue").await;
+    assert!(
+        !audit.is_empty() && audit.iter().all(|a| a.caller.is_none()),
+        "{audit:?}"
+    );
+}
+
 /// With `respond: "envelope"`, a terminal failure is an answer, not a function error, so
 /// that its replay says it is one; a retryable failure stays a function error.
 #[tokio::test]

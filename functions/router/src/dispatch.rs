@@ -123,16 +123,24 @@ impl LambdaDispatcher {
 
 /// The payload the router sends: the envelope of docs/architecture.md §7.
 fn envelope(invocation: &Invocation, want_envelope: bool) -> Result<Vec<u8>, ActionError> {
-    let params = match &invocation.params {
-        Params::Json(v) => v.clone(),
-        Params::Text(text) => actiondo::invocation::parse_params(text)?,
+    // A body that is not JSON goes as `paramsText`: the function's executor refuses it and
+    // audits the rejection, as `actiondo serve` does (docs/architecture.md §7.1).
+    let mut envelope = match &invocation.params {
+        Params::Json(v) => json!({"params": v}),
+        Params::Text(text) => match actiondo::invocation::parse_params(text) {
+            Ok(params) => json!({"params": params}),
+            Err(_) => json!({"params": null, "paramsText": text}),
+        },
     };
-    let mut envelope = json!({"params": params});
     if let Some(key) = &invocation.key {
         envelope["idempotencyKey"] = json!(key);
     }
     if let Some(id) = &invocation.correlation_id {
         envelope["correlationId"] = json!(id);
+    }
+    // The API key's `apikey:<id>` (or `sqs-intake`): the action's audit record names it.
+    if let Some(caller) = &invocation.caller {
+        envelope["caller"] = json!(caller);
     }
     if want_envelope {
         envelope["respond"] = json!("envelope");

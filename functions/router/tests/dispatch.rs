@@ -309,6 +309,20 @@ async fn invoke(
 async fn lambda_router(
     functions: &[(&'static str, &str)],
 ) -> (axum::Router, Received, tokio::task::JoinHandle<()>) {
+    let (router, received, server, _) = lambda_router_with(functions, false).await;
+    (router, received, server)
+}
+
+/// [`lambda_router`], with API keys (in its store) when `keys`.
+async fn lambda_router_with(
+    functions: &[(&'static str, &str)],
+    keys: bool,
+) -> (
+    axum::Router,
+    Received,
+    tokio::task::JoinHandle<()>,
+    actiondo_api::KeyStore,
+) {
     let received: Received = Arc::default();
     let app = axum::Router::new()
         .route("/2015-03-31/functions/{function}/invocations", post(invoke))
@@ -335,14 +349,20 @@ async fn lambda_router(
     let store: Arc<dyn actiondo::Store> = Arc::new(
         actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
     );
+    let key_store = actiondo_api::KeyStore::new(Arc::clone(&store));
+    let auth = if keys {
+        Auth::ApiKeys(key_store.clone())
+    } else {
+        Auth::Disabled
+    };
     let router = Api::new(
         actiondo_catalog::catalog(),
         Arc::new(dispatcher),
         store,
-        Auth::Disabled,
+        auth,
     )
     .into_router();
-    (router, received, server)
+    (router, received, server, key_store)
 }
 
 async fn send(router: &axum::Router, request: http::Request<axum::body::Body>) -> Reply {
@@ -473,4 +493,125 @@ async fn the_lambda_dispatcher_maps_invoke_answers_to_http() {
         assert!(payload.get("respond").is_none(), "{payload}");
     }
     server.abort();
+}
+
+/// The router passes the API key's caller in the envelope, and the action's function
+/// (its direct trigger, fed the bytes the router sent) records it: `caller:
+/// apikey:<id>` on an audit record made through the Lambda path (issue 11).
+#[tokio::test]
+async fn the_caller_reaches_the_audit_through_the_lambda_path() {
+    let (router, received, server, keys) =
+        lambda_router_with(&[("validate-lead", "lead-fn")], true).await;
+    let key = keys
+        .create(vec!["validate-lead".to_owned()], None)
+        .await
+        .expect("a key");
+    let params = r#"{"email": "lee@example.com", "name": "Lee"}"#;
+    let request = common::bearer(
+        post_keyed("/actions/validate-lead", params, "k-caller"),
+        &key.key,
+    );
+    let _ = send(&router, request).await;
+    let payload = {
+        let received = received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (function, _, payload) = received.last().expect("an invocation");
+        assert_eq!(function, "lead-fn");
+        payload.clone()
+    };
+    let caller = format!("apikey:{}", key.info.id);
+    assert_eq!(payload["caller"], caller.as_str(), "{payload}");
+    server.abort();
+
+    // What the function does with that payload: its audit record names the caller.
+    use actiondo::Store as _;
+    let store: Arc<dyn actiondo::Store> = Arc::new(
+        actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
+    );
+    let action = actiondo_catalog::catalog()
+        .get("validate-lead")
+        .cloned()
+        .expect("validate-lead is in the catalog");
+    let handler =
+        actiondo::trigger::Handler::new(actiondo::Executor::from_arc(Arc::clone(&store)), action);
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = "req-caller".to_owned();
+    let answer = handler.handle(payload, &context).await.expect("an answer");
+    assert_eq!(answer_error(&answer), Value::Null, "{answer:?}");
+    let audit = store
+        .query_audit(&actiondo::AuditQuery::new(
+            actiondo::AuditFilter::Execution("validate-lead#k-caller".to_owned()),
+        ))
+        .await
+        .expect("the audit reads")
+        .records;
+    assert!(!audit.is_empty());
+    assert!(
+        audit
+            .iter()
+            .all(|r| r.caller.as_deref() == Some(caller.as_str())),
+        "{audit:?}"
+    );
+}
+
+/// The `error` of an envelope answer.
+fn answer_error(reply: &actiondo::trigger::Reply) -> Value {
+    let value: Value = serde_json::to_value(reply).unwrap_or(Value::Null);
+    value["error"].clone()
+}
+
+/// A body that is not JSON, with a valid key: the router sends it as `paramsText`, and the
+/// function's executor refuses it and leaves its `rejected` audit record (issue 11).
+#[tokio::test]
+async fn a_malformed_body_reaches_the_function_and_is_audited() {
+    use actiondo::Store as _;
+    let (router, received, server, keys) =
+        lambda_router_with(&[("validate-lead", "lead-fn")], true).await;
+    let key = keys
+        .create(vec!["validate-lead".to_owned()], None)
+        .await
+        .expect("a key");
+    let body = r#"{"email": "#;
+    let request = common::bearer(
+        post_keyed("/actions/validate-lead", body, "k-bad"),
+        &key.key,
+    );
+    let _ = send(&router, request).await;
+    let payload = {
+        let received = received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        received.last().expect("an invocation").2.clone()
+    };
+    server.abort();
+    assert_eq!(payload["paramsText"], body, "{payload}");
+
+    let store: Arc<dyn actiondo::Store> = Arc::new(
+        actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
+    );
+    let action = actiondo_catalog::catalog()
+        .get("validate-lead")
+        .cloned()
+        .expect("validate-lead is in the catalog");
+    let handler =
+        actiondo::trigger::Handler::new(actiondo::Executor::from_arc(Arc::clone(&store)), action);
+    let answer = handler
+        .handle(payload, &lambda_runtime::Context::default())
+        .await
+        .expect("an answer");
+    assert_eq!(answer_error(&answer)["type"], "ActionDo.Validation");
+    let audit = store
+        .query_audit(&actiondo::AuditQuery::new(
+            actiondo::AuditFilter::Execution("validate-lead#k-bad".to_owned()),
+        ))
+        .await
+        .expect("the audit reads")
+        .records;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].status, actiondo::AuditStatus::Rejected);
+    assert_eq!(
+        audit[0].caller.as_deref(),
+        Some(format!("apikey:{}", key.info.id).as_str())
+    );
 }

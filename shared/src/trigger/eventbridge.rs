@@ -17,6 +17,8 @@ pub async fn handle_event(
     meta: &Meta,
 ) -> Result<Reply, ActionError> {
     let mut envelope = Envelope::from_payload(event.detail);
+    // An event names no caller: any publisher to the bus could name any.
+    envelope.caller = None;
     if envelope.idempotency_key.is_none() {
         envelope.idempotency_key = event.id.clone();
     }

@@ -71,18 +71,33 @@ pub enum Respond {
 }
 
 /// The envelope of a direct invocation, a Step Functions task, an SQS message body or an
-/// EventBridge `detail`: `{"params": {...}, "idempotencyKey"?, "correlationId"?, "respond"?}`.
+/// EventBridge `detail`: `{"params": {...}, "idempotencyKey"?, "correlationId"?, "caller"?,
+/// "respond"?}`.
+///
+/// `caller` is who the invoker acts for (the router sends `apikey:<id>`); it reaches the
+/// audit record. It is trusted like the other fields of a direct invocation, whose
+/// invoker holds `lambda:InvokeFunction` on the function (the router, a state machine):
+/// such an invoker can already choose the key and the params. SQS and EventBridge drop it
+/// (anyone who may send to the queue or the bus would otherwise name any caller).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Envelope {
     /// The action's parameters.
     pub params: Value,
+    /// The parameters as text the sender did not parse (the router's body that is not
+    /// JSON): when given, the executor parses it instead of `params`, so a malformed body
+    /// is refused and audited as its length and SHA-256 (docs/architecture.md §4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_text: Option<String>,
     /// The idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// The correlation id (a Step Functions passes `$$.Execution.Id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Who the invoker acts for (`apikey:<id>` from the router); direct invocations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// The answer's form.
     #[serde(default)]
     pub respond: Respond,
@@ -97,7 +112,12 @@ impl Envelope {
                 && o.keys().all(|k| {
                     matches!(
                         k.as_str(),
-                        "params" | "idempotencyKey" | "correlationId" | "respond"
+                        "params"
+                            | "paramsText"
+                            | "idempotencyKey"
+                            | "correlationId"
+                            | "caller"
+                            | "respond"
                     )
                 })
         });
@@ -118,12 +138,15 @@ impl Envelope {
     /// The invocation this envelope asks for.
     pub fn into_invocation(self, source: Source, meta: &Meta) -> Invocation {
         Invocation {
-            params: Params::Json(self.params),
+            params: match self.params_text {
+                Some(text) => Params::Text(text),
+                None => Params::Json(self.params),
+            },
             key: self.idempotency_key,
             source,
             request_id: Some(meta.request_id.clone()),
             correlation_id: self.correlation_id,
-            caller: None,
+            caller: self.caller,
             trace_id: meta.trace_id.clone(),
             deadline_ms: meta.deadline_ms,
         }
@@ -183,7 +206,7 @@ pub enum EventShape {
     Direct,
 }
 
-const ACCEPTED: &str = "a direct or Step Functions invocation ({\"params\": {...}, \"idempotencyKey\"?, \"correlationId\"?, \"respond\"?} or a bare params object), an SQS event, an EventBridge event, or an API Gateway (REST v1, HTTP v2), function URL or ALB request";
+const ACCEPTED: &str = "a direct or Step Functions invocation ({\"params\": {...}, \"idempotencyKey\"?, \"correlationId\"?, \"caller\"?, \"paramsText\"?, \"respond\"?} or a bare params object), an SQS event, an EventBridge event, or an API Gateway (REST v1, HTTP v2), function URL or ALB request";
 
 impl EventShape {
     /// Classify a raw event; events of other services (S3, SNS, DynamoDB streams…) and
@@ -424,6 +447,11 @@ mod tests {
         assert_eq!(env.params, json!({"a": 1}));
         assert_eq!(env.idempotency_key.as_deref(), Some("k"));
         assert_eq!(env.respond, Respond::Envelope);
+        // The router's caller reaches the invocation.
+        let routed = Envelope::from_payload(json!({"params": {}, "caller": "apikey:0123"}));
+        assert_eq!(routed.caller.as_deref(), Some("apikey:0123"));
+        let inv = routed.into_invocation(Source::Direct, &Meta::default());
+        assert_eq!(inv.caller.as_deref(), Some("apikey:0123"));
         // An action whose own input has a `params` field next to others is bare params.
         let bare = Envelope::from_payload(json!({"params": 1, "other": 2}));
         assert_eq!(bare.params, json!({"params": 1, "other": 2}));

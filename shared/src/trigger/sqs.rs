@@ -214,6 +214,8 @@ fn invocation(record: SqsMessage, batch: &Meta) -> Invocation {
     match serde_json::from_str(&body) {
         Ok(payload) => {
             let mut envelope = Envelope::from_payload(payload);
+            // A message names no caller: any sender to the queue could name any.
+            envelope.caller = None;
             envelope.idempotency_key.get_or_insert(key);
             if envelope.correlation_id.is_none() {
                 envelope.correlation_id = attribute_correlation;

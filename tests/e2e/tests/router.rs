@@ -187,6 +187,17 @@ async fn the_router_invokes_actions_through_the_lambda_api() {
         "{described}"
     );
     assert!(!described["audit"].as_array().expect("audit").is_empty());
+    // Made through the Lambda path (router → Invoke → the action's function), each record
+    // names the API key as its caller (issue 11).
+    let caller = format!("apikey:{}", key.split('_').nth(1).expect("a key id"));
+    assert!(
+        described["audit"]
+            .as_array()
+            .expect("audit")
+            .iter()
+            .all(|r| r["caller"] == caller.as_str()),
+        "{described}"
+    );
 
     // Out of scope: 403 and nothing invoked.
     let narrow = new_key(&stack, "send-*").await;

@@ -1,0 +1,660 @@
+//! The security suite of issue 11 over the HTTP API in process: for each (key scope,
+//! route, name) the status, and for every refusal that nothing ran and nothing was
+//! written (no idempotency record, no audit record) except the `rejected` audit record
+//! docs/architecture.md §4 asks for, and that no answer names an action outside the key's
+//! scope.
+
+#[allow(dead_code)]
+mod common;
+
+use actiondo::{Catalog, Store as _};
+use actiondo_api::keys::{INTERNAL_ACTIONS, Scope};
+use axum::body::Body;
+use common::{Setup, bearer, get, post, post_keyed};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+const ADA: &str = r#"{"email": "ada@example.com", "name": "Ada"}"#;
+
+/// The scopes of the suite's keys.
+const SCOPES: [(&str, &[&str]); 7] = [
+    ("star", &["*"]),
+    ("send", &["send-*"]),
+    ("lead", &["*-lead"]),
+    ("create", &["create-*"]),
+    ("user-flows", &["workflow:user-*"]),
+    ("all-flows", &["workflow:*"]),
+    ("star-and-flows", &["*", "workflow:*"]),
+];
+
+/// One row: which key, which request, what answer.
+struct Case {
+    key: &'static str,
+    method: &'static str,
+    uri: &'static str,
+    body: Option<&'static str>,
+    status: u16,
+    error_type: &'static str,
+}
+
+const fn case(
+    key: &'static str,
+    method: &'static str,
+    uri: &'static str,
+    body: Option<&'static str>,
+    status: u16,
+    error_type: &'static str,
+) -> Case {
+    Case {
+        key,
+        method,
+        uri,
+        body,
+        status,
+        error_type,
+    }
+}
+
+const FORBIDDEN: &str = "ActionDo.Forbidden";
+const NOT_FOUND: &str = "ActionDo.NotFound";
+const EXECUTE_INTERNAL: &str = r#"{"name": "create-api-key", "params": {}}"#;
+const EXECUTE_OUT: &str = r#"{"name": "create-user", "params": {}}"#;
+
+/// Every refusal the suite checks.
+const CASES: &[Case] = &[
+    // Internal actions, whatever the scope (`*` included): never run, listed or read.
+    case(
+        "star",
+        "POST",
+        "/actions/create-api-key",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "POST",
+        "/actions/revoke-api-key",
+        Some(r#"{"id": "0"}"#),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/actions/create-api-key",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/executions/create-api-key/k",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/executions/revoke-api-key/k",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/audit?type=create-api-key",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/audit?type=revoke-api-key&key=k",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "POST",
+        "/execute",
+        Some(EXECUTE_INTERNAL),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star-and-flows",
+        "GET",
+        "/audit?type=create-api-key",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "create",
+        "GET",
+        "/audit?type=create-api-key",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "create",
+        "POST",
+        "/actions/create-api-key",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    // Percent-encoded, `#` and `/` in names: decoded first, then the same rules.
+    case(
+        "star",
+        "POST",
+        "/actions/create%2Dapi%2Dkey",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/audit?type=create%2Dapi%2Dkey",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/audit?type=create-api-key%23x&key=k",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/executions/create-api-key%23x/k",
+        None,
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "star",
+        "POST",
+        "/actions/create-api-key%2Fx",
+        Some("{}"),
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "send",
+        "POST",
+        "/actions/create%2Duser",
+        Some(ADA),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "send",
+        "POST",
+        "/actions/send-x%2F..%2Fcreate-user",
+        Some(ADA),
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "send",
+        "GET",
+        "/executions/send-email%23x/k",
+        None,
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "send",
+        "GET",
+        "/executions/create-user%23x/k",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    // Case variants are other names: out of scope, or unknown inside it.
+    case(
+        "send",
+        "POST",
+        "/actions/Send-Email",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "POST",
+        "/actions/Send-Email",
+        Some("{}"),
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "user-flows",
+        "POST",
+        "/workflows/User-Onboarding",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    // Workflow routes need workflow patterns: an action pattern never opens one.
+    case(
+        "star",
+        "POST",
+        "/workflows/crm-new-lead",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "star",
+        "GET",
+        "/workflows/crm-new-lead/executions/x",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "lead",
+        "POST",
+        "/workflows/crm-new-lead",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "lead",
+        "GET",
+        "/workflows/crm-new-lead/executions/x",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "user-flows",
+        "POST",
+        "/workflows/crm-new-lead",
+        Some("{}"),
+        403,
+        FORBIDDEN,
+    ),
+    // In scope, the workflow route is reached (this router has no state machines: 404).
+    case(
+        "user-flows",
+        "POST",
+        "/workflows/user-onboarding",
+        Some("{}"),
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "user-flows",
+        "GET",
+        "/workflows/user-onboarding/executions/x",
+        None,
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "all-flows",
+        "POST",
+        "/workflows/crm-new-lead",
+        Some("{}"),
+        404,
+        NOT_FOUND,
+    ),
+    // A workflow pattern opens no action.
+    case(
+        "user-flows",
+        "POST",
+        "/actions/create-user",
+        Some(ADA),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "all-flows",
+        "GET",
+        "/actions/send-email",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "all-flows",
+        "GET",
+        "/audit?type=send-email",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    // Out of scope, known or not: the same 403, no names from outside the scope.
+    case(
+        "send",
+        "POST",
+        "/actions/create-user",
+        Some(ADA),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "send",
+        "POST",
+        "/actions/create-usr",
+        Some(ADA),
+        403,
+        FORBIDDEN,
+    ),
+    case("send", "GET", "/actions/create-user", None, 403, FORBIDDEN),
+    case(
+        "send",
+        "GET",
+        "/executions/create-user/k",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "send",
+        "GET",
+        "/audit?type=create-user",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "send",
+        "GET",
+        "/audit?type=create-user&key=k",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "send",
+        "POST",
+        "/execute",
+        Some(EXECUTE_OUT),
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "lead",
+        "POST",
+        "/actions/create-user",
+        Some(ADA),
+        403,
+        FORBIDDEN,
+    ),
+    // Unknown inside the scope: 404, suggestions from the scope only.
+    case(
+        "send",
+        "POST",
+        "/actions/send-emial",
+        Some("{}"),
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "send",
+        "GET",
+        "/executions/send-emial/k",
+        None,
+        404,
+        NOT_FOUND,
+    ),
+];
+
+fn build(method: &str, uri: &str, body: Option<&str>) -> http::Request<Body> {
+    match body {
+        Some(body) => common::request(method, uri)
+            .header("content-type", "application/json")
+            .header("idempotency-key", "sec")
+            .body(Body::from(body.to_owned()))
+            .expect("a valid request"),
+        None => common::request(method, uri)
+            .body(Body::empty())
+            .expect("a valid request"),
+    }
+}
+
+/// Every name the catalog or the key store knows.
+fn all_names() -> Vec<String> {
+    let mut names: Vec<String> = actiondo_catalog::catalog()
+        .iter()
+        .map(|a| a.name().to_owned())
+        .collect();
+    names.extend(INTERNAL_ACTIONS.iter().map(|n| (*n).to_owned()));
+    names
+}
+
+/// The setup and its keys by label.
+async fn setup() -> (Setup, Vec<(&'static str, String, Scope)>) {
+    let s = Setup::with_keys(Catalog::new());
+    let mut keys = Vec::new();
+    for (label, scope) in SCOPES {
+        let scope: Vec<String> = scope.iter().map(|p| (*p).to_owned()).collect();
+        let new = s
+            .keys
+            .create(scope.clone(), Some(label.to_owned()))
+            .await
+            .expect("a key is created");
+        keys.push((label, new.key, Scope::parse(&scope).expect("a valid scope")));
+    }
+    (s, keys)
+}
+
+#[tokio::test]
+async fn every_refusal_is_the_right_status_and_leaves_nothing() {
+    let (s, keys) = setup().await;
+    let before = s.all_audit().await.len();
+    for case in CASES {
+        let (_, key, scope) = keys
+            .iter()
+            .find(|(label, _, _)| *label == case.key)
+            .expect("a key of the table");
+        let what = format!("{} {} with {}", case.method, case.uri, case.key);
+        let reply = s
+            .send(bearer(build(case.method, case.uri, case.body), key))
+            .await;
+        assert_eq!(
+            reply.status.as_u16(),
+            case.status,
+            "{what}: {}",
+            reply.text()
+        );
+        // POST /execute answers {result, error}; the other routes {error}.
+        let error = reply.json()["error"].clone();
+        assert_eq!(error["type"], case.error_type, "{what}: {error}");
+        // No name outside the scope, unless the request itself spelled it.
+        let text = reply.text();
+        let uri = percent_encoding::percent_decode_str(case.uri).decode_utf8_lossy();
+        let asked = format!("{uri} {}", case.body.unwrap_or_default());
+        for name in all_names() {
+            if !scope.allows(&name) && !asked.contains(&name) {
+                assert!(!text.contains(&name), "{what} names {name}: {text}");
+            }
+        }
+        if let Some(suggestions) = error["details"]["suggestions"].as_array() {
+            assert!(
+                suggestions
+                    .iter()
+                    .all(|n| n.as_str().is_some_and(|n| scope.allows(n))),
+                "{what}: {error}"
+            );
+        }
+        // Nothing ran, nothing was written.
+        assert_eq!(
+            s.all_audit().await.len(),
+            before,
+            "{what} wrote an audit record"
+        );
+        for name in all_names() {
+            assert!(s.record(&name, "sec").await.is_none(), "{what} ran {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_known_and_an_unknown_name_out_of_scope_read_the_same() {
+    let (s, keys) = setup().await;
+    let send = &keys[1].1;
+    let reply = |name: &'static str| {
+        let request = bearer(post_keyed(&format!("/actions/{name}"), ADA, "k"), send);
+        let s = &s;
+        async move {
+            let reply = s.send(request).await;
+            (reply.status, reply.json()["error"].clone())
+        }
+    };
+    let (known_status, known) = reply("create-user").await;
+    let (unknown_status, unknown) = reply("create-usr").await;
+    assert_eq!(known_status, StatusCode::FORBIDDEN);
+    assert_eq!(known_status, unknown_status);
+    assert_eq!(
+        known["message"]
+            .as_str()
+            .map(|m| m.replace("create-user", "NAME")),
+        unknown["message"]
+            .as_str()
+            .map(|m| m.replace("create-usr", "NAME")),
+    );
+    assert_eq!(known["details"], unknown["details"]);
+    assert!(!unknown.to_string().contains("create-user"), "{unknown}");
+
+    // Inside the scope, suggestions come from the scope only.
+    let near = s
+        .send(bearer(post_keyed("/actions/send-emial", ADA, "k"), send))
+        .await;
+    let error = near.error(404, NOT_FOUND);
+    assert_eq!(error["details"]["suggestions"][0], "send-email", "{error}");
+}
+
+#[tokio::test]
+async fn no_scope_lists_or_reads_internal_actions() {
+    let (s, keys) = setup().await;
+    for (label, key, _) in &keys {
+        let listed = s.send(bearer(get("/actions"), key)).await;
+        assert_eq!(listed.status, StatusCode::OK, "{label}");
+        let text = listed.text();
+        for internal in INTERNAL_ACTIONS {
+            assert!(!text.contains(internal), "{label}: {text}");
+        }
+        for uri in ["/audit", "/audit?limit=100"] {
+            let audit = s.send(bearer(get(uri), key)).await;
+            assert_eq!(audit.status, StatusCode::OK, "{label} {uri}");
+            let records: Vec<Value> = audit.json()["records"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                records.iter().all(|r| r["type"]
+                    .as_str()
+                    .is_some_and(|t| !INTERNAL_ACTIONS.contains(&t))),
+                "{label}: {records:?}"
+            );
+        }
+    }
+    // The key creations are audited all the same.
+    assert_eq!(
+        s.all_audit()
+            .await
+            .iter()
+            .filter(|r| r.action == "create-api-key")
+            .count(),
+        SCOPES.len()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_body_with_a_valid_key_leaves_its_rejected_record() {
+    let (s, keys) = setup().await;
+    let (_, star, _) = &keys[0];
+    let body = r#"{"email": "ada@example.com", "name":"#;
+    let reply = s
+        .send(bearer(
+            post_keyed("/actions/create-user", body, "bad"),
+            star,
+        ))
+        .await;
+    reply.error(400, "ActionDo.Validation");
+    let audit = s.audit_of("create-user", "bad").await;
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].status, actiondo::AuditStatus::Rejected);
+    assert!(
+        audit[0]
+            .caller
+            .as_deref()
+            .is_some_and(|c| c.starts_with("apikey:")),
+        "{audit:?}"
+    );
+    // Its length and SHA-256, never the text.
+    assert!(!audit[0].details.to_string().contains("ada@example.com"));
+
+    // The same with Prefer: respond-async: refused at once, audited.
+    let mut request = post_keyed("/actions/create-user", body, "bad-async");
+    request
+        .headers_mut()
+        .insert("prefer", "respond-async".parse().expect("a header value"));
+    s.send(bearer(request, star))
+        .await
+        .error(400, "ActionDo.Validation");
+    assert_eq!(s.audit_of("create-user", "bad-async").await.len(), 1);
+
+    // Out of scope, the body is never read: 403 and no record.
+    let (_, send, _) = &keys[1];
+    s.send(bearer(
+        post_keyed("/actions/create-user", body, "bad-out"),
+        send,
+    ))
+    .await
+    .error(403, FORBIDDEN);
+    assert!(s.audit_of("create-user", "bad-out").await.is_empty());
+    assert!(
+        s.store
+            .get_record("create-user#bad-out")
+            .await
+            .expect("reads")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn in_scope_the_same_routes_answer() {
+    let (s, keys) = setup().await;
+    let (_, lead, _) = &keys[2];
+    let body = json!({"email": "lee@example.com", "name": "Lee"}).to_string();
+    // A percent-encoded name is the same name.
+    let ran = s
+        .send(bearer(
+            post_keyed("/actions/validate%2Dlead", &body, "ok"),
+            lead,
+        ))
+        .await;
+    assert_eq!(ran.status, StatusCode::OK, "{}", ran.text());
+    let view = s
+        .send(bearer(get("/executions/validate-lead/ok"), lead))
+        .await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.text());
+    let execute =
+        json!({"name": "validate-lead", "params": {"email": "lee@example.com", "name": "Lee"}});
+    let executed = s
+        .send(bearer(post("/execute", &execute.to_string()), lead))
+        .await;
+    assert_eq!(executed.status, StatusCode::OK, "{}", executed.text());
+    let audit = s.send(bearer(get("/audit?type=validate-lead"), lead)).await;
+    assert_eq!(audit.status, StatusCode::OK);
+    assert_eq!(audit.json()["records"].as_array().map(Vec::len), Some(2));
+}
