@@ -307,6 +307,34 @@ pub fn audit_item_size(record: &AuditRecord, details_bytes: usize) -> usize {
 /// Check an audit record's keys, GSI keys and size (`details` as the stores write it,
 /// [`crate::audit::stored_details`]).
 pub fn check_audit(record: &AuditRecord) -> Result<(), LimitError> {
+    check_audit_sized(record, details_stored_len(&record.details)).map(|_| ())
+}
+
+/// The bytes `details` take as stored ([`crate::audit::stored_details`]), without
+/// building the text when it is stored as is: serialized into a counter, compressed only
+/// when it is over the compression threshold.
+pub fn details_stored_len(details: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if serde_json::to_writer(&mut count, details).is_err()
+        || count.0 > crate::store::COMPRESS_ABOVE_BYTES
+    {
+        return crate::audit::stored_details(details).stored_len();
+    }
+    count.0
+}
+
+/// [`check_audit`] with the stored size of `details` known; answers the item's size.
+fn check_audit_sized(record: &AuditRecord, details_bytes: usize) -> Result<usize, LimitError> {
     check_key_attribute(&record.execution, "execution", MAX_PARTITION_KEY_BYTES)?;
     check_key_attribute(&record.seq, "seq", MAX_SORT_KEY_BYTES)?;
     check_key_attribute(&record.action, "type", MAX_PARTITION_KEY_BYTES)?;
@@ -319,10 +347,7 @@ pub fn check_audit(record: &AuditRecord) -> Result<(), LimitError> {
             check_identifier(v, path)?;
         }
     }
-    let size = audit_item_size(
-        record,
-        crate::audit::stored_details(&record.details).stored_len(),
-    );
+    let size = audit_item_size(record, details_bytes);
     if size > MAX_ITEM_BYTES {
         return Err(LimitError::new(
             format!("an item is at most {MAX_ITEM_BYTES} bytes"),
@@ -330,7 +355,7 @@ pub fn check_audit(record: &AuditRecord) -> Result<(), LimitError> {
             format!("{size} bytes"),
         ));
     }
-    Ok(())
+    Ok(size)
 }
 
 /// The size of the idempotency record a write leaves (an upper bound).
@@ -372,7 +397,7 @@ pub fn check_commit(commit: &Commit) -> Result<(), LimitError> {
             format!("{record_size} bytes"),
         ));
     }
-    check_audit(&commit.audit)?;
+    let audit_size = check_audit_sized(&commit.audit, details_stored_len(&commit.audit.details))?;
     let items = usize::from(!matches!(commit.record, RecordWrite::None)) + 1 + commit.writes.len();
     if items > MAX_TRANSACTION_ITEMS {
         return Err(LimitError::new(
@@ -381,11 +406,7 @@ pub fn check_commit(commit: &Commit) -> Result<(), LimitError> {
             format!("{items} items"),
         ));
     }
-    let mut total = record_size
-        + audit_item_size(
-            &commit.audit,
-            crate::audit::stored_details(&commit.audit.details).stored_len(),
-        );
+    let mut total = record_size + audit_size;
     for write in &commit.writes {
         check_staged_write(write)?;
         total += match write {
@@ -475,6 +496,18 @@ mod tests {
         assert!(check_entity_key(&EntityKey::new("p".repeat(2048), "s".repeat(1024))).is_ok());
         assert!(check_entity_key(&EntityKey::new("p".repeat(2049), "s")).is_err());
         assert!(check_entity_key(&EntityKey::new("p", "s".repeat(1025))).is_err());
+    }
+
+    #[test]
+    fn the_stored_size_of_details_is_counted_without_building_the_text() {
+        let small = json!({"input": {"a": [1, 2.5, "x"]}, "output": null});
+        assert_eq!(details_stored_len(&small), small.to_string().len());
+        let large = json!({"output": "ab".repeat(crate::store::COMPRESS_ABOVE_BYTES)});
+        assert_eq!(
+            details_stored_len(&large),
+            crate::audit::stored_details(&large).stored_len()
+        );
+        assert!(details_stored_len(&large) < large.to_string().len());
     }
 
     #[test]
