@@ -2,6 +2,7 @@
 //! every store — embedded SQLite always; DynamoDB Local and moto server when the test runner
 //! (`tests/run.sh`) exports their endpoints.
 
+mod boundaries;
 mod harness;
 mod storable;
 
@@ -15,6 +16,7 @@ use actiondo::{
     ActionOptions, AuditFilter, AuditQuery, AuditStatus, ErrorKind, Invocation, Lease, Mode,
     Params, Source, Store,
 };
+use boundaries::*;
 use harness::{Backend, Behavior, Harness, Probe};
 use serde_json::{Value, json};
 use storable::*;
@@ -959,6 +961,15 @@ conformance!(
     a_refused_commit_settles_the_key_as_failed,
     a_slow_handler_ends_inside_its_lease,
     attempts_grow_across_releases,
+    a_lease_is_taken_over_from_the_millisecond_after_it_ends,
+    a_record_expires_from_the_second_after_its_retention,
+    records_carry_the_lease_and_retention_times,
+    results_are_compressed_from_the_byte_after_16_kib,
+    digests_are_the_sha256_of_the_canonical_text,
+    a_write_staged_twice_keeps_its_first_condition,
+    optimistic_failures_and_reruns,
+    optimistic_resends,
+    audit_pages_hold_exactly_their_limit,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
