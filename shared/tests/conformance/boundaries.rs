@@ -266,7 +266,7 @@ pub(crate) async fn records_carry_the_lease_and_retention_times(backend: Backend
         let mut inv = crate::inv(json!({"value": "x"}), &format!("k{i}"));
         inv.deadline_ms = deadline;
         let running = h.spawn(&probe, inv);
-        probe.started.notified().await;
+        probe.wait_started().await;
         let r = h.record(&format!("probe#k{i}")).await.expect("claimed");
         match lease_ms {
             Some(ms) => assert_eq!(r.lease_expires_at_ms - r.created_at_ms, ms, "case {i}"),

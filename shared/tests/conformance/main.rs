@@ -155,7 +155,7 @@ async fn concurrent_duplicate_is_in_progress_with_the_time_left(backend: Backend
     }));
     probe.plan([Behavior::WaitForRelease]);
     let running = h.spawn(&probe, inv(json!({"value": "x"}), "k"));
-    probe.started.notified().await;
+    probe.wait_started().await;
 
     h.clock.advance_ms(10_000);
     h.reset_calls();
@@ -191,7 +191,7 @@ async fn expired_lease_is_taken_over(backend: Backend) {
     let params = with_write("x", "thing#t", json!("absent"));
     // The first attempt dies mid-handler (its task is aborted, as a Lambda timeout would).
     let crashed = h.spawn(&probe, inv(params.clone(), "k"));
-    probe.started.notified().await;
+    probe.wait_started().await;
     crashed.abort();
     let _ = crashed.await;
     assert_eq!(
