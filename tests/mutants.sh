@@ -9,8 +9,8 @@
 #
 # 1. Installs cargo-mutants idempotently under .tools/cargo-mutants (git-ignored) and
 #    links it as .tools/bin/cargo-mutants.
-# 2. Runs it with the settings of .cargo/mutants.toml (the files, the actiondo crate's
-#    own tests on the embedded store), in place (one mutant at a time, built in the work
+# 2. Runs it on the protocol files below, with the settings of .cargo/mutants.toml (the
+#    actiondo crate's own tests on the embedded store), in place (one mutant at a time, built in the work
 #    tree's target/: its files are mutated and restored, do not edit them meanwhile),
 #    into target/mutants/.
 #    Results: target/mutants/mutants.out/{caught,missed,timeout,unviable}.txt.
@@ -32,14 +32,31 @@ mkdir -p "$TOOLS/bin"
 ln -sfn ../cargo-mutants/bin/cargo-mutants "$TOOLS/bin/cargo-mutants"
 export PATH="$TOOLS/bin:$PATH"
 
+# The protocol files (docs/architecture.md §4–§5), unless the arguments name files.
+FILES=(
+    shared/src/executor/mod.rs
+    shared/src/executor/claim.rs
+    shared/src/executor/optimistic.rs
+    shared/src/executor/handler.rs
+    shared/src/store/mod.rs
+    shared/src/store/sqlite.rs
+    shared/src/audit.rs
+    shared/src/hash.rs
+    shared/src/limits.rs
+)
+file_args=()
+if [[ " $* " != *" -f "* && " $* " != *" --file "* ]]; then
+    for f in "${FILES[@]}"; do file_args+=(--file "$f"); done
+fi
+
 cd "$ROOT"
 echo "==> cargo mutants at $(git rev-parse --short HEAD 2>/dev/null || echo '?') ($(date -u +%F))"
 status=0
-cargo mutants --in-place --output target/mutants "$@" || status=$?
+cargo mutants --in-place --output target/mutants "${file_args[@]}" "$@" || status=$?
 out=target/mutants/mutants.out
 if [ -f "$out/outcomes.json" ] && [[ " $* " != *" --list "* ]]; then
     echo "==> per file: viable caught missed timeout unviable"
-    for f in $(cargo mutants --list 2>/dev/null | cut -d: -f1 | sort -u); do
+    for f in "${FILES[@]}"; do
         c=$(grep -c "^$f:" "$out/caught.txt" || true)
         m=$(grep -c "^$f:" "$out/missed.txt" || true)
         t=$(grep -c "^$f:" "$out/timeout.txt" || true)
