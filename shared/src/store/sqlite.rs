@@ -481,3 +481,34 @@ impl Store for SqliteStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    /// A database held by another process (busy, locked) is said so; any other failure is
+    /// SQLite's own. (Through the store, a busy file answers only after the 10 s busy
+    /// timeout, hence a test of the classification itself.)
+    #[test]
+    fn busy_and_locked_databases_are_told_apart_from_other_failures() {
+        for code in [rusqlite::ffi::SQLITE_BUSY, rusqlite::ffi::SQLITE_LOCKED] {
+            match db_err(failure(code)) {
+                StoreError::Unavailable { message, source } => {
+                    assert_eq!(message, "the SQLite database is locked by another process");
+                    assert!(source.is_some());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        for code in [rusqlite::ffi::SQLITE_NOTADB, rusqlite::ffi::SQLITE_IOERR] {
+            match db_err(failure(code)) {
+                StoreError::Unavailable { message, .. } => assert_eq!(message, "SQLite"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

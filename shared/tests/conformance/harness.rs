@@ -291,6 +291,14 @@ impl Probe {
         self.calls.load(Ordering::SeqCst)
     }
 
+    /// Wait until a `WaitForRelease` call has started; a handler that never starts fails
+    /// the test (in 10 s) rather than hanging it.
+    pub(crate) async fn wait_started(&self) {
+        tokio::time::timeout(Duration::from_secs(10), self.started.notified())
+            .await
+            .expect("the handler started");
+    }
+
     async fn bump_counter(&self, key: &EntityKey) {
         let store = self
             .rival

@@ -2,6 +2,7 @@
 //! every store — embedded SQLite always; DynamoDB Local and moto server when the test runner
 //! (`tests/run.sh`) exports their endpoints.
 
+mod boundaries;
 mod harness;
 mod storable;
 
@@ -15,6 +16,7 @@ use actiondo::{
     ActionOptions, AuditFilter, AuditQuery, AuditStatus, ErrorKind, Invocation, Lease, Mode,
     Params, Source, Store,
 };
+use boundaries::*;
 use harness::{Backend, Behavior, Harness, Probe};
 use serde_json::{Value, json};
 use storable::*;
@@ -153,7 +155,7 @@ async fn concurrent_duplicate_is_in_progress_with_the_time_left(backend: Backend
     }));
     probe.plan([Behavior::WaitForRelease]);
     let running = h.spawn(&probe, inv(json!({"value": "x"}), "k"));
-    probe.started.notified().await;
+    probe.wait_started().await;
 
     h.clock.advance_ms(10_000);
     h.reset_calls();
@@ -189,7 +191,7 @@ async fn expired_lease_is_taken_over(backend: Backend) {
     let params = with_write("x", "thing#t", json!("absent"));
     // The first attempt dies mid-handler (its task is aborted, as a Lambda timeout would).
     let crashed = h.spawn(&probe, inv(params.clone(), "k"));
-    probe.started.notified().await;
+    probe.wait_started().await;
     crashed.abort();
     let _ = crashed.await;
     assert_eq!(
@@ -964,6 +966,15 @@ conformance!(
     a_slow_handler_ends_inside_its_lease,
     attempts_grow_across_releases,
     redacted_values_never_reach_errors_or_the_audit,
+    a_lease_is_taken_over_from_the_millisecond_after_it_ends,
+    a_record_expires_from_the_second_after_its_retention,
+    records_carry_the_lease_and_retention_times,
+    results_are_compressed_from_the_byte_after_16_kib,
+    digests_are_the_sha256_of_the_canonical_text,
+    a_write_staged_twice_keeps_its_first_condition,
+    optimistic_failures_and_reruns,
+    optimistic_resends,
+    audit_pages_hold_exactly_their_limit,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
