@@ -1011,3 +1011,45 @@ async fn an_optimistic_refused_commit_settles_the_key_as_failed() {
     assert_eq!(r.expires_at_s, (T0 + 1_000).div_euclid(1000) + 60);
     assert!(s.run("k").await.replayed);
 }
+
+/// The failure record of an optimistic execution (an outcome that cannot be stored, or a
+/// refused one) is resent like any commit, and like any commit never past the lease: with
+/// 100 ms of a 20 s lease left, a failed send is not resent and nothing is stored.
+#[tokio::test(start_paused = true)]
+async fn an_optimistic_failure_record_is_resent_only_within_the_lease() {
+    let too_big = |advance_ms| Step {
+        puts: (0..11).map(|i| (format!("big#{i}"), Expect::Any)).collect(),
+        doc_bytes: 390_000,
+        advance_ms,
+        ..Step::default()
+    };
+    for (left_ms, sent) in [(100, 1), (101, 2)] {
+        let s = Setup::new(ActionOptions {
+            mode: Mode::Optimistic,
+            lease: Lease::Fixed(Duration::from_secs(20)),
+            ..ActionOptions::default()
+        });
+        s.plan([too_big(20_000 - left_ms)]);
+        s.store.answer([Reply::Fail]);
+        let err = s.run("big").await.outcome.expect_err("too big");
+        assert_eq!(err.kind(), ErrorKind::Validation);
+        assert_eq!(
+            s.store.commit_kinds(),
+            vec!["insert"; sent],
+            "{left_ms} ms left"
+        );
+        assert_eq!(s.no_record("big").await, sent == 1, "{left_ms} ms left");
+
+        s.clock.set_ms(T0);
+        s.plan([advancing(20_000 - left_ms)]);
+        s.store.answer([Reply::Refuse, Reply::Fail]);
+        let err = s.run("refused").await.outcome.expect_err("refused");
+        assert_eq!(err.details().expect("details")["reason"], "store_refused");
+        assert_eq!(
+            s.store.commit_kinds(),
+            vec!["insert"; sent + 1],
+            "{left_ms} ms left"
+        );
+        assert_eq!(s.no_record("refused").await, sent == 1, "{left_ms} ms left");
+    }
+}
