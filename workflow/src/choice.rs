@@ -126,7 +126,10 @@ impl Rule {
         if let Some(list) = obj.get("And").or_else(|| obj.get("Or")) {
             let key = if obj.contains_key("And") { "And" } else { "Or" };
             if obj.keys().any(|k| k != key && !allowed_extra(k)) {
-                return Err((format!(".{key}"), "And/Or rules take no other field".to_owned()));
+                return Err((
+                    format!(".{key}"),
+                    "And/Or rules take no other field".to_owned(),
+                ));
             }
             let items = list
                 .as_array()
@@ -135,7 +138,9 @@ impl Rule {
             let rules = items
                 .iter()
                 .enumerate()
-                .map(|(i, r)| Rule::parse(r, false).map_err(|(f, e)| (format!(".{key}[{i}]{f}"), e)))
+                .map(|(i, r)| {
+                    Rule::parse(r, false).map_err(|(f, e)| (format!(".{key}[{i}]{f}"), e))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             return Ok(if key == "And" {
                 Rule::And(rules)
@@ -145,16 +150,21 @@ impl Rule {
         }
         if let Some(inner) = obj.get("Not") {
             if obj.keys().any(|k| k != "Not" && !allowed_extra(k)) {
-                return Err((".Not".to_owned(), "a Not rule takes no other field".to_owned()));
+                return Err((
+                    ".Not".to_owned(),
+                    "a Not rule takes no other field".to_owned(),
+                ));
             }
             return Rule::parse(inner, false)
                 .map(|r| Rule::Not(Box::new(r)))
                 .map_err(|(f, e)| (format!(".Not{f}"), e));
         }
-        let variable = obj
-            .get("Variable")
-            .and_then(Value::as_str)
-            .ok_or_else(|| (".Variable".to_owned(), "a comparison needs Variable".to_owned()))?;
+        let variable = obj.get("Variable").and_then(Value::as_str).ok_or_else(|| {
+            (
+                ".Variable".to_owned(),
+                "a comparison needs Variable".to_owned(),
+            )
+        })?;
         let variable = Path::parse(variable).map_err(|e| (".Variable".to_owned(), e))?;
         let mut found = None;
         for (k, val) in obj {
@@ -166,17 +176,31 @@ impl Rule {
                 None => (k.as_str(), false),
             };
             let Some((_, op)) = OPS.iter().find(|(n, _)| *n == base) else {
-                return Err((format!(".{k}"), format!("{k:?} is not a comparison operator")));
+                return Err((
+                    format!(".{k}"),
+                    format!("{k:?} is not a comparison operator"),
+                ));
             };
             if found.is_some() {
-                return Err((format!(".{k}"), "a rule has exactly one comparison".to_owned()));
+                return Err((
+                    format!(".{k}"),
+                    "a rule has exactly one comparison".to_owned(),
+                ));
             }
             let is_test = matches!(
                 op,
-                Op::IsNull | Op::IsPresent | Op::IsNumeric | Op::IsString | Op::IsBoolean | Op::IsTimestamp
+                Op::IsNull
+                    | Op::IsPresent
+                    | Op::IsNumeric
+                    | Op::IsString
+                    | Op::IsBoolean
+                    | Op::IsTimestamp
             );
             if by_path && is_test {
-                return Err((format!(".{k}"), format!("{k:?} is not a comparison operator")));
+                return Err((
+                    format!(".{k}"),
+                    format!("{k:?} is not a comparison operator"),
+                ));
             }
             let operand = if by_path {
                 let p = val
@@ -204,7 +228,10 @@ impl Rule {
                     _ => val.is_boolean(),
                 };
                 if !ok {
-                    return Err((format!(".{k}"), format!("{val} is not a valid operand of {k}")));
+                    return Err((
+                        format!(".{k}"),
+                        format!("{val} is not a valid operand of {k}"),
+                    ));
                 }
                 Operand::Value(val.clone())
             };
@@ -324,7 +351,10 @@ fn compare(op: Op, v: &Value, other: &Value) -> bool {
         (Some(a), Some(b)) if v.is_number() && other.is_number() => a.partial_cmp(&b),
         _ => None,
     };
-    let times = || match (v.as_str().and_then(timestamp), other.as_str().and_then(timestamp)) {
+    let times = || match (
+        v.as_str().and_then(timestamp),
+        other.as_str().and_then(timestamp),
+    ) {
         (Some(a), Some(b)) => Some(a.cmp(&b)),
         _ => None,
     };

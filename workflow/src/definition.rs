@@ -465,11 +465,7 @@ impl StateMachine {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             DefinitionError::top(
                 "",
-                format!(
-                    "not JSON: {e} (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
+                format!("not JSON: {e} (line {}, column {})", e.line(), e.column()),
             )
         })?;
         Self::from_value(&value)
@@ -560,7 +556,9 @@ fn compile_machine(value: &Value, within: &str) -> Result<StateMachine, Definiti
 
 fn in_out(state: &str, field: &str, v: Option<&Value>) -> Result<Option<Path>, DefinitionError> {
     match v {
-        None => Path::parse("$").map(Some).map_err(|e| DefinitionError::at(state, field, e)),
+        None => Path::parse("$")
+            .map(Some)
+            .map_err(|e| DefinitionError::at(state, field, e)),
         Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Path::parse(s)
             .map(Some)
@@ -645,13 +643,16 @@ fn seconds(
             format!("give {field} or {path_field}, not both"),
         )),
         (Some(v), None) => {
-            let n = v.as_u64().filter(|n| (1..=MAX_SECONDS).contains(n)).ok_or_else(|| {
-                DefinitionError::at(
-                    state,
-                    field,
-                    format!("a whole number of seconds from 1 to {MAX_SECONDS}, not {v}"),
-                )
-            })?;
+            let n = v
+                .as_u64()
+                .filter(|n| (1..=MAX_SECONDS).contains(n))
+                .ok_or_else(|| {
+                    DefinitionError::at(
+                        state,
+                        field,
+                        format!("a whole number of seconds from 1 to {MAX_SECONDS}, not {v}"),
+                    )
+                })?;
             Ok(Some(Seconds::Fixed(n)))
         }
         (None, Some(p)) => Ok(Some(Seconds::Path(path(state, path_field, p)?))),
@@ -835,7 +836,12 @@ fn compile_state(name: &str, value: &Value) -> Result<State, DefinitionError> {
         .map_err(|e| DefinitionError::at(name, "", e.to_string()))?;
     let state = match raw {
         RawState::Task(t) => {
-            let _ = (&t.comment, &t.heartbeat_seconds, &t.heartbeat_seconds_path, &t.credentials);
+            let _ = (
+                &t.comment,
+                &t.heartbeat_seconds,
+                &t.heartbeat_seconds_path,
+                &t.credentials,
+            );
             jsonpath_only(name, t.query_language.as_ref())?;
             State {
                 name: name.to_owned(),
@@ -995,7 +1001,11 @@ fn compile_state(name: &str, value: &Value) -> Result<State, DefinitionError> {
             let _ = &p.comment;
             jsonpath_only(name, p.query_language.as_ref())?;
             if p.branches.is_empty() {
-                return Err(DefinitionError::at(name, "Branches", "there are no branches"));
+                return Err(DefinitionError::at(
+                    name,
+                    "Branches",
+                    "there are no branches",
+                ));
             }
             let branches = p
                 .branches

@@ -221,7 +221,10 @@ pub fn step(
                     selector: None,
                     path: p.result_path.clone(),
                 };
-                Ok(go(state, finish(state, &results, input.clone(), result, ctx)?))
+                Ok(go(
+                    state,
+                    finish(state, &results, input.clone(), result, ctx)?,
+                ))
             }
             Kind::Choice(c) => {
                 let effective = apply_in(state.input_path.as_ref(), input, ctx)?;
@@ -241,10 +244,7 @@ pub fn step(
                     }),
                     None => Err(StatesError::new(
                         names::NO_CHOICE_MATCHED,
-                        format!(
-                            "No Matches! (state {:?}, input {effective})",
-                            state.name
-                        ),
+                        format!("No Matches! (state {:?}, input {effective})", state.name),
                     )),
                 }
             }
@@ -300,9 +300,9 @@ pub fn step(
                     cause.unwrap_or_default(),
                 ))
             }
-            Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_) => Err(StatesError::runtime(
-                "not a pure state",
-            )),
+            Kind::Task(_) | Kind::Parallel(_) | Kind::Map(_) => {
+                Err(StatesError::runtime("not a pure state"))
+            }
         }
     };
     match &state.kind {
@@ -340,7 +340,8 @@ impl<'a> Engine<'a> {
         let result = match machine.timeout_seconds {
             Some(secs) => {
                 let elapsed_ms = u64::try_from(self.timer.now_ms() - started_ms).unwrap_or(0);
-                let left = Duration::from_secs(secs).saturating_sub(Duration::from_millis(elapsed_ms));
+                let left =
+                    Duration::from_secs(secs).saturating_sub(Duration::from_millis(elapsed_ms));
                 tokio::select! {
                     r = body => r,
                     () = self.timer.sleep(left) => Err(Halt::States(StatesError::new(
@@ -362,7 +363,11 @@ impl<'a> Engine<'a> {
                 )?;
                 Ok(Outcome::Succeeded(output))
             }
-            Err(Halt::States(e)) if e.error == names::TIMEOUT && machine.timeout_seconds.is_some() && e.cause.starts_with("the execution ran past") => {
+            Err(Halt::States(e))
+                if e.error == names::TIMEOUT
+                    && machine.timeout_seconds.is_some()
+                    && e.cause.starts_with("the execution ran past") =>
+            {
                 self.history.append(
                     EventType::ExecutionTimedOut,
                     "",

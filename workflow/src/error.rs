@@ -49,9 +49,8 @@ impl DefinitionError {
 
 impl From<DefinitionError> for ActionError {
     fn from(e: DefinitionError) -> Self {
-        ActionError::validation(format!("the workflow definition is invalid: {e}")).with_details(
-            json!({"state": e.state, "field": e.field, "problem": e.message}),
-        )
+        ActionError::validation(format!("the workflow definition is invalid: {e}"))
+            .with_details(json!({"state": e.state, "field": e.field, "problem": e.message}))
     }
 }
 
@@ -70,7 +69,7 @@ pub mod names {
     pub const RESULT_PATH_MATCH_FAILURE: &str = "States.ResultPathMatchFailure";
     /// A `.$` field of `Parameters` named a path that is not in the input.
     pub const PARAMETER_PATH_FAILURE: &str = "States.ParameterPathFailure";
-    /// An intrinsic function failed.
+    /// Reserved by AWS for intrinsic functions; their failures are `States.Runtime`.
     pub const INTRINSIC_FAILURE: &str = "States.IntrinsicFailure";
     /// No Choice rule matched and there is no `Default`.
     pub const NO_CHOICE_MATCHED: &str = "States.NoChoiceMatched";
@@ -107,9 +106,11 @@ impl StatesError {
         Self::new(names::RUNTIME, cause)
     }
 
-    /// `States.IntrinsicFailure` with `cause`.
+    /// An intrinsic function's failure. The AWS documentation reserves
+    /// `States.IntrinsicFailure` "for future use" and reports these errors as
+    /// `States.Runtime`, and so does this engine.
     pub fn intrinsic(cause: impl Into<String>) -> Self {
-        Self::new(names::INTRINSIC_FAILURE, cause)
+        Self::new(names::RUNTIME, cause)
     }
 
     /// The error of a failed action, as Lambda reports a function error to Step

@@ -1,9 +1,9 @@
 //! The intrinsic functions of the States language (`States.Format('{}#{}', $$.Execution.Id,
 //! $$.State.Name)`…): parsed once with the definition into a [`Call`], evaluated per state.
 //!
-//! A call that cannot be evaluated (a wrong argument type, a count that does not match) is
-//! `States.IntrinsicFailure` naming the function and the problem; a path argument that
-//! selects nothing is `States.Runtime`.
+//! A call that cannot be evaluated (a wrong argument type, a count that does not match)
+//! is `States.Runtime` naming the function and the problem, as AWS reports it (the
+//! documentation reserves `States.IntrinsicFailure` "for future use").
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -177,7 +177,8 @@ impl Parser<'_> {
     fn call(&mut self) -> Result<Call, String> {
         self.ws();
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'.')
+        while self.i < self.s.len()
+            && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'.')
         {
             self.i += 1;
         }
@@ -352,9 +353,9 @@ fn apply(name: &str, f: Function, args: Vec<Value>) -> Result<Value, StatesError
                     },
                     '{' if chars.peek() == Some(&'}') => {
                         chars.next();
-                        let v = values.next().ok_or_else(|| {
-                            fail(name, "the template has more {} than arguments")
-                        })?;
+                        let v = values
+                            .next()
+                            .ok_or_else(|| fail(name, "the template has more {} than arguments"))?;
                         used += 1;
                         out.push_str(&format_arg(v));
                     }
@@ -443,7 +444,10 @@ fn apply(name: &str, f: Function, args: Vec<Value>) -> Result<Value, StatesError
         Function::Base64Encode => {
             let text = as_str(name, &args[0], "the argument")?;
             if text.len() > MAX_BASE64_INPUT {
-                return Err(fail(name, format!("the input is over {MAX_BASE64_INPUT} characters")));
+                return Err(fail(
+                    name,
+                    format!("the input is over {MAX_BASE64_INPUT} characters"),
+                ));
             }
             Ok(Value::String(
                 base64::engine::general_purpose::STANDARD.encode(text),
@@ -452,7 +456,10 @@ fn apply(name: &str, f: Function, args: Vec<Value>) -> Result<Value, StatesError
         Function::Base64Decode => {
             let text = as_str(name, &args[0], "the argument")?;
             if text.len() > MAX_BASE64_INPUT {
-                return Err(fail(name, format!("the input is over {MAX_BASE64_INPUT} characters")));
+                return Err(fail(
+                    name,
+                    format!("the input is over {MAX_BASE64_INPUT} characters"),
+                ));
             }
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text)
@@ -464,7 +471,10 @@ fn apply(name: &str, f: Function, args: Vec<Value>) -> Result<Value, StatesError
         Function::Hash => {
             let data = format_arg(&args[0]);
             if data.len() > MAX_HASH_INPUT {
-                return Err(fail(name, format!("the input is over {MAX_HASH_INPUT} characters")));
+                return Err(fail(
+                    name,
+                    format!("the input is over {MAX_HASH_INPUT} characters"),
+                ));
             }
             let algorithm = as_str(name, &args[1], "the algorithm")?;
             use sha2::Digest as _;
@@ -544,24 +554,33 @@ mod tests {
     use serde_json::json;
 
     fn eval(text: &str, input: Value) -> Result<Value, StatesError> {
-        Call::parse(text)
-            .expect(text)
-            .eval(&input, &json!({"Execution": {"Id": "arn:x"}, "State": {"Name": "S"}}))
+        Call::parse(text).expect(text).eval(
+            &input,
+            &json!({"Execution": {"Id": "arn:x"}, "State": {"Name": "S"}}),
+        )
     }
 
     #[test]
     fn format_builds_the_task_key() {
         assert_eq!(
-            eval("States.Format('{}#{}', $$.Execution.Id, $$.State.Name)", json!({})).ok(),
+            eval(
+                "States.Format('{}#{}', $$.Execution.Id, $$.State.Name)",
+                json!({})
+            )
+            .ok(),
             Some(json!("arn:x#S"))
         );
         assert_eq!(
-            eval("States.Format('a \\{\\} {} {}', $.n, $.o)", json!({"n": 1, "o": {"k": true}})).ok(),
+            eval(
+                "States.Format('a \\{\\} {} {}', $.n, $.o)",
+                json!({"n": 1, "o": {"k": true}})
+            )
+            .ok(),
             Some(json!("a {} 1 {\"k\":true}"))
         );
         assert_eq!(
             eval("States.Format('{} {}', 'x')", json!({})).map_err(|e| e.error),
-            Err("States.IntrinsicFailure".to_owned())
+            Err("States.Runtime".to_owned())
         );
     }
 
@@ -576,7 +595,11 @@ mod tests {
     #[test]
     fn nested_calls_and_arrays() {
         assert_eq!(
-            eval("States.ArrayLength(States.ArrayUnique(States.Array(1, 1, 2, $.x)))", json!({"x": 3})).ok(),
+            eval(
+                "States.ArrayLength(States.ArrayUnique(States.Array(1, 1, 2, $.x)))",
+                json!({"x": 3})
+            )
+            .ok(),
             Some(json!(3))
         );
         assert_eq!(

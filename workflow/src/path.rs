@@ -39,8 +39,8 @@ impl Path {
             None if text.starts_with('$') => (false, text.to_owned()),
             None => return Err(format!("{text:?} is not a path (a path starts with $)")),
         };
-        let compiled = JsonPath::parse(&rest)
-            .map_err(|e| format!("{text:?} is not a valid JSONPath: {e}"))?;
+        let compiled =
+            JsonPath::parse(&rest).map_err(|e| format!("{text:?} is not a valid JSONPath: {e}"))?;
         Ok(Self {
             text: text.to_owned(),
             context,

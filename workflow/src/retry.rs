@@ -119,7 +119,10 @@ mod tests {
     fn the_first_matching_retrier_decides_then_the_catchers() {
         let retry = vec![retrier(&["A"], 1), retrier(&["A", "B"], 5)];
         let e = StatesError::new("A", "c");
-        assert!(matches!(decide(&retry, &[], &[0, 0], &e, 0.5), OnError::Retry { retrier: 0, .. }));
+        assert!(matches!(
+            decide(&retry, &[], &[0, 0], &e, 0.5),
+            OnError::Retry { retrier: 0, .. }
+        ));
         assert_eq!(decide(&retry, &[], &[1, 0], &e, 0.5), OnError::Fail);
         let zero = vec![retrier(&["A"], 0)];
         assert_eq!(decide(&zero, &[], &[0], &e, 0.5), OnError::Fail);
