@@ -51,11 +51,15 @@ pub mod engine;
 pub mod error;
 pub mod history;
 pub mod intrinsics;
+pub mod local;
 pub mod path;
 pub mod retry;
+pub mod store;
 
 pub use clock::{ScaledTimer, Timer};
 pub use definition::StateMachine;
 pub use engine::{Engine, ExecutionInfo, Outcome, TaskCall, TaskRunner};
 pub use error::{DefinitionError, StatesError, WorkflowError};
 pub use history::{Event, EventType, HistorySink, MemoryHistory};
+pub use local::{Arns, LocalActions, LocalWorkflows, Project};
+pub use store::{Created, ExecutionRecord, Status, WorkflowStore};

@@ -1,0 +1,600 @@
+//! Executions and their event history, in tables of their own in the embedded store's
+//! SQLite file (`workflow_executions`, `workflow_events`).
+//!
+//! - An execution is keyed by (workflow, name): the name is the idempotency key. A start
+//!   with a known name and the same input finds that execution; another input is
+//!   `ActionDo.PayloadMismatch`.
+//! - Events are appended (one transaction each), never updated or deleted.
+//! - A running execution has an owner (the process driving it) and a lease the owner
+//!   renews. An execution left `RUNNING` with an expired lease was interrupted (the
+//!   process died); it can be redriven like a failed one.
+
+use std::path::Path as FsPath;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use actiondo::ActionError;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::error::WorkflowError;
+use crate::history::{Event, EventType, HistorySink, rfc3339_ms};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS workflow_executions (
+    workflow            TEXT NOT NULL,
+    name                TEXT NOT NULL,
+    arn                 TEXT NOT NULL,
+    status              TEXT NOT NULL,
+    input               TEXT NOT NULL,
+    input_hash          TEXT NOT NULL,
+    output              TEXT,
+    error               TEXT,
+    cause               TEXT,
+    start_ms            INTEGER NOT NULL,
+    stop_ms             INTEGER,
+    redrive_count       INTEGER NOT NULL,
+    owner               TEXT,
+    lease_expires_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (workflow, name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS workflow_executions_by_start ON workflow_executions (start_ms);
+CREATE TABLE IF NOT EXISTS workflow_events (
+    workflow    TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    id          INTEGER NOT NULL,
+    previous_id INTEGER NOT NULL,
+    timestamp   TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    details     TEXT NOT NULL,
+    PRIMARY KEY (workflow, name, id)
+) WITHOUT ROWID;
+";
+
+/// How long a running execution's lease lasts without renewal.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// An execution's status (Step Functions' names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Running (or interrupted, when its lease has expired).
+    Running,
+    /// Succeeded.
+    Succeeded,
+    /// Failed.
+    Failed,
+    /// Ran past its `TimeoutSeconds`.
+    TimedOut,
+}
+
+impl Status {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::TimedOut => "TIMED_OUT",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, WorkflowError> {
+        Ok(match s {
+            "RUNNING" => Status::Running,
+            "SUCCEEDED" => Status::Succeeded,
+            "FAILED" => Status::Failed,
+            "TIMED_OUT" => Status::TimedOut,
+            other => {
+                return Err(ActionError::internal(format!(
+                    "the workflow store holds an unknown status {other:?}"
+                ))
+                .into());
+            }
+        })
+    }
+}
+
+/// One execution as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    /// The workflow (the definition file's name without `.asl.json`).
+    pub workflow: String,
+    /// The execution name (its idempotency key).
+    pub name: String,
+    /// Its ARN (`$$.Execution.Id`).
+    pub arn: String,
+    /// Its status.
+    pub status: Status,
+    /// Its input.
+    pub input: Value,
+    /// The output of a succeeded execution.
+    pub output: Option<Value>,
+    /// The error of a failed one.
+    pub error: Option<String>,
+    /// The cause of a failed one.
+    pub cause: Option<String>,
+    /// When it started, Unix ms.
+    pub start_ms: i64,
+    /// When it ended, Unix ms.
+    pub stop_ms: Option<i64>,
+    /// How many times it was redriven.
+    pub redrive_count: u32,
+    /// The process driving it while it runs.
+    pub owner: Option<String>,
+    /// Until when the owner holds it, Unix ms.
+    pub lease_expires_at_ms: i64,
+}
+
+impl ExecutionRecord {
+    /// Running, but nobody has renewed the lease: the process driving it is gone.
+    pub fn is_interrupted(&self, now_ms: i64) -> bool {
+        self.status == Status::Running && self.lease_expires_at_ms <= now_ms
+    }
+
+    /// The body of `GET /workflows/{name}/executions/{id}` and `actiondo workflow
+    /// describe`: the fields of the Step Functions route (docs/architecture.md §8.1)
+    /// plus `redriveCount` and `interrupted`.
+    pub fn view(&self, now_ms: i64) -> Value {
+        let mut v = json!({
+            "workflow": self.workflow,
+            "executionName": self.name,
+            "executionArn": self.arn,
+            "status": self.status.as_str(),
+            "startDate": rfc3339_ms(self.start_ms),
+            "input": self.input,
+            "redriveCount": self.redrive_count,
+        });
+        if let Some(stop) = self.stop_ms {
+            v["stopDate"] = json!(rfc3339_ms(stop));
+        }
+        if let Some(o) = &self.output {
+            v["output"] = o.clone();
+        }
+        if self.error.is_some() || self.cause.is_some() {
+            let cause = self.cause.as_deref().map(|c| {
+                serde_json::from_str::<Value>(c).unwrap_or_else(|_| Value::String(c.to_owned()))
+            });
+            v["error"] = json!({"error": self.error, "cause": cause});
+        }
+        if self.is_interrupted(now_ms) {
+            v["interrupted"] = json!(true);
+        }
+        v
+    }
+}
+
+/// What a start found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// A new execution, owned by the caller.
+    New(ExecutionRecord),
+    /// The execution of that name, with the same input.
+    Existing(ExecutionRecord),
+}
+
+/// The executions' tables.
+#[derive(Debug)]
+pub struct WorkflowStore {
+    conn: Mutex<Connection>,
+}
+
+fn canonical_hash(v: &Value) -> String {
+    actiondo::hash::payload_hash(v)
+}
+
+impl WorkflowStore {
+    /// The tables in the SQLite file at `path` (the embedded store's file), created if
+    /// absent.
+    pub fn open(path: impl AsRef<FsPath>) -> Result<Self, WorkflowError> {
+        if let Some(dir) = path.as_ref().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                WorkflowError::Store(actiondo::StoreError::unavailable(
+                    "cannot create the folder of the SQLite file",
+                    e,
+                ))
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::with(conn)
+    }
+
+    /// The tables in a private in-memory database.
+    pub fn in_memory() -> Result<Self, WorkflowError> {
+        Self::with(Connection::open_in_memory()?)
+    }
+
+    fn with(conn: Connection) -> Result<Self, WorkflowError> {
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Connection>, WorkflowError> {
+        self.conn
+            .lock()
+            .map_err(|_| ActionError::internal("the workflow store's lock is poisoned").into())
+    }
+
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<[Option<String>; 14]> {
+        let mut out: [Option<String>; 14] = Default::default();
+        for (i, slot) in out.iter_mut().enumerate() {
+            let v: rusqlite::types::Value = row.get(i)?;
+            *slot = match v {
+                rusqlite::types::Value::Null => None,
+                rusqlite::types::Value::Integer(n) => Some(n.to_string()),
+                rusqlite::types::Value::Text(t) => Some(t),
+                other => Some(format!("{other:?}")),
+            };
+        }
+        Ok(out)
+    }
+
+    fn record(cols: [Option<String>; 14]) -> Result<ExecutionRecord, WorkflowError> {
+        let bad = |what: &str| {
+            WorkflowError::from(ActionError::internal(format!(
+                "the workflow store holds an unreadable {what}"
+            )))
+        };
+        let json = |s: &Option<String>, what: &str| -> Result<Option<Value>, WorkflowError> {
+            s.as_deref()
+                .map(|t| serde_json::from_str(t).map_err(|_| bad(what)))
+                .transpose()
+        };
+        let int = |s: &Option<String>, what: &str| -> Result<Option<i64>, WorkflowError> {
+            s.as_deref()
+                .map(|t| t.parse::<i64>().map_err(|_| bad(what)))
+                .transpose()
+        };
+        let [
+            workflow,
+            name,
+            arn,
+            status,
+            input,
+            output,
+            error,
+            cause,
+            start,
+            stop,
+            redrives,
+            owner,
+            lease,
+            _,
+        ] = cols;
+        Ok(ExecutionRecord {
+            workflow: workflow.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            arn: arn.unwrap_or_default(),
+            status: Status::parse(status.as_deref().unwrap_or_default())?,
+            input: json(&input, "input")?.unwrap_or(Value::Null),
+            output: json(&output, "output")?,
+            error,
+            cause,
+            start_ms: int(&start, "start time")?.unwrap_or(0),
+            stop_ms: int(&stop, "stop time")?,
+            redrive_count: u32::try_from(int(&redrives, "redrive count")?.unwrap_or(0))
+                .unwrap_or(0),
+            owner,
+            lease_expires_at_ms: int(&lease, "lease")?.unwrap_or(0),
+        })
+    }
+
+    const COLUMNS: &'static str = "workflow, name, arn, status, input, output, error, cause, start_ms, stop_ms, redrive_count, owner, lease_expires_at_ms, input_hash";
+
+    fn get_in(
+        conn: &Connection,
+        workflow: &str,
+        name: &str,
+    ) -> Result<Option<ExecutionRecord>, WorkflowError> {
+        let sql = format!(
+            "SELECT {} FROM workflow_executions WHERE workflow = ?1 AND name = ?2",
+            Self::COLUMNS
+        );
+        let cols = conn
+            .query_row(&sql, params![workflow, name], Self::read)
+            .optional()?;
+        cols.map(Self::record).transpose()
+    }
+
+    /// The execution `name` of `workflow`.
+    pub fn get(
+        &self,
+        workflow: &str,
+        name: &str,
+    ) -> Result<Option<ExecutionRecord>, WorkflowError> {
+        let conn = self.lock()?;
+        Self::get_in(&conn, workflow, name)
+    }
+
+    /// The executions of `workflow` (every workflow's when `None`), newest first, at
+    /// most `limit`.
+    pub fn list(
+        &self,
+        workflow: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, WorkflowError> {
+        let conn = self.lock()?;
+        let sql = format!(
+            "SELECT {} FROM workflow_executions WHERE (?1 IS NULL OR workflow = ?1) ORDER BY start_ms DESC, name LIMIT ?2",
+            Self::COLUMNS
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![workflow, i64::try_from(limit).unwrap_or(i64::MAX)],
+                Self::read,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(Self::record).collect()
+    }
+
+    /// Create execution `name` of `workflow` owned by `owner`, and its
+    /// `ExecutionStarted` event; or find it (same input), or refuse (another input).
+    pub fn create(
+        &self,
+        workflow: &str,
+        name: &str,
+        arn: &str,
+        input: &Value,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<Created, WorkflowError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let hash = canonical_hash(input);
+        let existing: Option<String> = tx
+            .query_row(
+                "SELECT input_hash FROM workflow_executions WHERE workflow = ?1 AND name = ?2",
+                params![workflow, name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(h) = existing {
+            if h != hash {
+                return Err(ActionError::payload_mismatch(format!(
+                    "the execution {name:?} of {workflow} already exists with another input; use another name"
+                ))
+                .with_details(json!({"workflow": workflow, "executionName": name}))
+                .into());
+            }
+            let rec = Self::get_in(&tx, workflow, name)?
+                .ok_or_else(|| ActionError::internal("the execution vanished"))?;
+            return Ok(Created::Existing(rec));
+        }
+        let lease = now_ms + LEASE.as_millis() as i64;
+        tx.execute(
+            "INSERT INTO workflow_executions (workflow, name, arn, status, input, input_hash, start_ms, redrive_count, owner, lease_expires_at_ms) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, ?7, ?8)",
+            params![workflow, name, arn, input.to_string(), hash, now_ms, owner, lease],
+        )?;
+        Self::append_in(
+            &tx,
+            workflow,
+            name,
+            EventType::ExecutionStarted,
+            "",
+            now_ms,
+            &json!({"input": input, "stateMachine": workflow}),
+        )?;
+        let rec = Self::get_in(&tx, workflow, name)?
+            .ok_or_else(|| ActionError::internal("the execution vanished"))?;
+        tx.commit()?;
+        Ok(Created::New(rec))
+    }
+
+    /// Take over a failed, timed-out or interrupted execution for a redrive: status
+    /// `RUNNING`, owned by `owner`, one more redrive, an `ExecutionRedriven` event.
+    pub fn claim_redrive(
+        &self,
+        workflow: &str,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<ExecutionRecord, WorkflowError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let rec = Self::get_in(&tx, workflow, name)?.ok_or_else(|| {
+            ActionError::not_found(format!(
+                "there is no execution {name:?} of workflow {workflow}"
+            ))
+            .with_details(json!({"workflow": workflow, "executionName": name}))
+        })?;
+        match rec.status {
+            Status::Failed | Status::TimedOut => {}
+            Status::Running if rec.is_interrupted(now_ms) => {}
+            Status::Running => {
+                return Err(ActionError::conflict(format!(
+                    "the execution {name:?} of {workflow} is running (owned by {}); redrive it once it has failed, or when its lease has expired",
+                    rec.owner.as_deref().unwrap_or("another process")
+                ))
+                .into());
+            }
+            Status::Succeeded => {
+                return Err(ActionError::validation(format!(
+                    "the execution {name:?} of {workflow} succeeded; only a failed, timed-out or interrupted execution can be redriven"
+                ))
+                .into());
+            }
+        }
+        let lease = now_ms + LEASE.as_millis() as i64;
+        tx.execute(
+            "UPDATE workflow_executions SET status = 'RUNNING', output = NULL, error = NULL, cause = NULL, stop_ms = NULL, redrive_count = redrive_count + 1, owner = ?3, lease_expires_at_ms = ?4 WHERE workflow = ?1 AND name = ?2",
+            params![workflow, name, owner, lease],
+        )?;
+        Self::append_in(
+            &tx,
+            workflow,
+            name,
+            EventType::ExecutionRedriven,
+            "",
+            now_ms,
+            &json!({"redriveCount": rec.redrive_count + 1, "previousStatus": rec.status.as_str(), "interrupted": rec.status == Status::Running}),
+        )?;
+        let rec = Self::get_in(&tx, workflow, name)?
+            .ok_or_else(|| ActionError::internal("the execution vanished"))?;
+        tx.commit()?;
+        Ok(rec)
+    }
+
+    /// Extend `owner`'s lease; false when it no longer owns the execution.
+    pub fn renew(
+        &self,
+        workflow: &str,
+        name: &str,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<bool, WorkflowError> {
+        let lease = now_ms + LEASE.as_millis() as i64;
+        let n = self.lock()?.execute(
+            "UPDATE workflow_executions SET lease_expires_at_ms = ?4 WHERE workflow = ?1 AND name = ?2 AND owner = ?3 AND status = 'RUNNING'",
+            params![workflow, name, owner, lease],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Record the end of an execution `owner` drives.
+    #[allow(clippy::too_many_arguments)]
+    pub fn finish(
+        &self,
+        workflow: &str,
+        name: &str,
+        owner: &str,
+        status: Status,
+        output: Option<&Value>,
+        error: Option<(&str, &str)>,
+        now_ms: i64,
+    ) -> Result<(), WorkflowError> {
+        let n = self.lock()?.execute(
+            "UPDATE workflow_executions SET status = ?4, output = ?5, error = ?6, cause = ?7, stop_ms = ?8, owner = NULL, lease_expires_at_ms = 0 WHERE workflow = ?1 AND name = ?2 AND owner = ?3",
+            params![
+                workflow,
+                name,
+                owner,
+                status.as_str(),
+                output.map(Value::to_string),
+                error.map(|e| e.0),
+                error.map(|e| e.1),
+                now_ms
+            ],
+        )?;
+        if n != 1 {
+            return Err(ActionError::conflict(format!(
+                "the execution {name:?} of {workflow} is no longer owned by this process (its lease expired and it was redriven)"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    fn append_in(
+        conn: &Connection,
+        workflow: &str,
+        name: &str,
+        kind: EventType,
+        scope: &str,
+        timestamp_ms: i64,
+        details: &Value,
+    ) -> Result<u64, WorkflowError> {
+        let last: i64 = conn.query_row(
+            "SELECT COALESCE(MAX(id), 0) FROM workflow_events WHERE workflow = ?1 AND name = ?2",
+            params![workflow, name],
+            |r| r.get(0),
+        )?;
+        let id = last + 1;
+        conn.execute(
+            "INSERT INTO workflow_events (workflow, name, id, previous_id, timestamp, type, scope, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![workflow, name, id, last, rfc3339_ms(timestamp_ms), kind.name(), scope, details.to_string()],
+        )?;
+        Ok(u64::try_from(id).unwrap_or(0))
+    }
+
+    /// Append an event to execution `name` of `workflow`.
+    pub fn append(
+        &self,
+        workflow: &str,
+        name: &str,
+        kind: EventType,
+        scope: &str,
+        timestamp_ms: i64,
+        details: &Value,
+    ) -> Result<u64, WorkflowError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = Self::append_in(&tx, workflow, name, kind, scope, timestamp_ms, details)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The events of execution `name` of `workflow`, oldest first.
+    pub fn events(&self, workflow: &str, name: &str) -> Result<Vec<Event>, WorkflowError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT id, previous_id, timestamp, type, scope, details FROM workflow_events WHERE workflow = ?1 AND name = ?2 ORDER BY id",
+        )?;
+        let rows = stmt
+            .query_map(params![workflow, name], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, prev, timestamp, kind, scope, details)| {
+                Ok(Event {
+                    id: u64::try_from(id).unwrap_or(0),
+                    previous_event_id: u64::try_from(prev).unwrap_or(0),
+                    timestamp,
+                    kind,
+                    scope,
+                    details: serde_json::from_str(&details).map_err(|_| {
+                        WorkflowError::from(ActionError::internal(
+                            "the workflow store holds an unreadable event",
+                        ))
+                    })?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The history of one execution in a [`WorkflowStore`].
+#[derive(Debug)]
+pub struct StoredHistory<'a> {
+    /// The store.
+    pub store: &'a WorkflowStore,
+    /// The workflow.
+    pub workflow: &'a str,
+    /// The execution.
+    pub name: &'a str,
+}
+
+impl HistorySink for StoredHistory<'_> {
+    fn append(
+        &self,
+        kind: EventType,
+        scope: &str,
+        timestamp_ms: i64,
+        details: Value,
+    ) -> Result<u64, WorkflowError> {
+        self.store.append(
+            self.workflow,
+            self.name,
+            kind,
+            scope,
+            timestamp_ms,
+            &details,
+        )
+    }
+}
