@@ -11,6 +11,7 @@
 //! actiondo serve [--addr 127.0.0.1:8080] [--no-auth]
 //! actiondo keys create --scope 'send-*' [--scope 'workflow:user-*'] | keys list | keys revoke ID
 //! actiondo tables create
+//! actiondo workflow list | run NAME --input JSON [--name ID] | start | describe | history | redrive
 //! actiondo new NAME [--description TEXT] [--settings] [--key required] [--mode optimistic]
 //! ```
 //!
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod new;
 pub mod serve;
 pub mod tables;
+pub mod workflow;
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -127,6 +129,16 @@ pub enum Command {
     },
     /// Add an action: functions/NAME/ and its wiring (catalog, template.yaml).
     New(new::NewArgs),
+    /// Run the workflows of workflows/*.asl.json locally: list, run, start, describe,
+    /// history, redrive.
+    Workflow {
+        /// The project folder and the time scale.
+        #[command(flatten)]
+        common: workflow::Common,
+        /// What to do.
+        #[command(subcommand)]
+        command: workflow::WorkflowCommand,
+    },
 }
 
 /// Run a parsed command line and return the process exit status. Errors are printed on
@@ -140,6 +152,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Keys { command } => keys::run(&cli.store, &command).await,
         Command::Tables { command } => tables::run(&command).await,
         Command::New(args) => new::run(&args),
+        Command::Workflow { common, command } => workflow::run(&cli.store, &common, &command).await,
     };
     match result {
         Ok(code) => code,
