@@ -25,4 +25,4 @@ pub mod workflows;
 pub use dispatch::{Dispatcher, InProcess};
 pub use keys::KeyStore;
 pub use routes::{Api, Auth};
-pub use workflows::Workflows;
+pub use workflows::{WorkflowService, Workflows};

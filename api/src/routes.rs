@@ -8,7 +8,8 @@
 //! | `GET /actions`, `GET /actions/{name}` | the catalog: name, description, input and output JSON Schemas |
 //! | `GET /executions/{name}/{key}` | the idempotency record and its audit trail |
 //! | `GET /audit?type=&key=&correlationId=&since=&limit=&cursor=` | audit records, newest first |
-//! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect a Step Functions execution (execution name = key; [`crate::workflows`]) |
+//! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect an execution (execution name = key; [`crate::workflows`]) |
+//! | `GET /workflows/{name}/executions/{id}/history`, `POST …/redrive` | its events; redrive a failed execution |
 //!
 //! Every error has the body of docs/architecture.md §6, `{"error": {"type", "message", "retryable",
 //! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
@@ -36,7 +37,7 @@ use serde_json::{Value, json};
 
 use crate::dispatch::Dispatcher;
 use crate::keys::{KeyStore, Scope};
-use crate::workflows::{Started, Workflows};
+use crate::workflows::{Started, WorkflowService, Workflows};
 
 /// The request header asking for an asynchronous execution (`Prefer: respond-async`).
 pub const PREFER_HEADER: &str = "prefer";
@@ -58,7 +59,7 @@ pub struct Api {
     dispatcher: Arc<dyn Dispatcher>,
     store: Arc<dyn Store>,
     auth: Auth,
-    workflows: Option<Arc<Workflows>>,
+    workflows: Option<Arc<dyn WorkflowService>>,
 }
 
 impl Api {
@@ -83,6 +84,14 @@ impl Api {
     /// `workflows` (without, those routes answer 404).
     pub fn with_workflows(mut self, workflows: Workflows) -> Self {
         self.workflows = Some(Arc::new(workflows));
+        self
+    }
+
+    /// Serve the workflow routes with any [`WorkflowService`] (`actiondo serve`: the
+    /// local engine, or Step Functions for the workflows `ACTIONDO_WORKFLOW_<NAME>`
+    /// names).
+    pub fn with_workflow_service(mut self, workflows: Arc<dyn WorkflowService>) -> Self {
+        self.workflows = Some(workflows);
         self
     }
 
@@ -138,6 +147,14 @@ impl Api {
             .route(
                 "/workflows/{name}/executions/{id}",
                 get(describe_workflow_execution).fallback(method_not_allowed("GET")),
+            )
+            .route(
+                "/workflows/{name}/executions/{id}/history",
+                get(workflow_history).fallback(method_not_allowed("GET")),
+            )
+            .route(
+                "/workflows/{name}/executions/{id}/redrive",
+                post(redrive_workflow_execution).fallback(method_not_allowed("POST")),
             )
             .fallback(unknown_route)
             .with_state(Arc::new(self))
@@ -604,7 +621,7 @@ async fn audit(
 
 impl Api {
     /// The workflows, or 404 when the router has none.
-    fn workflows(&self, name: &str) -> Result<&Workflows, ApiError> {
+    fn workflows(&self, name: &str) -> Result<&dyn WorkflowService, ApiError> {
         self.workflows.as_deref().ok_or_else(|| {
             ActionError::not_found(format!(
                 "there is no workflow {name:?}: this router has no state machines (set ACTIONDO_WORKFLOW_<NAME>)"
@@ -649,6 +666,33 @@ async fn describe_workflow_execution(
     caller.check_workflow(&name)?;
     let body = api.workflows(&name)?.describe(&name, &id).await?;
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// `GET /workflows/{name}/executions/{id}/history`.
+async fn workflow_history(
+    State(api): Shared,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let body = api.workflows(&name)?.history(&name, &id).await?;
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// `POST /workflows/{name}/executions/{id}/redrive`: 202 with the redriven execution.
+async fn redrive_workflow_execution(
+    State(api): Shared,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let body = api.workflows(&name)?.redrive(&name, &id).await?;
+    Ok(into_axum(json_response(
+        StatusCode::ACCEPTED,
+        body.to_string(),
+    )))
 }
 
 /// Any other route.

@@ -8,6 +8,13 @@
 //!   same, or `ActionDo.PayloadMismatch` when it is not.
 //! - `GET /workflows/{name}/executions/{id}`: the execution's status, input, output and
 //!   error.
+//! - `GET /workflows/{name}/executions/{id}/history`: its events (`GetExecutionHistory`).
+//! - `POST /workflows/{name}/executions/{id}/redrive`: `RedriveExecution` of a failed
+//!   execution, then its description.
+//!
+//! The routes call a [`WorkflowService`]: [`Workflows`] (Step Functions) here, the local
+//! engine in `actiondo serve` (`actiondo-workflow`, which this crate does not link: the
+//! router's Lambda binary has no SQLite). Both answer the same bodies.
 //!
 //! The state machines come from `ACTIONDO_WORKFLOW_<NAME>` (upper snake case; the value
 //! is the state machine's ARN), which `template.yaml` sets; the client's endpoint from the
@@ -16,6 +23,7 @@
 use std::collections::BTreeMap;
 
 use actiondo::ActionError;
+use async_trait::async_trait;
 use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
@@ -36,6 +44,27 @@ pub enum Started {
     Started(Value),
     /// The execution of that name had already run with the same input: its description.
     Existing(Value),
+}
+
+/// What the workflow routes call.
+#[async_trait]
+pub trait WorkflowService: Send + Sync + std::fmt::Debug + 'static {
+    /// Start workflow `name` with `input` as execution `execution` (its idempotency
+    /// key): a new execution, the existing one with the same input, or
+    /// `ActionDo.PayloadMismatch`.
+    async fn start(
+        &self,
+        name: &str,
+        execution: &str,
+        input: &Value,
+    ) -> Result<Started, ActionError>;
+    /// `{workflow, executionName, executionArn, status, startDate, stopDate?, input,
+    /// output?, error?: {error, cause}}`.
+    async fn describe(&self, name: &str, execution: &str) -> Result<Value, ActionError>;
+    /// `{events: [{id, previousEventId, timestamp, type, details}]}`, oldest first.
+    async fn history(&self, name: &str, execution: &str) -> Result<Value, ActionError>;
+    /// Redrive a failed execution; its description once redriven.
+    async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError>;
 }
 
 /// The state machines the router may start, and a Step Functions client.
@@ -93,6 +122,100 @@ impl Workflows {
             ))
             .with_details(json!({"workflow": name, "known": known}))
         })
+    }
+
+    /// Whether `name` is one of the state machines.
+    pub fn has(&self, name: &str) -> bool {
+        self.machines.contains_key(name)
+    }
+
+    /// The execution ARN of `execution` of workflow `name`.
+    fn arn(&self, name: &str, execution: &str) -> Result<String, ActionError> {
+        let machine = self.machine(name)?;
+        validate_execution_name(execution)?;
+        execution_arn(machine, execution).ok_or_else(|| {
+            ActionError::internal(format!(
+                "the ARN of workflow {name} is not a state machine ARN: {machine}"
+            ))
+        })
+    }
+
+    fn not_found(name: &str, execution: &str) -> ActionError {
+        ActionError::not_found(format!(
+            "there is no execution {execution:?} of workflow {name}"
+        ))
+        .with_details(json!({"workflow": name, "executionName": execution}))
+    }
+
+    /// The events of execution `execution` of workflow `name` (`GetExecutionHistory`,
+    /// every page).
+    pub async fn history(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        let arn = self.arn(name, execution)?;
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_execution_history()
+                .execution_arn(&arn)
+                .max_results(1000)
+                .set_next_token(token.take())
+                .send()
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(SdkError::ServiceError(e))
+                    if matches!(
+                        e.err(),
+                        aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError::ExecutionDoesNotExist(_)
+                    ) =>
+                {
+                    return Err(Self::not_found(name, execution));
+                }
+                Err(e) => return Err(sdk_error("reading the history of", name, &e)),
+            };
+            for e in page.events() {
+                events.push(json!({
+                    "id": e.id(),
+                    "previousEventId": e.previous_event_id(),
+                    "timestamp": date(e.timestamp()),
+                    "type": e.r#type().as_str(),
+                    "details": event_details(e),
+                }));
+            }
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        Ok(json!({"workflow": name, "executionName": execution, "events": events}))
+    }
+
+    /// `RedriveExecution` of execution `execution` of workflow `name`, then its
+    /// description.
+    pub async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        let arn = self.arn(name, execution)?;
+        match self
+            .client
+            .redrive_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+        {
+            Ok(_) => self.describe(name, execution).await,
+            Err(SdkError::ServiceError(e)) => {
+                use aws_sdk_sfn::operation::redrive_execution::RedriveExecutionError as R;
+                match e.err() {
+                    R::ExecutionDoesNotExist(_) => Err(Self::not_found(name, execution)),
+                    R::ExecutionNotRedrivable(x) => Err(ActionError::conflict(format!(
+                        "the execution {execution:?} of {name} cannot be redriven: {}",
+                        x.message().unwrap_or("not redrivable")
+                    ))),
+                    _ => Err(sdk_error("redriving", name, &SdkError::ServiceError(e))),
+                }
+            }
+            Err(e) => Err(sdk_error("redriving", name, &e)),
+        }
     }
 
     /// Start workflow `name` with `input` as execution `execution`.
@@ -165,6 +288,71 @@ impl Workflows {
             Err(e) => Err(sdk_error("describing", name, &e)),
         }
     }
+}
+
+#[async_trait]
+impl WorkflowService for Workflows {
+    async fn start(
+        &self,
+        name: &str,
+        execution: &str,
+        input: &Value,
+    ) -> Result<Started, ActionError> {
+        Workflows::start(self, name, execution, input).await
+    }
+    async fn describe(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        Workflows::describe(self, name, execution).await
+    }
+    async fn history(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        Workflows::history(self, name, execution).await
+    }
+    async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        Workflows::redrive(self, name, execution).await
+    }
+}
+
+/// The details of a history event that the routes show: the state's name, input and
+/// output, a Task's resource and parameters, an error and its cause.
+fn event_details(e: &aws_sdk_sfn::types::HistoryEvent) -> Value {
+    let mut d = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<&str>, parse: bool| {
+        if let Some(v) = v {
+            d.insert(
+                k.to_owned(),
+                if parse { json_text(Some(v)) } else { json!(v) },
+            );
+        }
+    };
+    if let Some(x) = e.state_entered_event_details() {
+        put("name", Some(x.name()), false);
+        put("input", x.input(), true);
+    }
+    if let Some(x) = e.state_exited_event_details() {
+        put("name", Some(x.name()), false);
+        put("output", x.output(), true);
+    }
+    if let Some(x) = e.task_scheduled_event_details() {
+        put("resource", Some(x.resource()), false);
+        put("parameters", Some(x.parameters()), true);
+    }
+    if let Some(x) = e.task_succeeded_event_details() {
+        put("output", x.output(), true);
+    }
+    if let Some(x) = e.task_failed_event_details() {
+        put("error", x.error(), false);
+        put("cause", x.cause(), false);
+    }
+    if let Some(x) = e.execution_failed_event_details() {
+        put("error", x.error(), false);
+        put("cause", x.cause(), false);
+    }
+    if let Some(x) = e.execution_succeeded_event_details() {
+        put("output", x.output(), true);
+    }
+    if let Some(x) = e.execution_started_event_details() {
+        put("input", x.input(), true);
+    }
+    Value::Object(d)
 }
 
 /// `arn:…:stateMachine:M` → `arn:…:execution:M:NAME`.

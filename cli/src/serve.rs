@@ -3,8 +3,11 @@
 //! The very routes of the deployed router (`actiondo_api::Api`, docs/architecture.md §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
 //! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
-//! `GET /audit`, and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state
-//! machines (with `AWS_ENDPOINT_URL_SFN` for a local Step Functions). API keys are required as in AWS (`actiondo keys create`); `--no-auth`
+//! `GET /audit`, and the workflow routes (`POST /workflows/{name}`, `GET
+//! /workflows/{name}/executions/{id}`, `…/history`, `POST …/redrive`): on the local engine
+//! (`actiondo-workflow`, the executions in the same SQLite file), or on Step Functions for
+//! the workflows `ACTIONDO_WORKFLOW_<NAME>` names (with `AWS_ENDPOINT_URL_SFN` for a local
+//! one). `--time-scale F` runs the local engine's time F times faster. API keys are required as in AWS (`actiondo keys create`); `--no-auth`
 //! turns them off for local play, on a loopback address only. The address it listens on
 //! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
 //! it after the requests in flight.
@@ -32,17 +35,25 @@ pub struct ServeArgs {
     /// address).
     #[arg(long)]
     pub no_auth: bool,
+
+    /// The project folder whose `workflows/*.asl.json` the local engine runs.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+
+    /// Run the local workflows' Wait, Retry and TimeoutSeconds F times faster.
+    #[arg(long, env = actiondo_workflow::clock::TIME_SCALE_ENV, value_name = "F")]
+    pub time_scale: Option<f64>,
 }
 
 /// Run `actiondo serve` until Ctrl-C or SIGTERM.
-pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> {
+pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> {
     if args.no_auth && !args.addr.ip().is_loopback() {
         return Err(CliError::Usage(format!(
             "--no-auth serves every action to anyone who can reach {}; it is only allowed on a loopback address (127.0.0.1)",
             args.addr
         )));
     }
-    let store = crate::open_store(store).await?;
+    let store = crate::open_store(store_config).await?;
     let auth = if args.no_auth {
         Auth::Disabled
     } else {
@@ -64,19 +75,39 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     let actions = catalog.len();
     let dispatcher = InProcess::new(Executor::from_arc(Arc::clone(&store)));
     let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);
-    // POST /workflows/{name} needs Step Functions: a local one (moto) through
-    // AWS_ENDPOINT_URL_SFN and ACTIONDO_WORKFLOW_<NAME>=<state machine ARN>.
-    let workflows = if Workflows::machines_from_env().is_empty() {
+    // The workflow routes: Step Functions for the workflows ACTIONDO_WORKFLOW_<NAME>
+    // names (AWS_ENDPOINT_URL_SFN for a local one), the local engine for the others.
+    let step_functions = if Workflows::machines_from_env().is_empty() {
         None
     } else {
         Workflows::from_env(&crate::aws_config().await)
     };
-    if let Some(workflows) = workflows {
+    if let Some(sfn) = &step_functions {
         eprintln!(
-            "actiondo serve: workflows {}",
-            workflows.names().collect::<Vec<_>>().join(", ")
+            "actiondo serve: on Step Functions: {}",
+            sfn.names().collect::<Vec<_>>().join(", ")
         );
-        api = api.with_workflows(workflows);
+    }
+    let common = crate::workflow::Common {
+        dir: args.dir.clone(),
+        time_scale: args.time_scale,
+    };
+    match crate::workflow::local(store_config, &common).await {
+        Ok(local) => {
+            if let Ok(names) = local.project().names() {
+                eprintln!("actiondo serve: local workflows: {}", names.join(", "));
+            }
+            api = api.with_workflow_service(Arc::new(crate::workflow::ServeWorkflows::new(
+                local,
+                step_functions,
+            )));
+        }
+        Err(e) => {
+            eprintln!("actiondo serve: no local workflows ({})", e.report());
+            if let Some(sfn) = step_functions {
+                api = api.with_workflows(sfn);
+            }
+        }
     }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await

@@ -438,3 +438,72 @@ fn store_arg(store: &StoreConfig) -> String {
         StoreConfig::DynamoDb => "dynamodb".to_owned(),
     }
 }
+
+/// The workflow routes of `actiondo serve`: Step Functions for the workflows that
+/// `ACTIONDO_WORKFLOW_<NAME>` names, the local engine for the others.
+#[derive(Debug)]
+pub struct ServeWorkflows {
+    local: LocalWorkflows,
+    step_functions: Option<actiondo_api::Workflows>,
+}
+
+impl ServeWorkflows {
+    /// `local`, and `step_functions` for the workflows it has.
+    pub fn new(local: LocalWorkflows, step_functions: Option<actiondo_api::Workflows>) -> Self {
+        Self {
+            local,
+            step_functions,
+        }
+    }
+
+    fn remote(&self, name: &str) -> Option<&actiondo_api::Workflows> {
+        self.step_functions.as_ref().filter(|w| w.has(name))
+    }
+}
+
+#[async_trait::async_trait]
+impl actiondo_api::WorkflowService for ServeWorkflows {
+    async fn start(
+        &self,
+        name: &str,
+        execution: &str,
+        input: &Value,
+    ) -> Result<actiondo_api::workflows::Started, actiondo::ActionError> {
+        use actiondo_api::workflows::Started;
+        if let Some(sfn) = self.remote(name) {
+            return sfn.start(name, execution, input).await;
+        }
+        match self.local.start(name, execution, input)? {
+            Created::New(rec) => Ok(Started::Started(serde_json::json!({
+                "workflow": name,
+                "executionName": execution,
+                "executionArn": rec.arn,
+                "startDate": actiondo_workflow::history::rfc3339_ms(rec.start_ms),
+                "status": "RUNNING",
+            }))),
+            Created::Existing(rec) => Ok(Started::Existing(rec.view(local_now()))),
+        }
+    }
+
+    async fn describe(&self, name: &str, execution: &str) -> Result<Value, actiondo::ActionError> {
+        if let Some(sfn) = self.remote(name) {
+            return sfn.describe(name, execution).await;
+        }
+        Ok(self.local.describe(name, execution)?.view(local_now()))
+    }
+
+    async fn history(&self, name: &str, execution: &str) -> Result<Value, actiondo::ActionError> {
+        if let Some(sfn) = self.remote(name) {
+            return sfn.history(name, execution).await;
+        }
+        let events = self.local.history(name, execution)?;
+        Ok(serde_json::json!({"workflow": name, "executionName": execution, "events": events}))
+    }
+
+    async fn redrive(&self, name: &str, execution: &str) -> Result<Value, actiondo::ActionError> {
+        if let Some(sfn) = self.remote(name) {
+            return sfn.redrive(name, execution).await;
+        }
+        Ok(self.local.start_redrive(name, execution)?.view(local_now()))
+    }
+}
