@@ -19,6 +19,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actiondo::{Executor, StoreConfig};
 use actiondo_workflow::local::{Arns, LocalActions, LocalWorkflows, Project, store_path};
@@ -117,8 +118,29 @@ pub async fn local(store: &StoreConfig, common: &Common) -> Result<LocalWorkflow
         None => WorkflowStore::in_memory(),
     }
     .map_err(|e| CliError::from_action(e.into()))?;
+    let secs = |var: &str| -> Result<Option<Duration>, CliError> {
+        actiondo::config::env_var(var)
+            .map(|v| {
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or_else(|| {
+                        CliError::Usage(format!("{var}={v:?} is not a positive number of seconds"))
+                    })
+            })
+            .transpose()
+    };
+    let workflow_store = match secs(actiondo_workflow::store::LEASE_ENV)? {
+        Some(lease) => workflow_store.with_lease(lease),
+        None => workflow_store,
+    };
     let executor = Executor::from_arc(crate::open_store(store).await?);
-    let tasks = LocalActions::new(executor, Arc::new(actiondo_catalog::catalog()));
+    let mut tasks = LocalActions::new(executor, Arc::new(actiondo_catalog::catalog()));
+    if let Some(t) = secs(actiondo_workflow::local::FUNCTION_TIMEOUT_ENV)? {
+        tasks = tasks.with_function_timeout(t);
+    }
     Ok(LocalWorkflows::new(
         Project::new(&common.dir, Arns::default()),
         Arc::new(workflow_store),

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actiondo::trigger::{Handler, Meta, Reply, direct};
 use actiondo::{ActionError, Catalog, Executor};
@@ -26,7 +27,7 @@ use crate::definition::StateMachine;
 use crate::engine::{Engine, ExecutionInfo, Outcome, TaskCall, TaskRunner};
 use crate::error::{StatesError, WorkflowError};
 use crate::history::{Event, resume_point, rfc3339_ms};
-use crate::store::{Created, ExecutionRecord, LEASE, Status, StoredHistory, WorkflowStore};
+use crate::store::{Created, ExecutionRecord, Status, StoredHistory, WorkflowStore};
 
 /// The resource of the optimized Lambda integration.
 pub const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
@@ -248,17 +249,40 @@ pub fn substitutions(template: &str) -> BTreeMap<String, String> {
     out
 }
 
+/// A Lambda function's timeout when nothing says otherwise: `template.yaml`'s
+/// `Globals.Function.Timeout`.
+pub const FUNCTION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The variable that sets [`LocalActions::with_function_timeout`] in seconds.
+pub const FUNCTION_TIMEOUT_ENV: &str = "ACTIONDO_WORKFLOW_FUNCTION_TIMEOUT_SECS";
+
 /// Runs Lambda Tasks as the catalog's actions, in-process on an executor.
+///
+/// Each call gets the deadline a Lambda invocation would have (now + the function
+/// timeout), so an action's lease is what it is in AWS: a call interrupted by a killed
+/// process is taken over by a redrive once that lease has expired.
 #[derive(Debug, Clone)]
 pub struct LocalActions {
     executor: Executor,
     catalog: Arc<Catalog>,
+    function_timeout: Duration,
 }
 
 impl LocalActions {
     /// The actions of `catalog` on `executor`.
     pub fn new(executor: Executor, catalog: Arc<Catalog>) -> Self {
-        Self { executor, catalog }
+        Self {
+            executor,
+            catalog,
+            function_timeout: FUNCTION_TIMEOUT,
+        }
+    }
+
+    /// Deadlines `timeout` after each call (instead of [`FUNCTION_TIMEOUT`]).
+    #[must_use]
+    pub fn with_function_timeout(mut self, timeout: Duration) -> Self {
+        self.function_timeout = timeout;
+        self
     }
 
     async fn invoke(&self, function: &str, payload: Value) -> Result<Value, StatesError> {
@@ -272,7 +296,10 @@ impl LocalActions {
         let handler = Handler::new(self.executor.clone(), action);
         let meta = Meta {
             request_id: uuid::Uuid::new_v4().to_string(),
-            deadline_ms: None,
+            deadline_ms: Some(
+                chrono::Utc::now().timestamp_millis()
+                    + i64::try_from(self.function_timeout.as_millis()).unwrap_or(i64::MAX / 2),
+            ),
             trace_id: None,
         };
         match direct::invoke(&handler, payload, &meta).await {
@@ -513,7 +540,7 @@ impl LocalWorkflows {
             let store = Arc::clone(&self.store);
             let (w, n, o) = (rec.workflow.clone(), rec.name.clone(), self.owner.clone());
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(LEASE / 3);
+                let mut tick = tokio::time::interval(store.lease() / 3);
                 loop {
                     tick.tick().await;
                     let now = chrono::Utc::now().timestamp_millis();

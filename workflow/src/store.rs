@@ -175,10 +175,15 @@ pub enum Created {
     Existing(ExecutionRecord),
 }
 
+/// The variable that sets [`WorkflowStore::with_lease`] in seconds (tests of interrupted
+/// runs shorten it).
+pub const LEASE_ENV: &str = "ACTIONDO_WORKFLOW_LEASE_SECS";
+
 /// The executions' tables.
 #[derive(Debug)]
 pub struct WorkflowStore {
     conn: Mutex<Connection>,
+    lease: Duration,
 }
 
 fn canonical_hash(v: &Value) -> String {
@@ -214,7 +219,20 @@ impl WorkflowStore {
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            lease: LEASE,
         })
+    }
+
+    /// Leases of `lease` instead of [`LEASE`].
+    #[must_use]
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// How long a lease lasts without renewal.
+    pub fn lease(&self) -> Duration {
+        self.lease
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Connection>, WorkflowError> {
@@ -369,7 +387,7 @@ impl WorkflowStore {
                 .ok_or_else(|| ActionError::internal("the execution vanished"))?;
             return Ok(Created::Existing(rec));
         }
-        let lease = now_ms + LEASE.as_millis() as i64;
+        let lease = now_ms + self.lease.as_millis() as i64;
         tx.execute(
             "INSERT INTO workflow_executions (workflow, name, arn, status, input, input_hash, start_ms, redrive_count, owner, lease_expires_at_ms) VALUES (?1, ?2, ?3, 'RUNNING', ?4, ?5, ?6, 0, ?7, ?8)",
             params![workflow, name, arn, input.to_string(), hash, now_ms, owner, lease],
@@ -423,7 +441,7 @@ impl WorkflowStore {
                 .into());
             }
         }
-        let lease = now_ms + LEASE.as_millis() as i64;
+        let lease = now_ms + self.lease.as_millis() as i64;
         tx.execute(
             "UPDATE workflow_executions SET status = 'RUNNING', output = NULL, error = NULL, cause = NULL, stop_ms = NULL, redrive_count = redrive_count + 1, owner = ?3, lease_expires_at_ms = ?4 WHERE workflow = ?1 AND name = ?2",
             params![workflow, name, owner, lease],
@@ -451,7 +469,7 @@ impl WorkflowStore {
         owner: &str,
         now_ms: i64,
     ) -> Result<bool, WorkflowError> {
-        let lease = now_ms + LEASE.as_millis() as i64;
+        let lease = now_ms + self.lease.as_millis() as i64;
         let n = self.lock()?.execute(
             "UPDATE workflow_executions SET lease_expires_at_ms = ?4 WHERE workflow = ?1 AND name = ?2 AND owner = ?3 AND status = 'RUNNING'",
             params![workflow, name, owner, lease],
