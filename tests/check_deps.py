@@ -12,7 +12,9 @@ api/, so they are checked through it):
 - aws-config / aws-sdk-sts / aws-sdk-sso: Lambda functions read their configuration from
   the environment (`actiondo::aws`);
 - aws-lc-rs / aws-lc-sys: TLS is rustls on ring (`actiondo::aws::http_client`,
-  `actiondo::http_client::client_builder`).
+  `actiondo::http_client::client_builder`);
+- actiondo-workflow: the local Step Functions engine is the CLI's (`actiondo workflow`,
+  `actiondo serve`); in AWS, Step Functions runs the workflows.
 
 Exit status 1 and one line per offending package and crate.
 """
@@ -33,6 +35,7 @@ FORBIDDEN = {
     "aws-sdk-sso": "aws-config's credential chain",
     "aws-lc-rs": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
     "aws-lc-sys": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
+    "actiondo-workflow": "the local workflow engine (CLI only; Step Functions runs workflows in AWS)",
 }
 
 
