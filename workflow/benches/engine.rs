@@ -49,7 +49,9 @@ struct Immediate;
 #[async_trait]
 impl TaskRunner for Immediate {
     async fn run(&self, call: TaskCall) -> Result<Value, StatesError> {
-        let n = call.parameters["Payload"]["params"]["n"].as_i64().unwrap_or(0);
+        let n = call.parameters["Payload"]["params"]["n"]
+            .as_i64()
+            .unwrap_or(0);
         Ok(json!({"ExecutedVersion": "$LATEST", "Payload": {"n": n + 1}, "StatusCode": 200}))
     }
 }
@@ -89,9 +91,10 @@ fn per_state(total: Duration, runs: u32) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let def = definition();
-    let text = def
-        .to_string()
-        .replace("${IncrementFunctionArn}", &Arns::default().function("increment"));
+    let text = def.to_string().replace(
+        "${IncrementFunctionArn}",
+        &Arns::default().function("increment"),
+    );
     let machine = StateMachine::parse(&text).expect("parses");
     let timer = ScaledTimer::real_time();
 
@@ -110,8 +113,16 @@ async fn main() {
             state_machine_name: "bench".into(),
         };
         let history = MemoryHistory::new();
-        let engine = Engine { tasks: &Immediate, timer: &timer, history: &history, info: &info };
-        let out = engine.run(&machine, "A", json!({"n": 0}), timer.now_ms()).await.expect("runs");
+        let engine = Engine {
+            tasks: &Immediate,
+            timer: &timer,
+            history: &history,
+            info: &info,
+        };
+        let out = engine
+            .run(&machine, "A", json!({"n": 0}), timer.now_ms())
+            .await
+            .expect("runs");
         assert!(matches!(out, actiondo_workflow::Outcome::Succeeded(_)));
     }
     let engine_alone = per_state(started.elapsed(), runs);
@@ -125,13 +136,19 @@ async fn main() {
     let local = LocalWorkflows::new(
         Project::new(dir.path(), Arns::default()),
         Arc::new(WorkflowStore::open(&db).expect("store")),
-        Arc::new(LocalActions::new(executor.clone(), Arc::new(Catalog::new().with(Increment)))),
+        Arc::new(LocalActions::new(
+            executor.clone(),
+            Arc::new(Catalog::new().with(Increment)),
+        )),
         Arc::new(timer),
     );
     let runs = 300;
     let started = Instant::now();
     for i in 0..runs {
-        let rec = local.run("bench", &format!("run-{i}"), &json!({"n": 0})).await.expect("runs");
+        let rec = local
+            .run("bench", &format!("run-{i}"), &json!({"n": 0}))
+            .await
+            .expect("runs");
         assert_eq!(rec.output, Some(json!({"n": 4})));
     }
     let local_total = per_state(started.elapsed(), runs);
@@ -140,14 +157,21 @@ async fn main() {
     let action = Increment;
     let started = Instant::now();
     for i in 0..runs * STATES {
-        let inv = Invocation::new(json!({"n": 0}), Source::StepFunctions).with_key(format!("direct-{i}"));
+        let inv =
+            Invocation::new(json!({"n": 0}), Source::StepFunctions).with_key(format!("direct-{i}"));
         executor.execute(&action, inv).await.outcome.expect("ok");
     }
     let executor_alone = started.elapsed().as_secs_f64() * 1e6 / f64::from(runs * STATES);
 
-    println!("engine alone (Tasks answered at once, history in memory): {engine_alone:.1} µs per state");
-    println!("local run (executor + executions on one SQLite file):    {local_total:.1} µs per state");
-    println!("executor alone on the same file (one action run):        {executor_alone:.1} µs per run");
+    println!(
+        "engine alone (Tasks answered at once, history in memory): {engine_alone:.1} µs per state"
+    );
+    println!(
+        "local run (executor + executions on one SQLite file):    {local_total:.1} µs per state"
+    );
+    println!(
+        "executor alone on the same file (one action run):        {executor_alone:.1} µs per run"
+    );
     println!(
         "engine + history overhead per state (local - executor):  {:.1} µs",
         local_total - executor_alone

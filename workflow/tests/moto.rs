@@ -64,7 +64,10 @@ struct NoTasks;
 #[async_trait]
 impl TaskRunner for NoTasks {
     async fn run(&self, call: TaskCall) -> Result<Value, StatesError> {
-        Err(StatesError::runtime(format!("no Task expected: {}", call.resource)))
+        Err(StatesError::runtime(format!(
+            "no Task expected: {}",
+            call.resource
+        )))
     }
 }
 
@@ -81,7 +84,11 @@ fn task_free_corpus() -> Vec<(String, Value)> {
         .filter_map(|p| {
             let text = std::fs::read_to_string(&p).expect("readable");
             (!text.contains("\"Task\"")).then(|| {
-                let name = p.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+                let name = p
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
                 (name, serde_json::from_str(&text).expect("JSON"))
             })
         })
@@ -113,7 +120,11 @@ async fn local(name: &str, case: &Value) -> Ending {
         info: &info,
     };
     let start = machine.start_at.clone();
-    match engine.run(&machine, &start, input, timer.now_ms()).await.expect("runs") {
+    match engine
+        .run(&machine, &start, input, timer.now_ms())
+        .await
+        .expect("runs")
+    {
         Outcome::Succeeded(o) => ("SUCCEEDED".into(), Some(o), None, None),
         Outcome::Failed(e) => ("FAILED".into(), None, Some(e.error), Some(e.cause)),
         Outcome::TimedOut(e) => ("TIMED_OUT".into(), None, Some(e.error), Some(e.cause)),
@@ -128,14 +139,24 @@ async fn under_moto(client: &aws_sdk_sfn::Client, name: &str, case: &Value) -> E
         .role_arn("arn:aws:iam::123456789012:role/corpus")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{name}: create: {}", aws_sdk_sfn::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name}: create: {}",
+                aws_sdk_sfn::error::DisplayErrorContext(&e)
+            )
+        });
     let started = client
         .start_execution()
         .state_machine_arn(machine.state_machine_arn())
         .input(case["input"].to_string())
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{name}: start: {}", aws_sdk_sfn::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name}: start: {}",
+                aws_sdk_sfn::error::DisplayErrorContext(&e)
+            )
+        });
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let d = client
@@ -143,7 +164,12 @@ async fn under_moto(client: &aws_sdk_sfn::Client, name: &str, case: &Value) -> E
             .execution_arn(started.execution_arn())
             .send()
             .await
-            .unwrap_or_else(|e| panic!("{name}: describe: {}", aws_sdk_sfn::error::DisplayErrorContext(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{name}: describe: {}",
+                    aws_sdk_sfn::error::DisplayErrorContext(&e)
+                )
+            });
         if *d.status() != ExecutionStatus::Running {
             let output = d.output().and_then(|o| serde_json::from_str(o).ok());
             return (
@@ -153,7 +179,10 @@ async fn under_moto(client: &aws_sdk_sfn::Client, name: &str, case: &Value) -> E
                 d.cause().map(str::to_owned),
             );
         }
-        assert!(Instant::now() < deadline, "{name}: still RUNNING under moto");
+        assert!(
+            Instant::now() < deadline,
+            "{name}: still RUNNING under moto"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
