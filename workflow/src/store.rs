@@ -207,6 +207,9 @@ impl WorkflowStore {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // As the embedded action store: in WAL mode, NORMAL survives a killed process
+        // (what an interrupted run is) and syncs at checkpoints, not at every event.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         Self::with(conn)
     }
 
