@@ -3,7 +3,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /actions/{name}` | run one action; body = params; `Idempotency-Key`; `Prefer: respond-async` → 202 |
+//! | `POST /actions/{name}` | run one action; body = params; `Idempotency-Key`; `Prefer: respond-async` → 202; `Prefer: wait=N` |
 //! | `POST /execute` | `{name, params, idempotencyKey?, correlationId?}` → `{result, error}` |
 //! | `GET /actions`, `GET /actions/{name}` | the catalog: name, description, input and output JSON Schemas |
 //! | `GET /executions/{name}/{key}` | the idempotency record and its audit trail |
@@ -16,15 +16,23 @@
 //! with `Allow`; body over 1 MiB → 413; a content type other than JSON → 415; no or bad
 //! API key → 401 (with `WWW-Authenticate: Bearer`); a name outside the key's scope → 403,
 //! whether it exists or not (scopes: [`crate::keys::Scope`]).
+//!
+//! `Prefer: wait=N` (RFC 7240) on `POST /actions/{name}` and `POST /execute`: a request
+//! that meets an in-flight execution of its key (`409 ActionDo.InProgress`) waits up to N
+//! seconds, capped at [`MAX_WAIT_SECS`], for that execution's outcome and answers it as a
+//! replay, with `Preference-Applied: wait=N` (docs/architecture.md §8.4).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use actiondo::store::RecordStatus;
 use actiondo::trigger::http::{
     CORRELATION_ID_HEADER, IDEMPOTENCY_KEY_HEADER, MAX_BODY_BYTES, check_request, error_response,
     execution_response, json_response,
 };
 use actiondo::{
-    ActionError, AuditFilter, AuditQuery, Catalog, DynAction, Invocation, Params, Source, Store,
+    ActionError, AuditFilter, AuditQuery, Catalog, DynAction, ErrorKind, Execution, Invocation,
+    Params, Source, Store,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
@@ -38,8 +46,25 @@ use crate::dispatch::Dispatcher;
 use crate::keys::{KeyStore, Scope};
 use crate::workflows::{Started, Workflows};
 
-/// The request header asking for an asynchronous execution (`Prefer: respond-async`).
+/// The request header asking for an asynchronous execution (`Prefer: respond-async`) or
+/// for a wait on an in-flight duplicate (`Prefer: wait=N`).
 pub const PREFER_HEADER: &str = "prefer";
+
+/// The response header saying which preference was honoured (`Preference-Applied: wait=N`).
+pub const PREFERENCE_APPLIED_HEADER: &str = "preference-applied";
+
+/// The longest wait `Prefer: wait=N` is granted, in seconds (a larger N is cut to this).
+/// The deployed router answers through an API Gateway HTTP API, which cuts every request
+/// at 30 s (the router's Lambda timeout too): 20 s of waiting leave 10 s for the call
+/// that answers the outcome.
+pub const MAX_WAIT_SECS: u64 = 20;
+
+/// The first pause between two reads of an in-flight record; each pause doubles, up to
+/// [`WAIT_MAX_POLL`].
+const WAIT_FIRST_POLL: Duration = Duration::from_millis(20);
+
+/// The longest pause between two reads of an in-flight record.
+const WAIT_MAX_POLL: Duration = Duration::from_secs(1);
 
 /// Who may call what.
 #[derive(Debug, Clone)]
@@ -213,6 +238,59 @@ impl Api {
         }
     }
 
+    /// Run `invocation`; when it meets an in-flight execution of the same key
+    /// (`ActionDo.InProgress`) and the caller asked for `Prefer: wait=N` (`wait`), wait
+    /// for that execution's outcome: re-read its record with growing pauses (never past
+    /// `wait`) and, once it is no longer in flight (or its lease has ended, or it was
+    /// released for a retry), dispatch the invocation again, which answers the stored
+    /// outcome as a replay (or runs it, as any retry would). At the end of the wait, one
+    /// last dispatch answers the freshest state: the usual 409 with `Retry-After` if it is
+    /// still in flight. Also answers whether the wait was applied.
+    async fn call(
+        &self,
+        action: &Arc<dyn DynAction>,
+        invocation: Invocation,
+        wait: Option<Duration>,
+    ) -> (Execution, bool) {
+        let execution = self.dispatcher.call(action, invocation.clone()).await;
+        let (Some(wait), Some(key)) = (wait, execution.key.as_deref()) else {
+            return (execution, false);
+        };
+        if !in_progress(&execution) {
+            return (execution, false);
+        }
+        let id = format!("{}#{key}", action.name());
+        let deadline = Instant::now() + wait;
+        let mut pause = WAIT_FIRST_POLL;
+        let mut last = execution;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (last, true);
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(WAIT_MAX_POLL);
+            let settled = match self.store.get_record(&id).await {
+                Ok(Some(record)) => {
+                    record.status != RecordStatus::InProgress
+                        || record.lease_expires_at_ms <= now_ms()
+                }
+                // Released (a retryable failure): the next dispatch runs it again.
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "cannot read an in-flight record; waiting ends");
+                    return (last, true);
+                }
+            };
+            if settled || Instant::now() >= deadline {
+                last = self.dispatcher.call(action, invocation.clone()).await;
+                if !in_progress(&last) || Instant::now() >= deadline {
+                    return (last, true);
+                }
+            }
+        }
+    }
+
     /// Start `action` without waiting; answers where its outcome will be.
     async fn start(
         &self,
@@ -248,6 +326,17 @@ impl Api {
             key,
         })
     }
+}
+
+/// Whether an execution is the answer to a request that met an in-flight execution of
+/// its key.
+fn in_progress(execution: &Execution) -> bool {
+    matches!(&execution.outcome, Err(e) if e.kind() == ErrorKind::InProgress)
+}
+
+/// The time now, Unix milliseconds (the clock the leases are written with).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// What became of an action call.
@@ -419,6 +508,41 @@ fn wants_async(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
 
+/// The `Prefer: wait=N` of a request (RFC 7240: comma-separated preferences, each
+/// `token[=value]` with `;`-parameters), N whole seconds cut to [`MAX_WAIT_SECS`]; `None`
+/// without one, for `wait=0` and for a value that is not a number (a preference the
+/// server does not understand is ignored, RFC 7240 §2).
+fn wait_preference(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get_all(PREFER_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| {
+            let preference = p.split(';').next().unwrap_or_default();
+            let (name, value) = preference.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| value.trim().trim_matches('"').parse::<u64>().ok())
+                .flatten()
+        })
+        .next()
+        .map(|secs| secs.min(MAX_WAIT_SECS))
+        .filter(|secs| *secs > 0)
+}
+
+/// Add `Preference-Applied: wait=N` when the request waited.
+fn applied(mut response: Response, wait: Option<u64>, waited: bool) -> Response {
+    if let (Some(secs), true) = (wait, waited)
+        && let Ok(value) = HeaderValue::from_str(&format!("wait={secs}"))
+    {
+        response
+            .headers_mut()
+            .insert(PREFERENCE_APPLIED_HEADER, value);
+    }
+    response
+}
+
 /// `POST /actions/{name}`.
 async fn run_action(
     State(api): Shared,
@@ -440,12 +564,15 @@ async fn run_action(
         actiondo::trigger::http::idempotency_key(&parts.headers)?,
         header_string(&parts.headers, CORRELATION_ID_HEADER),
     );
-    let ran = if wants_async(&parts.headers) {
-        api.start(&action, invocation).await?
-    } else {
-        Ran::Done(api.dispatcher.call(&action, invocation).await)
-    };
-    Ok(ran.into_response())
+    // `Prefer: respond-async` wins over `wait`: the caller wants no wait at all.
+    if wants_async(&parts.headers) {
+        return Ok(api.start(&action, invocation).await?.into_response());
+    }
+    let wait = wait_preference(&parts.headers);
+    let (execution, waited) = api
+        .call(&action, invocation, wait.map(Duration::from_secs))
+        .await;
+    Ok(applied(Ran::Done(execution).into_response(), wait, waited))
 }
 
 /// The body of `POST /execute`: the SDK's call.
@@ -501,12 +628,15 @@ async fn run_execute(State(api): Shared, request: Request) -> Result<Response, A
         call.params
     };
     let invocation = Api::invocation(&caller, Params::Json(params), key, correlation);
-    let execution = api.dispatcher.call(&action, invocation).await;
+    let wait = wait_preference(&parts.headers);
+    let (execution, waited) = api
+        .call(&action, invocation, wait.map(Duration::from_secs))
+        .await;
     let body = serde_json::to_string(&execution.to_response())
         .map_err(|e| ActionError::internal(format!("the response does not serialize: {e}")))?;
     let mut response = execution_response(execution);
     *response.body_mut() = body;
-    Ok(into_axum(response))
+    Ok(applied(into_axum(response), wait, waited))
 }
 
 /// One entry of the catalog as JSON.
@@ -673,6 +803,28 @@ mod tests {
             HeaderValue::from_static("wait=5, respond-async"),
         );
         assert!(wants_async(&headers));
+    }
+
+    #[test]
+    fn wait_is_read_from_prefer_and_capped() {
+        let wait = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(PREFER_HEADER, HeaderValue::from_static(v));
+            }
+            wait_preference(&headers)
+        };
+        assert_eq!(wait(&[]), None);
+        assert_eq!(wait(&["respond-async"]), None);
+        assert_eq!(wait(&["wait=5"]), Some(5));
+        assert_eq!(wait(&["handling=lenient, Wait = 7 ; x=y"]), Some(7));
+        assert_eq!(wait(&["respond-async", "wait=\"3\""]), Some(3));
+        assert_eq!(wait(&["wait=3600"]), Some(MAX_WAIT_SECS));
+        assert_eq!(wait(&["wait=0"]), None);
+        assert_eq!(wait(&["wait=-1"]), None);
+        assert_eq!(wait(&["wait=soon"]), None);
+        assert_eq!(wait(&["wait"]), None);
+        assert_eq!(wait(&["waiter=5"]), None);
     }
 
     #[test]
