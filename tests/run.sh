@@ -40,7 +40,8 @@
 #      `cargo lambda watch` runs in the e2e tests; it starts each one with
 #      `cargo run --bin NAME`, which resolves features for the whole workspace, so this
 #      is the build it finds fresh). Both need the registry, so they run before we lose
-#      the network.
+#      the network. Then the TypeScript client: npm ci (into clients/typescript/
+#      node_modules) and npm test (node --test against its own actiondo serve).
 #   3. Re-runs itself inside a private network (and PID) namespace — DynamoDB Local
 #      binds every interface, and the namespace has its own loopback and nothing
 #      else — starts DynamoDB Local and moto there on free ports, exports the
@@ -549,6 +550,23 @@ if [ "$SERVERS_ONLY" = 0 ]; then
     cargo test --workspace --no-run
     # What `cargo lambda watch` runs in the e2e tests (cargo run --bin NAME, offline).
     cargo build --workspace --bins
+
+    # ---- TypeScript client (clients/typescript, docs/architecture.md §12) ----------
+    # `npm ci` puts its devDependency (typescript, pinned by package-lock.json) in
+    # clients/typescript/node_modules (git-ignored) while the network is here; `npm test`
+    # regenerates the action types from target/debug/actiondo, builds with tsc and runs
+    # `node --test`, which starts its own `actiondo serve` on 127.0.0.1 (temp store, free
+    # port) and stops it. No node: a warning; under CI=true, an error.
+    PHASE=typescript; section "TypeScript client (npm ci, npm test)"
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        (cd "$ROOT/clients/typescript" \
+            && npm ci --silent --loglevel=error \
+            && ACTIONDO_BIN="$ROOT/target/debug/actiondo" npm test --silent)
+    elif is_ci; then
+        die "node/npm not found: the TypeScript client's tests need Node 18 or later"
+    else
+        warn "node/npm not found: the TypeScript client's tests (clients/typescript) NOT RUN"
+    fi
 fi
 
 PHASE=tests

@@ -177,8 +177,10 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
       console.error(`${out} is out of date: run npm run generate`);
       process.exit(1);
     }
+  } else if (existsSync(out) && readFileSync(out, 'utf8') === text) {
+    console.error(`${out}: up to date`);
   } else {
     writeFileSync(out, text);
-    console.error(`wrote ${out}`);
+    console.error(`${out}: updated from the catalog (commit it with the actions that changed)`);
   }
 }
