@@ -311,3 +311,46 @@ async fn thirty_two_waiting_duplicates_get_one_execution_and_one_outcome() {
     }
     assert_eq!(w.calls(), 1, "one execution for 33 requests");
 }
+
+#[tokio::test]
+async fn a_waiting_request_takes_over_an_abandoned_execution_when_its_lease_ends() {
+    let w = Waiting::new();
+    // A worker claimed `gated#t1` and died: the record stays IN_PROGRESS until its lease
+    // (here 300 ms) ends.
+    let now = chrono::Utc::now().timestamp_millis();
+    let claimed = w
+        .store
+        .claim(&Claim {
+            id: "gated#t1".to_owned(),
+            payload_hash: actiondo::hash::payload_hash(&json!({"label": "t"})),
+            lease_owner: "a-worker-that-died".to_owned(),
+            lease_expires_at_ms: now + 300,
+            expires_at_s: now / 1000 + 3_600,
+            now_ms: now,
+        })
+        .await
+        .expect("the store claims");
+    assert!(matches!(claimed, ClaimOutcome::Claimed { attempt: 1, .. }));
+    w.gated.gate.add_permits(1);
+
+    let reply = w
+        .send(prefer(
+            post_keyed("/actions/gated", r#"{"label": "t"}"#, "t1"),
+            "wait=20",
+        ))
+        .await;
+    // The wait saw the lease end and ran the execution, as a retry after Retry-After would.
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.json(), json!({"label": "t", "call": 1}));
+    assert_eq!(reply.header("idempotent-replayed"), None);
+    assert_eq!(reply.header(PREFERENCE_APPLIED_HEADER), Some("wait=20"));
+    assert_eq!(w.calls(), 1, "the handler ran once");
+    let record = w
+        .store
+        .get_record("gated#t1")
+        .await
+        .expect("the store reads")
+        .expect("a record");
+    assert_eq!(record.status, RecordStatus::Completed);
+    assert_eq!(record.attempt, 2, "the second attempt, which took over");
+}
