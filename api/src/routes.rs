@@ -31,7 +31,7 @@ use actiondo::trigger::http::{
     execution_response, json_response,
 };
 use actiondo::{
-    ActionError, AuditFilter, AuditQuery, Catalog, DynAction, ErrorKind, Execution, Invocation,
+    ActionError, AuditFilter, AuditQuery, Describe, Descriptors, ErrorKind, Execution, Invocation,
     Params, Source, Store,
 };
 use axum::body::{Body, Bytes};
@@ -79,7 +79,7 @@ pub enum Auth {
 /// What the router serves and how it reaches the actions.
 #[derive(Debug, Clone)]
 pub struct Api {
-    catalog: Arc<Catalog>,
+    catalog: Arc<Descriptors>,
     dispatcher: Arc<dyn Dispatcher>,
     store: Arc<dyn Store>,
     auth: Auth,
@@ -87,16 +87,17 @@ pub struct Api {
 }
 
 impl Api {
-    /// The routes over `catalog`, running actions with `dispatcher` and reading
-    /// executions and audit records from `store`.
+    /// The routes over the actions of `catalog` (a [`Catalog`](actiondo::Catalog) or its
+    /// [`Descriptors`]), running them with `dispatcher` and reading executions and audit
+    /// records from `store`.
     pub fn new(
-        catalog: Catalog,
+        catalog: impl Into<Descriptors>,
         dispatcher: Arc<dyn Dispatcher>,
         store: Arc<dyn Store>,
         auth: Auth,
     ) -> Self {
         Self {
-            catalog: Arc::new(catalog),
+            catalog: Arc::new(catalog.into()),
             dispatcher,
             store,
             auth,
@@ -111,8 +112,8 @@ impl Api {
         self
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
+    /// The actions served, as descriptions.
+    pub fn catalog(&self) -> &Descriptors {
         &self.catalog
     }
 
@@ -199,12 +200,12 @@ impl Api {
     /// The action `name` if the caller's scope matches it (403 otherwise, whether the
     /// catalog has it or not, so that a key learns nothing of names outside its scope)
     /// and the catalog has it (404 otherwise, with suggestions from the scope only).
-    fn action(&self, caller: &Caller, name: &str) -> Result<Arc<dyn DynAction>, ApiError> {
+    fn action(&self, caller: &Caller, name: &str) -> Result<Arc<dyn Describe>, ApiError> {
         caller.check(name)?;
         if let Some(action) = self.catalog.get(name) {
             return Ok(Arc::clone(action));
         }
-        let mut in_scope = Catalog::new();
+        let mut in_scope = Descriptors::new();
         for action in self
             .catalog
             .iter()
@@ -248,7 +249,7 @@ impl Api {
     /// still in flight. Also answers whether the wait was applied.
     async fn call(
         &self,
-        action: &Arc<dyn DynAction>,
+        action: &Arc<dyn Describe>,
         invocation: Invocation,
         wait: Option<Duration>,
     ) -> (Execution, bool) {
@@ -294,18 +295,21 @@ impl Api {
     /// Start `action` without waiting; answers where its outcome will be.
     async fn start(
         &self,
-        action: &Arc<dyn DynAction>,
+        action: &Arc<dyn Describe>,
         invocation: Invocation,
     ) -> Result<Ran, ApiError> {
-        // Params the action refuses (or a body that is not JSON) would be accepted (202)
-        // and never found at the Location: refuse them now, run like a synchronous call
-        // so that the rejection is answered and audited under its key.
+        // Params the action's schema refuses (or a body that is not JSON) would be
+        // accepted (202) and never found at the Location: refuse them now, run like a
+        // synchronous call so that the rejection is answered and audited under its key.
+        // How far params are checked here is the dispatcher's (`Dispatcher::check`): the
+        // router checks the schema, and the action's function, which runs its business
+        // validation, records a rejection there at the Location.
         let params = match &invocation.params {
             Params::Json(params) => Ok(params.clone()),
             Params::Text(text) => actiondo::invocation::parse_params(text),
         };
         let params = match params {
-            Ok(params) if action.check(&params).is_ok() => params,
+            Ok(params) if self.dispatcher.check(action.as_ref(), &params).is_ok() => params,
             _ => return Ok(Ran::Done(self.dispatcher.call(action, invocation).await)),
         };
         // The record's address must be known now: the given key, else the one the
@@ -640,7 +644,7 @@ async fn run_execute(State(api): Shared, request: Request) -> Result<Response, A
 }
 
 /// One entry of the catalog as JSON.
-fn describe(action: &dyn DynAction) -> Value {
+fn describe(action: &dyn Describe) -> Value {
     serde_json::to_value(crate::view::describe(action)).unwrap_or_default()
 }
 

@@ -3,7 +3,7 @@
 
 use actiondo::audit::MAX_PAGE_LIMIT;
 use actiondo::store::{IdempotencyRecord, RecordStatus};
-use actiondo::{ActionError, AuditFilter, AuditQuery, DynAction, FieldErrors, KeyPolicy};
+use actiondo::{ActionError, AuditFilter, AuditQuery, Describe, FieldErrors, KeyPolicy};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -24,7 +24,7 @@ pub struct ActionInfo {
 }
 
 /// One action as JSON: name, description, key policy, input and output schemas.
-pub fn describe(action: &dyn DynAction) -> ActionInfo {
+pub fn describe(action: &dyn Describe) -> ActionInfo {
     ActionInfo {
         name: action.name(),
         description: action.description(),

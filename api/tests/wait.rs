@@ -91,8 +91,8 @@ impl Waiting {
         });
         let executor = Executor::from_arc(Arc::clone(&store));
         let router = Api::new(
-            catalog,
-            Arc::new(InProcess::new(executor)),
+            catalog.clone(),
+            Arc::new(InProcess::new(catalog, executor)),
             watched,
             Auth::Disabled,
         )

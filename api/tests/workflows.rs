@@ -64,7 +64,10 @@ async fn workflow_executions_are_named_by_the_idempotency_key() {
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
     let api = Api::new(
         actiondo_catalog::catalog(),
-        Arc::new(InProcess::new(Executor::from_arc(store.clone()))),
+        Arc::new(InProcess::new(
+            actiondo_catalog::catalog(),
+            Executor::from_arc(store.clone()),
+        )),
         store,
         Auth::Disabled,
     )

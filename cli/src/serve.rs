@@ -62,7 +62,7 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     };
     let catalog = actiondo_catalog::catalog();
     let actions = catalog.len();
-    let dispatcher = InProcess::new(Executor::from_arc(Arc::clone(&store)));
+    let dispatcher = InProcess::new(catalog.clone(), Executor::from_arc(Arc::clone(&store)));
     let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);
     // POST /workflows/{name} needs Step Functions: a local one (moto) through
     // AWS_ENDPOINT_URL_SFN and ACTIONDO_WORKFLOW_<NAME>=<state machine ARN>.

@@ -60,8 +60,8 @@ impl Setup {
         };
         let executor = Executor::from_arc(Arc::clone(&store));
         let api = Api::new(
-            catalog,
-            Arc::new(InProcess::new(executor)),
+            catalog.clone(),
+            Arc::new(InProcess::new(catalog.clone(), executor)),
             Arc::clone(&store),
             auth,
         );

@@ -16,7 +16,9 @@ use crate::dispatch::LambdaDispatcher;
 /// invocations. Every HTTP route needs an API key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let catalog = actiondo_catalog::catalog();
+    // Descriptions only: this binary invokes each action's own function and links none
+    // of their code.
+    let catalog = actiondo_catalog::descriptors();
     let functions = LambdaDispatcher::functions_from_env(&catalog)?;
     let config = actiondo::aws::sdk_config_from_env()?;
     let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);
