@@ -167,6 +167,29 @@ impl Workflows {
     }
 }
 
+/// The workflow definitions of `dir`: every `NAME.asl.json`, parsed, by `NAME` (what
+/// `GET /workflows` serves). A file that is not JSON is an error naming it.
+pub fn definitions_from_dir(dir: &std::path::Path) -> Result<BTreeMap<String, Value>, String> {
+    let mut definitions = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".asl.json"))
+        else {
+            continue;
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let definition: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        definitions.insert(name.to_owned(), definition);
+    }
+    Ok(definitions)
+}
+
 /// `arn:…:stateMachine:M` → `arn:…:execution:M:NAME`.
 pub fn execution_arn(machine_arn: &str, execution: &str) -> Option<String> {
     let (head, machine) = machine_arn.split_once(":stateMachine:")?;
