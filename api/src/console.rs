@@ -897,13 +897,12 @@ pub fn state_outcomes(history: &Value) -> BTreeMap<String, &'static str> {
             if current.as_deref() == Some(name) {
                 current = None;
             }
-        } else if kind.ends_with("Failed")
+        } else if (kind.ends_with("Failed")
             || kind.ends_with("TimedOut")
-            || kind.ends_with("Aborted")
+            || kind.ends_with("Aborted"))
+            && let Some(name) = &current
         {
-            if let Some(name) = &current {
-                outcomes.insert(name.clone(), "failed");
-            }
+            outcomes.insert(name.clone(), "failed");
         }
     }
     outcomes
