@@ -209,9 +209,13 @@ impl Browser {
                         None,
                     )
                     .await;
-                last = text.as_str().unwrap_or_default().to_owned();
-                if ok(&last) {
-                    return last;
+                // Not a string: an error, such as a stale element (the page was swapped
+                // between the lookup and the read); look again.
+                if let Some(text) = text.as_str() {
+                    last = text.to_owned();
+                    if ok(&last) {
+                        return last;
+                    }
                 }
             }
             if started.elapsed() > PATIENCE {
@@ -365,9 +369,11 @@ async fn the_console_in_a_real_browser() {
         .await;
     browser.click("#filters button").await;
     let filtered = browser
-        .wait_text("#executions", |t| !t.contains("lead-ann"))
+        .wait_text("#executions", |t| {
+            !t.contains("lead-ann") && t.contains("user-bad")
+        })
         .await;
-    assert!(filtered.contains("user-bad"), "{filtered}");
+    assert!(filtered.contains("rejected"), "{filtered}");
     let url = browser.call(reqwest::Method::GET, "/url", None).await;
     assert!(
         url.as_str().unwrap_or_default().contains("status=rejected"),
