@@ -10,6 +10,7 @@
 //! | `GET /audit?type=&key=&correlationId=&status=&since=&limit=&cursor=` | audit records, newest first |
 //! | `GET /workflows`, `GET /workflows/{name}` | the workflow definitions (`workflows/*.asl.json`) in the key's scope |
 //! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect a Step Functions execution (execution name = key; [`crate::workflows`]) |
+//! | `GET /workflows/{name}/executions/{id}/history`, `POST .../redrive` | its events; redrive it |
 //!
 //! Every error has the body of docs/architecture.md §6, `{"error": {"type", "message", "retryable",
 //! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
@@ -155,6 +156,14 @@ impl Api {
             .route(
                 "/workflows/{name}/executions/{id}",
                 get(describe_workflow_execution).fallback(method_not_allowed("GET")),
+            )
+            .route(
+                "/workflows/{name}/executions/{id}/history",
+                get(workflow_history).fallback(method_not_allowed("GET")),
+            )
+            .route(
+                "/workflows/{name}/executions/{id}/redrive",
+                post(redrive_workflow).fallback(method_not_allowed("POST")),
             )
             .fallback(unknown_route)
             .with_state(Arc::new(self))
@@ -718,6 +727,31 @@ async fn describe_workflow_execution(
     let caller = api.authorize(&headers).await?;
     caller.check_workflow(&name)?;
     let body = api.workflows(&name)?.describe(&name, &id).await?;
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// `GET /workflows/{name}/executions/{id}/history`: the execution's events, oldest first.
+async fn workflow_history(
+    State(api): Shared,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let body = api.workflows(&name)?.history(&name, &id).await?;
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// `POST /workflows/{name}/executions/{id}/redrive`: continue a failed execution from
+/// where it failed (the body is ignored).
+async fn redrive_workflow(
+    State(api): Shared,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let body = api.workflows(&name)?.redrive(&name, &id).await?;
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }
 
