@@ -517,6 +517,37 @@ async fn action(State(console): Shared, Path(name): Path<String>, headers: Heade
     console.render(StatusCode::OK, "action.html", context, &headers)
 }
 
+/// Whether a form post comes from a page of this server: browsers send `Origin` (and
+/// `Sec-Fetch-Site`) with posts; another site's form is refused, so that a page elsewhere
+/// cannot run actions through a console open without keys (`--no-auth`).
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    host.is_some() && origin_host == host
+}
+
+/// The answer to a form posted from another site.
+fn cross_site(console: &Console, headers: &HeaderMap) -> Response {
+    let answer = Answer {
+        status: StatusCode::FORBIDDEN,
+        headers: HeaderMap::new(),
+        body: json!({"error": {"type": "ActionDo.Forbidden", "message": "this form was posted from another site"}}),
+    };
+    console.failure(&answer, "", headers)
+}
+
 /// `POST /console/actions/{name}`: run the action from the try-it form through
 /// `POST /execute` and show its `{result, error}`.
 async fn try_action(
@@ -526,6 +557,9 @@ async fn try_action(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
+    if !same_origin(&headers) {
+        return cross_site(&console, &headers);
+    }
     let auth = headers.get(header::AUTHORIZATION);
     let api = format!("/actions/{}", segment(&name));
     let info = console.call(Method::GET, &api, auth, None).await;
@@ -913,6 +947,9 @@ pub fn state_outcomes(history: &Value) -> BTreeMap<String, &'static str> {
 async fn redrive(State(console): Shared, Path(name): Path<String>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
+    if !same_origin(&headers) {
+        return cross_site(&console, &headers);
+    }
     let form: BTreeMap<String, String> = match axum::body::to_bytes(body, MAX_API_BODY).await {
         Ok(bytes) => form_urlencoded::parse(&bytes).into_owned().collect(),
         Err(_) => BTreeMap::new(),
@@ -1003,6 +1040,32 @@ mod tests {
         );
         let form: BTreeMap<String, String> = [("paramsJson".to_owned(), "{".to_owned())].into();
         assert!(params_from_form(&fields, &form).is_err());
+    }
+
+    #[test]
+    fn forms_from_other_sites_are_refused() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&headers(&[])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[(
+            "origin",
+            "https://evil.example"
+        )])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
     }
 
     #[test]

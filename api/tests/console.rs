@@ -285,6 +285,17 @@ async fn the_try_it_form_runs_the_action_through_post_execute() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.text().contains(r#"id="form-error""#));
     assert!(c.setup.record("score-lead", "try-3").await.is_none());
+    // A form posted by another site's page: refused, nothing run.
+    let mut foreign = submit(&form.replace("try-1", "try-4"));
+    foreign.headers_mut().insert(
+        "origin",
+        "https://elsewhere.example".parse().expect("a value"),
+    );
+    foreign
+        .headers_mut()
+        .insert("host", "127.0.0.1:8080".parse().expect("a value"));
+    assert_eq!(c.send(foreign).await.status, StatusCode::FORBIDDEN);
+    assert!(c.setup.record("score-lead", "try-4").await.is_none());
 }
 
 #[tokio::test]

@@ -405,7 +405,10 @@ async fn the_console_in_a_real_browser() {
 
     // 4. Run an action from the try-it form.
     browser.click("header a[href='/console/actions']").await;
-    browser.click("a[href='/console/actions/score-lead']").await;
+    browser.element("table#actions").await;
+    browser
+        .click("#actions a[href='/console/actions/score-lead']")
+        .await;
     browser
         .type_into("input[name='p.email']", "bob@globex.com")
         .await;
@@ -441,7 +444,7 @@ async fn the_console_in_a_real_browser() {
     // 5. A workflow's graph.
     browser.click("header a[href='/console/workflows']").await;
     browser
-        .click("a[href='/console/workflows/user-onboarding']")
+        .click("#workflows a[href='/console/workflows/user-onboarding']")
         .await;
     browser
         .element("svg#graph g[data-state='CreateUser']")
