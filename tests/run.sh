@@ -24,6 +24,8 @@
 #        .tools/venv-sam/        Python venv with aws-sam-cli (own venv: it pins its deps)
 #        .tools/node/            npm prefix with asl-validator
 #        .tools/bin/             symlinks to every installed tool (put on PATH for tests)
+#        chromium, chromium-driver  Debian packages (apt-get), for the console's
+#                                browser test (cli/tests/console_browser.rs)
 #        .tools/logs/            server logs and the last cargo test output
 #   2. cargo fmt --check, cargo clippy -D warnings, then the template and workflow
 #      checks, all offline (dummy credentials, region us-east-1, no telemetry):
@@ -223,6 +225,19 @@ install_asl_validator() {
     link_tool "$bin" asl-validator
 }
 
+# --- console browser test (issue 14): Debian's chromium and chromium-driver, which
+# cli/tests/console_browser.rs drives over WebDriver. Installed once with apt-get (it
+# needs root); the test fails under this script (ACTIONDO_TEST_REQUIRE_INFRA=1) when
+# they are missing, it never skips.
+install_chromium() {
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        info "chromium: present ($(/usr/bin/chromedriver --version 2>/dev/null | cut -d' ' -f1-2))"
+        return
+    fi
+    apt_install chromium chromium-driver
+}
+# --- end of the console block
+
 CHECK_TOOLS=(sam cfn-lint asl-validator)
 
 # install_tools [--checks-only]: the servers, the checkers and what ACTIONDO_TOOLS adds;
@@ -232,12 +247,12 @@ install_tools() {
     if [ "${1:-}" = --checks-only ]; then
         wanted=("${CHECK_TOOLS[@]}")
     else
-        wanted=(dynamodb-local moto cargo-lambda "${CHECK_TOOLS[@]}")
+        wanted=(dynamodb-local moto cargo-lambda chromium "${CHECK_TOOLS[@]}")
         requested=${ACTIONDO_TOOLS:-}
         [ "$requested" = all ] && requested=""
         for t in ${requested//,/ }; do
             case $t in
-                dynamodb-local|moto|cargo-lambda|sam|cfn-lint|asl-validator) ;;   # always installed
+                dynamodb-local|moto|cargo-lambda|chromium|sam|cfn-lint|asl-validator) ;;   # always installed
                 *) die "unknown tool '$t' in ACTIONDO_TOOLS" ;;
             esac
         done

@@ -7,8 +7,10 @@
 //! | `POST /execute` | `{name, params, idempotencyKey?, correlationId?}` → `{result, error}` |
 //! | `GET /actions`, `GET /actions/{name}` | the catalog: name, description, input and output JSON Schemas |
 //! | `GET /executions/{name}/{key}` | the idempotency record and its audit trail |
-//! | `GET /audit?type=&key=&correlationId=&since=&limit=&cursor=` | audit records, newest first |
+//! | `GET /audit?type=&key=&correlationId=&status=&since=&limit=&cursor=` | audit records, newest first |
+//! | `GET /workflows`, `GET /workflows/{name}` | the workflow definitions (`workflows/*.asl.json`) in the key's scope |
 //! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect a Step Functions execution (execution name = key; [`crate::workflows`]) |
+//! | `GET /workflows/{name}/executions/{id}/history`, `POST .../redrive` | its events; redrive it |
 //!
 //! Every error has the body of docs/architecture.md §6, `{"error": {"type", "message", "retryable",
 //! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
@@ -22,6 +24,7 @@
 //! seconds, capped at [`MAX_WAIT_SECS`], for that execution's outcome and answers it as a
 //! replay, with `Preference-Applied: wait=N` (docs/architecture.md §8.4).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,6 +87,7 @@ pub struct Api {
     store: Arc<dyn Store>,
     auth: Auth,
     workflows: Option<Arc<Workflows>>,
+    definitions: Arc<BTreeMap<String, Value>>,
 }
 
 impl Api {
@@ -102,7 +106,15 @@ impl Api {
             store,
             auth,
             workflows: None,
+            definitions: Arc::new(BTreeMap::new()),
         }
+    }
+
+    /// Serve `GET /workflows` and `GET /workflows/{name}` from `definitions` (workflow
+    /// name → its Amazon States Language definition; [`crate::workflows::definitions_from_dir`]).
+    pub fn with_workflow_definitions(mut self, definitions: BTreeMap<String, Value>) -> Self {
+        self.definitions = Arc::new(definitions);
+        self
     }
 
     /// Serve `POST /workflows/{name}` and `GET /workflows/{name}/executions/{id}` with
@@ -158,12 +170,26 @@ impl Api {
             )
             .route("/audit", get(audit).fallback(method_not_allowed("GET")))
             .route(
+                "/workflows",
+                get(list_workflows).fallback(method_not_allowed("GET")),
+            )
+            .route(
                 "/workflows/{name}",
-                post(start_workflow).fallback(method_not_allowed("POST")),
+                post(start_workflow)
+                    .get(describe_workflow)
+                    .fallback(method_not_allowed("GET, POST")),
             )
             .route(
                 "/workflows/{name}/executions/{id}",
                 get(describe_workflow_execution).fallback(method_not_allowed("GET")),
+            )
+            .route(
+                "/workflows/{name}/executions/{id}/history",
+                get(workflow_history).fallback(method_not_allowed("GET")),
+            )
+            .route(
+                "/workflows/{name}/executions/{id}/redrive",
+                post(redrive_workflow).fallback(method_not_allowed("POST")),
             )
             .fallback(unknown_route)
             .with_state(Arc::new(self))
@@ -442,7 +468,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'~');
 
 /// A path segment with everything but unreserved characters percent-encoded.
-fn percent_encode_segment(s: &str) -> String {
+pub(crate) fn percent_encode_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
@@ -716,7 +742,7 @@ async fn audit(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers).await?;
-    let query = crate::view::audit_query(query.as_deref().unwrap_or_default())?;
+    let (query, status) = crate::view::audit_request(query.as_deref().unwrap_or_default())?;
     match &query.filter {
         AuditFilter::Execution(id) => {
             let name = id.split_once('#').map_or(id.as_str(), |(name, _)| name);
@@ -728,7 +754,9 @@ async fn audit(
         AuditFilter::Correlation(_) | AuditFilter::All => {}
     }
     let mut page = api.store.query_audit(&query).await?;
-    page.records.retain(|r| caller.scope.allows(&r.action));
+    page.records.retain(|r| {
+        caller.scope.allows(&r.action) && status.as_deref().is_none_or(|s| r.status.as_str() == s)
+    });
     Ok(into_axum(json_response(
         StatusCode::OK,
         serde_json::to_string(&page)
@@ -746,6 +774,57 @@ impl Api {
             .into()
         })
     }
+}
+
+/// `GET /workflows`: the workflow definitions in the caller's scope, `{workflows: [{name,
+/// comment, startAt, states, deployed}]}` (`deployed`: a state machine runs it here).
+async fn list_workflows(State(api): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    let deployed: Vec<&str> = api
+        .workflows
+        .as_deref()
+        .map(|w| w.names().collect())
+        .unwrap_or_default();
+    let workflows: Vec<Value> = api
+        .definitions
+        .iter()
+        .filter(|(name, _)| caller.scope.allows_workflow(name))
+        .map(|(name, definition)| {
+            json!({
+                "name": name,
+                "comment": definition.get("Comment"),
+                "startAt": definition.get("StartAt"),
+                "states": definition.get("States").and_then(Value::as_object).map_or(0, serde_json::Map::len),
+                "deployed": deployed.contains(&name.as_str()),
+            })
+        })
+        .collect();
+    Ok(into_axum(json_response(
+        StatusCode::OK,
+        json!({"workflows": workflows}).to_string(),
+    )))
+}
+
+/// `GET /workflows/{name}`: `{name, deployed, definition}`.
+async fn describe_workflow(
+    State(api): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let definition = api.definitions.get(&name).ok_or_else(|| {
+        ActionError::not_found(format!("there is no workflow definition named {name:?}"))
+            .with_details(json!({"workflow": name}))
+    })?;
+    let deployed = api
+        .workflows
+        .as_deref()
+        .is_some_and(|w| w.names().any(|n| n == name));
+    Ok(into_axum(json_response(
+        StatusCode::OK,
+        json!({"name": name, "deployed": deployed, "definition": definition}).to_string(),
+    )))
 }
 
 /// `POST /workflows/{name}`: start an execution named by the idempotency key.
@@ -782,6 +861,31 @@ async fn describe_workflow_execution(
     let caller = api.authorize(&headers).await?;
     caller.check_workflow(&name)?;
     let body = api.workflows(&name)?.describe(&name, &id).await?;
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// `GET /workflows/{name}/executions/{id}/history`: the execution's events, oldest first.
+async fn workflow_history(
+    State(api): Shared,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let body = api.workflows(&name)?.history(&name, &id).await?;
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// `POST /workflows/{name}/executions/{id}/redrive`: continue a failed execution from
+/// where it failed (the body is ignored).
+async fn redrive_workflow(
+    State(api): Shared,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let body = api.workflows(&name)?.redrive(&name, &id).await?;
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }
 

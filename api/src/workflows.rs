@@ -7,7 +7,8 @@
 //!   into that execution's description (`Idempotent-Replayed: true`) when the input is the
 //!   same, or `ActionDo.PayloadMismatch` when it is not.
 //! - `GET /workflows/{name}/executions/{id}`: the execution's status, input, output and
-//!   error.
+//!   error; `.../history` its events (`GetExecutionHistory`); `POST .../redrive` redrives
+//!   it (`RedriveExecution`).
 //!
 //! The state machines come from `ACTIONDO_WORKFLOW_<NAME>` (upper snake case; the value
 //! is the state machine's ARN), which `template.yaml` sets; the client's endpoint from the
@@ -19,6 +20,8 @@ use actiondo::ActionError;
 use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError;
+use aws_sdk_sfn::operation::redrive_execution::RedriveExecutionError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_smithy_types::date_time::Format;
 use serde_json::{Value, json};
@@ -165,6 +168,147 @@ impl Workflows {
             Err(e) => Err(sdk_error("describing", name, &e)),
         }
     }
+}
+
+/// The workflow definitions of `dir`: every `NAME.asl.json`, parsed, by `NAME` (what
+/// `GET /workflows` serves). A file that is not JSON is an error naming it.
+pub fn definitions_from_dir(dir: &std::path::Path) -> Result<BTreeMap<String, Value>, String> {
+    let mut definitions = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".asl.json"))
+        else {
+            continue;
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let definition: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        definitions.insert(name.to_owned(), definition);
+    }
+    Ok(definitions)
+}
+
+impl Workflows {
+    /// The ARN of execution `execution` of workflow `name`.
+    fn arn(&self, name: &str, execution: &str) -> Result<String, ActionError> {
+        let machine = self.machine(name)?;
+        validate_execution_name(execution)?;
+        execution_arn(machine, execution).ok_or_else(|| {
+            ActionError::internal(format!(
+                "the ARN of workflow {name} is not a state machine ARN: {machine}"
+            ))
+        })
+    }
+
+    /// The history of execution `execution` of workflow `name`, oldest first, in Step
+    /// Functions' shape: `{workflow, executionName, events: [{id, previousEventId,
+    /// timestamp, type, stateEnteredEventDetails: {name}?, stateExitedEventDetails:
+    /// {name}?, error?, cause?}]}` (at most [`MAX_HISTORY_EVENTS`] events).
+    pub async fn history(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        let arn = self.arn(name, execution)?;
+        let mut events = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_execution_history()
+                .execution_arn(&arn)
+                .max_results(1000)
+                .set_next_token(token.take())
+                .send()
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.err(), GetExecutionHistoryError::ExecutionDoesNotExist(_)) =>
+                {
+                    return Err(ActionError::not_found(format!(
+                        "there is no execution {execution:?} of workflow {name}"
+                    ))
+                    .with_details(json!({"workflow": name, "executionName": execution})));
+                }
+                Err(e) => return Err(sdk_error("reading the history of", name, &e)),
+            };
+            events.extend(page.events().iter().map(history_event));
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() || events.len() >= MAX_HISTORY_EVENTS {
+                break;
+            }
+        }
+        events.truncate(MAX_HISTORY_EVENTS);
+        Ok(json!({"workflow": name, "executionName": execution, "events": events}))
+    }
+
+    /// Redrive execution `execution` of workflow `name` (Step Functions'
+    /// `RedriveExecution`: it continues from the states that failed, the same execution).
+    pub async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        let arn = self.arn(name, execution)?;
+        match self
+            .client
+            .redrive_execution()
+            .execution_arn(&arn)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(json!({
+                "workflow": name,
+                "executionName": execution,
+                "redriveDate": date(out.redrive_date()),
+                "status": "RUNNING",
+            })),
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                RedriveExecutionError::ExecutionDoesNotExist(_) => Err(ActionError::not_found(
+                    format!("there is no execution {execution:?} of workflow {name}"),
+                )
+                .with_details(json!({"workflow": name, "executionName": execution}))),
+                RedriveExecutionError::ExecutionNotRedrivable(not) => {
+                    Err(ActionError::rejected(format!(
+                        "the execution {execution:?} of {name} cannot be redriven: {}",
+                        not.message().unwrap_or("Step Functions refused")
+                    ))
+                    .with_details(json!({"workflow": name, "executionName": execution})))
+                }
+                _ => Err(sdk_error("redriving", name, &SdkError::ServiceError(e))),
+            },
+            Err(e) => Err(sdk_error("redriving", name, &e)),
+        }
+    }
+}
+
+/// The most events `GET /workflows/{name}/executions/{id}/history` answers.
+pub const MAX_HISTORY_EVENTS: usize = 10_000;
+
+fn history_event(event: &aws_sdk_sfn::types::HistoryEvent) -> Value {
+    let mut view = json!({
+        "id": event.id(),
+        "previousEventId": event.previous_event_id(),
+        "timestamp": date(event.timestamp()),
+        "type": event.r#type().as_str(),
+    });
+    if let Some(entered) = event.state_entered_event_details() {
+        view["stateEnteredEventDetails"] = json!({"name": entered.name()});
+    }
+    if let Some(exited) = event.state_exited_event_details() {
+        view["stateExitedEventDetails"] = json!({"name": exited.name()});
+    }
+    let failure = event
+        .task_failed_event_details()
+        .map(|d| (d.error(), d.cause()))
+        .or_else(|| {
+            event
+                .execution_failed_event_details()
+                .map(|d| (d.error(), d.cause()))
+        });
+    if let Some((error, cause)) = failure {
+        view["error"] = json!(error);
+        view["cause"] = json_text(cause);
+    }
+    view
 }
 
 /// `arn:…:stateMachine:M` → `arn:…:execution:M:NAME`.

@@ -8,6 +8,10 @@
 //! turns them off for local play, on a loopback address only. The address it listens on
 //! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
 //! it after the requests in flight.
+//!
+//! It also serves the console at `/` (`actiondo_api::console`), behind the same keys, and
+//! `GET /workflows` from the definitions of `--workflows` (default `workflows/`).
+//! `ACTIONDO_METRICS=emf` prints one metrics line per execution on standard output.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +36,11 @@ pub struct ServeArgs {
     /// address).
     #[arg(long)]
     pub no_auth: bool,
+
+    /// The directory of the workflow definitions (`NAME.asl.json`) that `GET /workflows`
+    /// and the console show; none when it does not exist.
+    #[arg(long, default_value = "workflows", value_name = "DIR")]
+    pub workflows: std::path::PathBuf,
 }
 
 /// Run `actiondo serve` until Ctrl-C or SIGTERM.
@@ -62,7 +71,9 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     };
     let catalog = actiondo_catalog::catalog();
     let actions = catalog.len();
-    let dispatcher = InProcess::new(catalog.clone(), Executor::from_arc(Arc::clone(&store)));
+    let executor =
+        Executor::from_arc(Arc::clone(&store)).with_metrics(actiondo::metrics::Metrics::from_env());
+    let dispatcher = InProcess::new(catalog.clone(), executor);
     let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);
     // POST /workflows/{name} needs Step Functions: a local one (moto) through
     // AWS_ENDPOINT_URL_SFN and ACTIONDO_WORKFLOW_<NAME>=<state machine ARN>.
@@ -78,21 +89,30 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
         );
         api = api.with_workflows(workflows);
     }
+    if args.workflows.is_dir() {
+        let definitions = actiondo_api::workflows::definitions_from_dir(&args.workflows)
+            .map_err(CliError::Usage)?;
+        api = api.with_workflow_definitions(definitions);
+    }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
     let local = listener.local_addr()?;
     eprintln!(
-        "actiondo serve: listening on http://{local} ({actions} actions, {})",
+        "actiondo serve: listening on http://{local} ({actions} actions, {}; console at /)",
         if args.no_auth {
             "no auth"
         } else {
             "API keys required"
         }
     );
-    axum::serve(listener, api.into_router())
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    // The console (`/`, `/console/…`) reads through the same routes.
+    axum::serve(
+        listener,
+        actiondo_api::console::with_console(api.into_router()),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
     eprintln!("actiondo serve: stopped");
     Ok(EXIT_OK)
 }

@@ -71,6 +71,7 @@ pub mod hash;
 pub mod http_client;
 pub mod invocation;
 pub mod limits;
+pub mod metrics;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -34,7 +34,12 @@ pub async fn run() -> Result<(), BoxError> {
     if let Some(workflows) = Workflows::from_env(&config) {
         api = api.with_workflows(workflows);
     }
-    let router = api.clone().into_router();
+    // ACTIONDO_CONSOLE=on adds the console's pages (docs/architecture.md §11).
+    let router = if actiondo_api::console::enabled_by_env() {
+        actiondo_api::console::with_console(api.clone().into_router())
+    } else {
+        api.clone().into_router()
+    };
     tracing::info!(actions = api.catalog().len(), "router ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let (api, router) = (api.clone(), router.clone());

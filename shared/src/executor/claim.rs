@@ -62,6 +62,8 @@ impl Executor {
                 taken_over,
             }) => {
                 if taken_over {
+                    p.taken_over
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(attempt, "took over an expired lease");
                     let details = serde_json::json!({
                         "input": audit::redact(&p.params, &p.options.redact),

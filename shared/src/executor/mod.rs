@@ -9,6 +9,7 @@
 //! - `handler`: one handler run — its time budget, panic capture and staged writes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -22,6 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ActionError;
 use crate::hash;
 use crate::invocation::{Invocation, Params, idempotency_key, parse_params};
+use crate::metrics::{Metrics, Observed};
 use crate::store::{Commit, IdempotencyRecord, RecordStatus, StagedWrite, Store};
 
 /// What an execution returned: the output (or error) and how it was obtained.
@@ -111,6 +113,7 @@ pub struct Response<'a> {
 pub struct Executor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    metrics: Option<Metrics>,
 }
 
 /// What the executor knows about one request once its input and key are valid.
@@ -124,6 +127,8 @@ struct Prepared<'a> {
     request_id: String,
     inv: Invocation,
     started: Instant,
+    /// Set when the claim took over an ended lease (for the metrics).
+    taken_over: &'a AtomicBool,
 }
 
 /// How a handler run ended.
@@ -140,7 +145,16 @@ impl Executor {
         Self {
             store,
             clock: Arc::new(SystemClock),
+            metrics: None,
         }
+    }
+
+    /// Emit one metrics line per execution to `metrics` (`None`: no metrics, the
+    /// default). The program's edge chooses, with [`Metrics::from_env`].
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Option<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Use another clock (tests of leases and retention).
@@ -157,8 +171,31 @@ impl Executor {
 
     /// Run `action` for `inv` under the protocol. Never panics and never returns early
     /// without an outcome: every failure is in [`Execution::outcome`].
-    pub async fn execute(&self, action: &dyn DynAction, mut inv: Invocation) -> Execution {
+    pub async fn execute(&self, action: &dyn DynAction, inv: Invocation) -> Execution {
         let started = Instant::now();
+        let taken_over = AtomicBool::new(false);
+        let execution = self.run_request(action, inv, started, &taken_over).await;
+        // The one place every outcome passes: the metrics line (when the edge asked).
+        if let Some(metrics) = &self.metrics {
+            metrics.record(
+                &execution,
+                Observed {
+                    duration: started.elapsed(),
+                    taken_over: taken_over.load(Ordering::Relaxed),
+                },
+            );
+        }
+        execution
+    }
+
+    /// [`Self::execute`] without the metrics.
+    async fn run_request(
+        &self,
+        action: &dyn DynAction,
+        mut inv: Invocation,
+        started: Instant,
+        taken_over: &AtomicBool,
+    ) -> Execution {
         let name = action.name();
         let options = action.options();
 
@@ -241,6 +278,7 @@ impl Executor {
             request_id,
             inv,
             started,
+            taken_over,
         };
         let span = tracing::info_span!(
             "execute",
@@ -324,7 +362,21 @@ impl Executor {
     ) -> Execution {
         let duration_ms = p.started.elapsed().as_millis();
         match &outcome {
+            // A replay says so in its message too, not only in a field.
+            Ok(_) if replayed => tracing::info!(
+                attempt,
+                replayed,
+                duration_ms,
+                "execution replayed: the stored result was returned"
+            ),
             Ok(_) => tracing::info!(attempt, replayed, duration_ms, "execution succeeded"),
+            Err(e) if replayed => tracing::info!(
+                attempt,
+                replayed,
+                duration_ms,
+                error_type = e.kind().wire_name(),
+                "execution replayed: the stored error was returned"
+            ),
             Err(e) => tracing::warn!(
                 attempt,
                 replayed,
