@@ -516,6 +516,21 @@ fn check_identifiers(inv: &mut Invocation) -> Option<ActionError> {
     (!problems.is_empty()).then(|| problems.into_error("the invocation's identifiers"))
 }
 
+/// The audit details of a completion committed with its record: the redacted input and,
+/// for the output, a reference to the record that holds it (stored once, docs/architecture.md
+/// §5.2) — unless redaction changes the output, whose redacted form is then kept.
+fn completion_details(p: &Prepared<'_>, raw: &RawValue, lease_owner: &str) -> Value {
+    let input = audit::redact(&p.params, &p.options.redact);
+    if !p.options.redact.is_empty() {
+        let output = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        let redacted = audit::redact(&output, &p.options.redact);
+        if redacted != output {
+            return serde_json::json!({"input": input, "output": redacted});
+        }
+    }
+    audit::output_in_record(input, lease_owner)
+}
+
 /// Audit details: the redacted input and the redacted output or the error.
 fn outcome_details(p: &Prepared<'_>, outcome: Result<&RawValue, &ActionError>) -> Value {
     let input = audit::redact(&p.params, &p.options.redact);

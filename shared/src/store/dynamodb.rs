@@ -967,11 +967,22 @@ impl Store for DynamoStore {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         let output = self.audit_page(query).await?;
-        let records = output
+        let mut records = output
             .items()
             .iter()
             .map(audit_from_item)
             .collect::<Result<Vec<_>, _>>()?;
+        // Completion outputs stored once, in their idempotency record: one read per
+        // execution of the page that refers to one.
+        let ids = crate::audit::referenced_records(&records);
+        let held = futures::future::try_join_all(ids.iter().map(|id| self.get_record(id))).await?;
+        let held: HashMap<&str, IdempotencyRecord> = ids
+            .iter()
+            .map(String::as_str)
+            .zip(held)
+            .filter_map(|(id, record)| record.map(|r| (id, r)))
+            .collect();
+        crate::audit::resolve_outputs(&mut records, |id| Ok(held.get(id).cloned()))?;
         Ok(AuditPage {
             records,
             next_cursor: output.last_evaluated_key().map(encode_cursor),

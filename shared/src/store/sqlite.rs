@@ -460,7 +460,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
         let more = rows.len() > limit;
-        let mut records = Vec::with_capacity(limit);
+        let mut records: Vec<AuditRecord> = Vec::with_capacity(limit);
         let mut last = None;
         for (json, position) in rows.into_iter().take(limit) {
             records.push(
@@ -469,6 +469,8 @@ impl Store for SqliteStore {
             );
             last = Some(position);
         }
+        // Completion outputs stored once, in their idempotency record.
+        crate::audit::resolve_outputs(&mut records, |id| get_record(&conn, id))?;
         let next_cursor = if more {
             last.and_then(|c| serde_json::to_vec(&c).ok())
                 .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
