@@ -111,6 +111,33 @@ pub struct Response<'a> {
 pub struct Executor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// Where the audit records put on their own go instead of the store, for an
+    /// [`AuditBatch`] to write together.
+    held_audits: Option<Arc<std::sync::Mutex<Vec<AuditRecord>>>>,
+}
+
+/// The audit records an executor from [`Executor::batching_audits`] held back, written
+/// together by [`flush`](Self::flush).
+#[derive(Debug)]
+pub struct AuditBatch {
+    store: Arc<dyn Store>,
+    held: Arc<std::sync::Mutex<Vec<AuditRecord>>>,
+}
+
+impl AuditBatch {
+    /// Write the records held so far with [`Store::put_audits`] (one `BatchWriteItem` per
+    /// 25 on DynamoDB) and answer how many. Like an audit record put on its own, a failure
+    /// is logged and changes no outcome.
+    pub async fn flush(&self) -> usize {
+        let records = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        if records.is_empty() {
+            return 0;
+        }
+        if let Err(err) = self.store.put_audits(&records).await {
+            tracing::warn!(error = %err, records = records.len(), "could not write the batch's audit records");
+        }
+        records.len()
+    }
 }
 
 /// What the executor knows about one request once its input and key are valid.
@@ -140,7 +167,26 @@ impl Executor {
         Self {
             store,
             clock: Arc::new(SystemClock),
+            held_audits: None,
         }
+    }
+
+    /// This executor, but holding back the audit records it would put on their own
+    /// (replays, rejections, take-overs, retries outside a commit) for the returned
+    /// [`AuditBatch`] to write together: an SQS batch of replays then costs one request
+    /// per record and one for all their audit records (docs/architecture.md §7.3).
+    /// Commits are unchanged: a completion's audit record stays in its transaction.
+    pub fn batching_audits(&self) -> (Executor, AuditBatch) {
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let executor = Self {
+            held_audits: Some(held.clone()),
+            ..self.clone()
+        };
+        let batch = AuditBatch {
+            store: self.store.clone(),
+            held,
+        };
+        (executor, batch)
     }
 
     /// Use another clock (tests of leases and retention).
@@ -389,6 +435,10 @@ impl Executor {
     }
 
     async fn put_audit_logged(&self, record: AuditRecord) {
+        if let Some(held) = &self.held_audits {
+            held.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+            return;
+        }
         if let Err(err) = self.store.put_audit(&record).await {
             tracing::warn!(error = %err, status = record.status.as_str(), "could not write the audit record");
         }

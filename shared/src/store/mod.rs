@@ -532,6 +532,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Put one audit record on its own (replays, rejections); never overwrites.
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
 
+    /// Put several audit records on their own (the replays and rejections of an SQS
+    /// batch), as few requests as the store allows; never overwrites. Not atomic: on an
+    /// error, some of them may be written. By default, one [`put_audit`](Self::put_audit)
+    /// each.
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.put_audit(record).await?;
+        }
+        Ok(())
+    }
+
     /// Read an idempotency record (strongly consistent).
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
@@ -554,6 +565,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         (**self).put_audit(record).await
+    }
+
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        (**self).put_audits(records).await
     }
 
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {

@@ -380,6 +380,18 @@ impl Store for SqliteStore {
         self.with_tx(|tx| insert_audit(tx, record).map(|()| ((), true)))
     }
 
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for record in records {
+            limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
+        }
+        self.with_tx(|tx| {
+            records
+                .iter()
+                .try_for_each(|record| insert_audit(tx, record))
+                .map(|()| ((), true))
+        })
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         get_record(&conn, id)
