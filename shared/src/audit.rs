@@ -200,10 +200,12 @@ pub fn scrub_error(e: crate::ActionError, input: &Value, fields: &[String]) -> c
 /// Keep `details` within [`MAX_DETAILS_BYTES`]: a larger value is replaced by its size
 /// and SHA-256 so that the audit write can never fail for size.
 pub fn bound_details(details: Value) -> Value {
-    let text = details.to_string();
-    if text.len() <= MAX_DETAILS_BYTES {
+    // Counted without building the text (the limit checks count it again); the text is
+    // built only to digest details over the limit.
+    if crate::limits::details_text_len(&details) <= MAX_DETAILS_BYTES {
         return details;
     }
+    let text = details.to_string();
     serde_json::json!({
         "truncated": true,
         "bytes": text.len(),

@@ -325,7 +325,7 @@ pub fn details_stored_len(details: &Value) -> usize {
 
 /// The length of the JSON text of `details`, counted without building it: an upper
 /// bound of their stored size (compression only makes it smaller).
-fn details_text_len(details: &Value) -> usize {
+pub fn details_text_len(details: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
