@@ -228,8 +228,10 @@ impl Executor {
             }
             return Execution::rejected(name, inv.key.clone(), e);
         }
-        let params = match &inv.params {
-            Params::Json(v) => Ok(v.clone()),
+        // The parsed params move out of the invocation (nothing reads them there again):
+        // no copy of the input.
+        let params = match &mut inv.params {
+            Params::Json(v) => Ok(std::mem::take(v)),
             Params::Text(text) => parse_params(text),
         };
         let params = match params {
