@@ -87,7 +87,7 @@ pub use audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
 pub use clock::{Clock, SystemClock};
 pub use context::ActionContext;
 pub use error::{ActionError, ErrorBody, ErrorKind, StoreError};
-pub use executor::{Execution, Executor, Response};
+pub use executor::{AuditBatch, Execution, Executor, Response};
 pub use invocation::{Invocation, Params, Source};
 pub use store::{Entity, EntityKey, Expect, Store, StoreConfig};
 #[cfg(feature = "lambda")]

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
-    Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, refused,
-    retention_s, store_failure,
+    Execution, Executor, Prepared, completion_details, entity_conflict, error_text,
+    outcome_details, refused, retention_s, store_failure,
 };
 use crate::audit::{self, AuditStatus};
 use crate::error::{ActionError, StoreError};
@@ -119,7 +119,12 @@ impl Executor {
                 Err(e),
             ),
         };
-        let details = outcome_details(&p, outcome.as_deref());
+        let details = match &outcome {
+            Ok(raw) if status == AuditStatus::Completed => {
+                completion_details(&p, raw, &lease_owner)
+            }
+            _ => outcome_details(&p, outcome.as_deref()),
+        };
         let mut commit = Commit {
             record,
             audit: self.audit(&p, attempt, status, details),

@@ -140,6 +140,13 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.put_audit(record).await
     }
 
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        if self.take(Fault::PutAudit) {
+            return Err(Self::injected("audit put"));
+        }
+        self.inner.put_audits(records).await
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.get_record(id).await
     }

@@ -380,6 +380,18 @@ impl Store for SqliteStore {
         self.with_tx(|tx| insert_audit(tx, record).map(|()| ((), true)))
     }
 
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for record in records {
+            limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
+        }
+        self.with_tx(|tx| {
+            records
+                .iter()
+                .try_for_each(|record| insert_audit(tx, record))
+                .map(|()| ((), true))
+        })
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         get_record(&conn, id)
@@ -460,7 +472,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
         let more = rows.len() > limit;
-        let mut records = Vec::with_capacity(limit);
+        let mut records: Vec<AuditRecord> = Vec::with_capacity(limit);
         let mut last = None;
         for (json, position) in rows.into_iter().take(limit) {
             records.push(
@@ -469,6 +481,8 @@ impl Store for SqliteStore {
             );
             last = Some(position);
         }
+        // Completion outputs stored once, in their idempotency record.
+        crate::audit::resolve_outputs(&mut records, |id| get_record(&conn, id))?;
         let next_cursor = if more {
             last.and_then(|c| serde_json::to_vec(&c).ok())
                 .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))

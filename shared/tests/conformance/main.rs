@@ -5,6 +5,7 @@
 mod boundaries;
 mod harness;
 mod storable;
+mod write_units;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -20,6 +21,7 @@ use boundaries::*;
 use harness::{Backend, Behavior, Harness, Probe};
 use serde_json::{Value, json};
 use storable::*;
+use write_units::*;
 
 pub(crate) fn inv(params: Value, key: &str) -> Invocation {
     Invocation::new(params, Source::Direct).with_key(key)
@@ -969,12 +971,14 @@ conformance!(
     a_lease_is_taken_over_from_the_millisecond_after_it_ends,
     a_record_expires_from_the_second_after_its_retention,
     records_carry_the_lease_and_retention_times,
-    results_are_compressed_from_the_byte_after_16_kib,
+    results_are_compressed_from_the_byte_after_512_bytes,
     digests_are_the_sha256_of_the_canonical_text,
     a_write_staged_twice_keeps_its_first_condition,
     optimistic_failures_and_reruns,
     optimistic_resends,
     audit_pages_hold_exactly_their_limit,
+    write_units_per_execution,
+    a_completion_output_is_stored_once,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
