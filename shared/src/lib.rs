@@ -78,7 +78,7 @@ pub mod testing;
 pub mod trigger;
 pub mod validation;
 
-pub use action::{Action, ActionOptions, Catalog, DynAction, KeyPolicy, Lease, Mode};
+pub use action::{Action, ActionOptions, Catalog, DynAction, Effects, KeyPolicy, Lease, Mode};
 pub use audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
 pub use clock::{Clock, SystemClock};
 pub use context::ActionContext;
