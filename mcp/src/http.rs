@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
-use actiondo::ActionError;
-use actiondo_api::Auth;
+use actiondo::{ActionError, Store};
 use actiondo_api::keys::Scope;
+use actiondo_api::{Api, Auth};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -107,4 +107,78 @@ pub async fn principal(auth: &Auth, headers: &HeaderMap) -> Result<Principal, Ac
         key_id: Some(record.id.clone()),
         scope: record.scope(),
     })
+}
+
+// ---------------------------------------------------------------- the router's /mcp
+//
+// Two settings mount `/mcp` in the router Lambda (docs/architecture.md §7.6): its cargo
+// feature `mcp` links this crate (`cargo lambda build --features mcp`; without it the MCP
+// SDK stays out of the deployed binary), and `ACTIONDO_MCP=on` mounts the route.
+// `ACTIONDO_MCP_HOSTS` (comma-separated `host` or `host:port`) restricts the `Host`
+// header; unset, any host is accepted (API Gateway chooses the host; the check guards
+// servers on a loopback address against DNS rebinding). Every request stands alone: no
+// in-memory sessions, which a Lambda function could not keep.
+
+/// The setting that mounts `/mcp`: `on` or `off` (the default).
+pub const MCP_ENV: &str = "ACTIONDO_MCP";
+/// The `Host` values `/mcp` accepts, comma-separated; unset: any.
+pub const MCP_HOSTS_ENV: &str = "ACTIONDO_MCP_HOSTS";
+
+/// Whether the settings `enabled` (of [`MCP_ENV`]) mount `/mcp`; a value other than
+/// `on`/`off` is a configuration error, not a silent `off`.
+pub fn enabled(setting: Option<&str>) -> Result<bool, ActionError> {
+    match setting.map(str::trim) {
+        None | Some("" | "off") => Ok(false),
+        Some("on") => Ok(true),
+        Some(other) => Err(ActionError::validation(format!(
+            "{MCP_ENV} must be on or off, got {other:?}"
+        ))),
+    }
+}
+
+/// `router` with `/mcp` over `api`'s catalog and dispatcher, reading executions and audit
+/// records from `store`, behind `auth`, when [`MCP_ENV`] says `on`.
+pub fn mount(
+    router: axum::Router,
+    api: &Api,
+    store: Arc<dyn Store>,
+    auth: Auth,
+) -> Result<axum::Router, ActionError> {
+    if !enabled(std::env::var(MCP_ENV).ok().as_deref())? {
+        return Ok(router);
+    }
+    let allowed_hosts = std::env::var(MCP_HOSTS_ENV)
+        .map(|hosts| {
+            hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(router.merge(route(api, store, auth, allowed_hosts)))
+}
+
+/// The `/mcp` route itself (`allowed_hosts` empty: any host).
+pub fn route(
+    api: &Api,
+    store: Arc<dyn Store>,
+    auth: Auth,
+    allowed_hosts: Vec<String>,
+) -> axum::Router {
+    let server = McpServer::new(
+        api.catalog().clone(),
+        Arc::clone(api.dispatcher()),
+        store,
+        None,
+    );
+    router(
+        server,
+        auth,
+        HttpOptions {
+            allowed_hosts,
+            sessions: false,
+        },
+    )
 }

@@ -11,6 +11,9 @@
 //!   `aws-sdk-lambda`;
 //! - [`intake`]: the SQS intake queue's messages, run through the same dispatcher.
 //!
+//! With the cargo feature `mcp` and `ACTIONDO_MCP=on`, [`lambda::run`] also serves `/mcp`,
+//! the actions as MCP tools (`actiondo_mcp::http::mount`, docs/architecture.md §7.6).
+//!
 //! The binary links every action's code: the catalog is a set of actions
 //! (`Arc<dyn DynAction>`), whose schemas, key policies and input checks the routes use.
 
