@@ -12,7 +12,9 @@ api/, so they are checked through it):
 - aws-config / aws-sdk-sts / aws-sdk-sso: Lambda functions read their configuration from
   the environment (`actiondo::aws`);
 - aws-lc-rs / aws-lc-sys: TLS is rustls on ring (`actiondo::aws::http_client`,
-  `actiondo::http_client::client_builder`).
+  `actiondo::http_client::client_builder`);
+- actiondo-mcp / rmcp: the MCP server is served by the CLI (`actiondo mcp`, `/mcp` of
+  `actiondo serve`), not by an action's function.
 
 Exit status 1 and one line per offending package and crate.
 """
@@ -33,6 +35,8 @@ FORBIDDEN = {
     "aws-sdk-sso": "aws-config's credential chain",
     "aws-lc-rs": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
     "aws-lc-sys": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
+    "actiondo-mcp": "the MCP server (docs/architecture.md §7.6): the CLI's, not a function's",
+    "rmcp": "the MCP SDK (actiondo-mcp): the CLI's, not a function's",
 }
 
 

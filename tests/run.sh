@@ -23,6 +23,7 @@
 #                                (and the zig it cross-compiles with)
 #        .tools/venv-sam/        Python venv with aws-sam-cli (own venv: it pins its deps)
 #        .tools/node/            npm prefix with asl-validator
+#        .tools/mcp-venv/        Python venv with the official MCP SDK (MCP client tests)
 #        .tools/bin/             symlinks to every installed tool (put on PATH for tests)
 #        chromium, chromium-driver  Debian packages (apt-get), for the console's
 #                                browser test (cli/tests/console_browser.rs)
@@ -548,6 +549,21 @@ if [ "$CHECKS_ONLY" = 1 ]; then
     exit 0
 fi
 install_tools
+
+# ---- MCP client tests (issue 17; docs/architecture.md §7.6): the official MCP Python
+# SDK, pinned, in a venv of its own (.tools/mcp-venv), where cli/tests/mcp.rs finds it.
+# Idempotent (a stamp names the installed pin); not linked into .tools/bin.
+MCP_CLIENT_PKG="mcp==2.3.0"
+if [ -x "$TOOLS/mcp-venv/bin/python" ] && stamp_ok "$TOOLS/mcp-venv/.installed-mcp" "$MCP_CLIENT_PKG"; then
+    info "mcp client: present ($MCP_CLIENT_PKG)"
+else
+    need python3 "install python3 (needed for the MCP client tests)"
+    info "mcp client: pip install $MCP_CLIENT_PKG"
+    [ -x "$TOOLS/mcp-venv/bin/python" ] || python3 -m venv "$TOOLS/mcp-venv" || die "python3 -m venv failed"
+    "$TOOLS/mcp-venv/bin/python" -m pip install -q "$MCP_CLIENT_PKG" || die "pip install $MCP_CLIENT_PKG failed"
+    echo "$MCP_CLIENT_PKG" >"$TOOLS/mcp-venv/.installed-mcp"
+fi
+# ---- end of the MCP client block
 
 if [ "$SERVERS_ONLY" = 0 ]; then
     # A clean CI build gains nothing from incremental artifacts, which double the

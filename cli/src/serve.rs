@@ -3,7 +3,8 @@
 //! The very routes of the deployed router (`actiondo_api::Api`, docs/architecture.md §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
 //! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
-//! `GET /audit`, and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state
+//! `GET /audit`, `/mcp` (the actions as MCP tools, streamable HTTP, behind the same keys),
+//! and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state
 //! machines (with `AWS_ENDPOINT_URL_SFN` for a local Step Functions). API keys are required as in AWS (`actiondo keys create`); `--no-auth`
 //! turns them off for local play, on a loopback address only. The address it listens on
 //! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
@@ -17,7 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actiondo::{Executor, StoreConfig};
-use actiondo_api::{Api, Auth, InProcess, KeyStore, Workflows};
+use actiondo_api::{Api, Auth, Dispatcher, InProcess, KeyStore, Workflows};
+use actiondo_mcp::McpServer;
 use clap::Args;
 
 use crate::{CliError, EXIT_OK};
@@ -73,8 +75,16 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     let actions = catalog.len();
     let executor =
         Executor::from_arc(Arc::clone(&store)).with_metrics(actiondo::metrics::Metrics::from_env());
-    let dispatcher = InProcess::new(catalog.clone(), executor);
-    let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(InProcess::new(catalog.clone(), executor));
+    // /mcp: the same actions as MCP tools, through the same dispatcher and behind the
+    // same keys and scopes (docs/architecture.md §7.6).
+    let mcp = McpServer::new(
+        catalog.clone(),
+        Arc::clone(&dispatcher),
+        Arc::clone(&store),
+        None,
+    );
+    let mut api = Api::new(catalog, dispatcher, store, auth.clone());
     // POST /workflows/{name} needs Step Functions: a local one (moto) through
     // AWS_ENDPOINT_URL_SFN and ACTIONDO_WORKFLOW_<NAME>=<state machine ARN>.
     let workflows = if Workflows::machines_from_env().is_empty() {
@@ -106,10 +116,20 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
             "API keys required"
         }
     );
+    let mut hosts = actiondo_mcp::http::HttpOptions::default().allowed_hosts;
+    hosts.push(local.to_string());
+    let mcp = actiondo_mcp::http::router(
+        mcp,
+        auth,
+        actiondo_mcp::http::HttpOptions {
+            allowed_hosts: hosts,
+            sessions: true,
+        },
+    );
     // The console (`/`, `/console/…`) reads through the same routes.
     axum::serve(
         listener,
-        actiondo_api::console::with_console(api.into_router()),
+        actiondo_api::console::with_console(api.into_router()).merge(mcp),
     )
     .with_graceful_shutdown(shutdown())
     .await?;

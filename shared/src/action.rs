@@ -156,6 +156,34 @@ pub struct ActionOptions {
     /// How many times an optimistic execution is re-run in place after an entity conflict
     /// (default 3).
     pub optimistic_retries: u32,
+    /// What the action does beyond its own records, for callers that choose whether to
+    /// run it (agents: the MCP tool annotations, docs/architecture.md §7.6). Default: no
+    /// external effect, additive only.
+    pub effects: Effects,
+}
+
+/// What an execution does to the world, as the action declares it: hints for callers
+/// that decide whether to run it, never enforced. The MCP server (`actiondo-mcp`) shows
+/// them as a tool's `openWorldHint` and `destructiveHint`.
+///
+/// ```
+/// use actiondo::{ActionOptions, Effects};
+/// let opts = ActionOptions {
+///     effects: Effects { external: true, ..Effects::default() },
+///     ..ActionOptions::default()
+/// };
+/// assert!(!opts.effects.destructive);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Effects {
+    /// It reaches a system outside this deployment's own records — an email provider, a
+    /// payment provider, a webhook — whose effect the store cannot take back
+    /// (`openWorldHint`). False: its only effects are its staged entity writes.
+    pub external: bool,
+    /// It may overwrite, remove or reverse existing state (a status change, a release, a
+    /// refund), rather than only add new state (`destructiveHint`). Idempotency still
+    /// holds: a repeat with the same key changes nothing more.
+    pub destructive: bool,
 }
 
 impl Default for ActionOptions {
@@ -168,6 +196,7 @@ impl Default for ActionOptions {
             audit_replays: true,
             redact: Vec::new(),
             optimistic_retries: 3,
+            effects: Effects::default(),
         }
     }
 }

@@ -80,8 +80,8 @@ pub mod trigger;
 pub mod validation;
 
 pub use action::{
-    Action, ActionOptions, ActionSet, Catalog, Describe, Descriptors, DynAction, KeyPolicy, Lease,
-    Mode,
+    Action, ActionOptions, ActionSet, Catalog, Describe, Descriptors, DynAction, Effects,
+    KeyPolicy, Lease, Mode,
 };
 pub use audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
 pub use clock::{Clock, SystemClock};

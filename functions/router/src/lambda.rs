@@ -25,11 +25,12 @@ pub async fn run() -> Result<(), BoxError> {
     let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
         .open()
         .await?;
+    let auth = Auth::ApiKeys(KeyStore::new(Arc::clone(&store)));
     let mut api = Api::new(
         catalog,
         Arc::new(dispatcher),
         Arc::clone(&store),
-        Auth::ApiKeys(KeyStore::new(store)),
+        auth.clone(),
     );
     if let Some(workflows) = Workflows::from_env(&config) {
         api = api.with_workflows(workflows);
@@ -40,6 +41,11 @@ pub async fn run() -> Result<(), BoxError> {
     } else {
         api.clone().into_router()
     };
+    // `/mcp` when built with the feature `mcp` and ACTIONDO_MCP=on (docs/architecture.md §7.6).
+    #[cfg(feature = "mcp")]
+    let router = actiondo_mcp::http::mount(router, &api, store, auth)?;
+    #[cfg(not(feature = "mcp"))]
+    drop((store, auth));
     tracing::info!(actions = api.catalog().len(), "router ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let (api, router) = (api.clone(), router.clone());

@@ -11,6 +11,9 @@
 //!   `aws-sdk-lambda`;
 //! - [`intake`]: the SQS intake queue's messages, run through the same dispatcher.
 //!
+//! With the cargo feature `mcp` and `ACTIONDO_MCP=on`, [`lambda::run`] also serves `/mcp`,
+//! the actions as MCP tools (`actiondo_mcp::http::mount`, docs/architecture.md §7.6).
+//!
 //! The binary links no action's code: it serves the actions' descriptions
 //! ([`actiondo_catalog::descriptors`], `Arc<dyn Describe>`: names, schemas, key
 //! policies, the check against the input schema) and each action's own function runs it,
