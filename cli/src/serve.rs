@@ -1,11 +1,14 @@
-//! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth]`: the router's HTTP API, locally.
+//! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth] [--key-cache-ttl 30s]`: the router's
+//! HTTP API, locally.
 //!
 //! The very routes of the deployed router (`actiondo_api::Api`, docs/architecture.md §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
 //! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
 //! `GET /audit`, and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state
 //! machines (with `AWS_ENDPOINT_URL_SFN` for a local Step Functions). API keys are required as in AWS (`actiondo keys create`); `--no-auth`
-//! turns them off for local play, on a loopback address only. The address it listens on
+//! turns them off for local play, on a loopback address only. Verified keys are cached for
+//! `--key-cache-ttl` (30 s; `ACTIONDO_KEY_CACHE_TTL`): a key revoked by `actiondo keys
+//! revoke` in another process still works that long here. The address it listens on
 //! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
 //! it after the requests in flight.
 
@@ -32,6 +35,13 @@ pub struct ServeArgs {
     /// address).
     #[arg(long)]
     pub no_auth: bool,
+
+    /// How long a verified API key is trusted before its record is read again: the
+    /// longest a key revoked by another process (`actiondo keys revoke`) still works.
+    /// A whole number and s, m, h or d; `0` reads the key on every request.
+    #[arg(long, value_name = "DURATION", env = actiondo_api::keys::CACHE_TTL_ENV,
+          default_value = "30s", value_parser = actiondo_api::keys::parse_duration)]
+    pub key_cache_ttl: std::time::Duration,
 }
 
 /// Run `actiondo serve` until Ctrl-C or SIGTERM.
@@ -46,7 +56,7 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     let auth = if args.no_auth {
         Auth::Disabled
     } else {
-        let keys = KeyStore::new(Arc::clone(&store));
+        let keys = KeyStore::new(Arc::clone(&store)).with_cache_ttl(args.key_cache_ttl);
         if keys
             .list()
             .await

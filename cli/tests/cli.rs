@@ -759,7 +759,9 @@ async fn serve_answers_the_router_api_with_keys_over_real_http() {
     assert!(key.starts_with("ado_"), "{create:#?}");
     assert!(create.stderr.contains("not shown again"), "{create:#?}");
 
-    let server = sb.serve(&[]);
+    // No key cache: a revocation by another process (the CLI below) applies at once. The
+    // cache's semantics are asserted with a test clock (api/tests/keys.rs).
+    let server = sb.serve(&["--key-cache-ttl", "0"]);
     let http = reqwest::Client::new();
     let post = |path: &str, body: &str| {
         http.post(server.url(path))
@@ -868,7 +870,15 @@ async fn serve_answers_the_router_api_with_keys_over_real_http() {
         .expect("json");
     assert_eq!(audit_statuses(&audit), ["rejected"], "{audit:#}");
 
-    // Revoked (by the CLI, while the server runs): 401 at once.
+    // The use is recorded (at most once a minute) and listed.
+    let listed = sb.run(&["keys", "list", "--json"]);
+    listed.assert_code(0);
+    assert!(
+        listed.json()["keys"][0]["lastUsedAt"].is_string(),
+        "{listed:#?}"
+    );
+
+    // Revoked (by the CLI, while the server runs, without a key cache): 401 at once.
     let id = key.split('_').nth(1).expect("id").to_owned();
     sb.run(&["keys", "revoke", &id]).assert_code(0);
     let revoked = post("/actions/create-user", &params)
@@ -877,6 +887,21 @@ async fn serve_answers_the_router_api_with_keys_over_real_http() {
         .await
         .expect("send");
     assert_eq!(revoked.status(), 401);
+
+    // An expired key: 401 saying so, with no internals.
+    let short = sb.run(&["keys", "create", "--scope", "*", "--expires-in", "1s"]);
+    short.assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let expired = http
+        .get(server.url("/actions"))
+        .bearer_auth(short.stdout.trim())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(expired.status(), 401);
+    let body: Value = expired.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "ActionDo.Unauthorized", "{body:#}");
+    assert_eq!(body["error"]["details"]["reason"], "expired", "{body:#}");
 
     let (code, stderr) = server.stop();
     assert_eq!(code, Some(0), "{stderr}");
@@ -964,4 +989,38 @@ fn keys_are_listed_without_their_secret_and_revoked_once() {
     let bad = sb.run(&["keys", "create", "--scope", "Send_*"]);
     bad.assert_code(2);
     assert!(bad.stderr.contains("/scope/0"), "{bad:#?}");
+
+    // Expiry: a humane duration, validated; listed with the key.
+    let expiring = sb.run(&[
+        "keys",
+        "create",
+        "--scope",
+        "*",
+        "--expires-in",
+        "30d",
+        "--json",
+    ]);
+    expiring.assert_code(0);
+    let expires_at = expiring.json()["expiresAt"]
+        .as_str()
+        .expect("an expiry")
+        .to_owned();
+    assert!(expiring.stderr.contains(&expires_at), "{expiring:#?}");
+    let list = sb.run(&["keys", "list"]);
+    list.assert_code(0);
+    assert!(list.stdout.contains(&expires_at), "{list:#?}");
+    assert!(list.stdout.contains("EXPIRES") && list.stdout.contains("LAST USED"));
+    for bad in ["30", "0s", "1w", "-1d", "3651d"] {
+        let arg = format!("--expires-in={bad}");
+        let refused = sb.run(&["keys", "create", "--scope", "*", &arg]);
+        refused.assert_code(2);
+        assert!(
+            refused.stderr.contains("--expires-in"),
+            "{bad}: {refused:#?}"
+        );
+    }
+    let keys = sb.run(&["keys", "list", "--json"]).json()["keys"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(keys, Some(3), "no key was made by a refused command");
 }

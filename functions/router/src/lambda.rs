@@ -12,8 +12,9 @@ use serde_json::Value;
 use crate::dispatch::LambdaDispatcher;
 
 /// Set up once (tracing, the store, the Lambda client, the function of every action from
-/// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`) and serve
-/// invocations. Every HTTP route needs an API key.
+/// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`, the key cache's
+/// TTL from `ACTIONDO_KEY_CACHE_TTL`) and serve invocations. Every HTTP route needs an API
+/// key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
     let catalog = actiondo_catalog::catalog();
@@ -27,7 +28,11 @@ pub async fn run() -> Result<(), BoxError> {
         catalog,
         Arc::new(dispatcher),
         Arc::clone(&store),
-        Auth::ApiKeys(KeyStore::new(store)),
+        // Each instance caches verified keys (ACTIONDO_KEY_CACHE_TTL, 30 s by default): a
+        // revoked key still works on an instance that verified it within that time.
+        Auth::ApiKeys(
+            KeyStore::new(store).with_cache_ttl(actiondo_api::keys::cache_ttl_from_env()?),
+        ),
     );
     if let Some(workflows) = Workflows::from_env(&config) {
         api = api.with_workflows(workflows);
