@@ -940,12 +940,16 @@ async fn a_lone_entity_put_is_conditional_and_unaudited(backend: Backend) {
     assert!(put(json!({"value": "v3"}), Expect::Any).await);
     let now = h.entity("thing#lone").await.expect("written");
     assert_eq!((now.version, now.doc.clone()), (3, json!({"value": "v3"})));
-    let audit = h
-        .faulty
-        .query_audit(&AuditQuery::new(AuditFilter::All))
-        .await
-        .expect("query_audit");
-    assert!(audit.records.is_empty(), "no audit record");
+    // No audit record: on DynamoDB the single `UpdateItem` above says so (the audit
+    // cannot be listed there without a filter); SQLite lists it.
+    if backend == Backend::Sqlite {
+        let audit = h
+            .faulty
+            .query_audit(&AuditQuery::new(AuditFilter::All))
+            .await
+            .expect("query_audit");
+        assert!(audit.records.is_empty(), "no audit record");
+    }
 }
 
 macro_rules! conformance {
