@@ -46,7 +46,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::dispatch::Dispatcher;
-use crate::keys::{KeyStore, Scope};
+use crate::keys::{KeyStore, Scope, VerifiedKey};
 use crate::workflows::{Started, Workflows};
 
 /// The request header asking for an asynchronous execution (`Prefer: respond-async`) or
@@ -193,17 +193,13 @@ impl Api {
             )
             .fallback(unknown_route)
             .with_state(Arc::new(self))
+            .layer(axum::middleware::from_fn(with_request_id))
     }
 
     /// Who is calling: the scope of the request's API key (401 without a valid one).
     async fn authorize(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let keys = match &self.auth {
-            Auth::Disabled => {
-                return Ok(Caller {
-                    id: None,
-                    scope: Scope::all(),
-                });
-            }
+            Auth::Disabled => return Ok(Caller { key: None }),
             Auth::ApiKeys(keys) => keys,
         };
         let token = headers
@@ -216,10 +212,8 @@ impl Api {
             .ok_or_else(|| {
                 ActionError::unauthorized("send an API key: Authorization: Bearer <key>")
             })?;
-        let record = keys.authenticate(token).await?;
         Ok(Caller {
-            id: Some(record.id.clone()),
-            scope: record.scope(),
+            key: Some(keys.authenticate(token).await?),
         })
     }
 
@@ -235,7 +229,7 @@ impl Api {
         for action in self
             .catalog
             .iter()
-            .filter(|a| caller.scope.allows(a.name()))
+            .filter(|a| caller.scope().allows(a.name()))
         {
             in_scope.insert(Arc::clone(action));
         }
@@ -259,7 +253,7 @@ impl Api {
             source: Source::Http,
             request_id: None,
             correlation_id,
-            caller: caller.id.as_ref().map(|id| format!("apikey:{id}")),
+            caller: caller.key.as_ref().map(|k| k.caller.clone()),
             trace_id: None,
             deadline_ms: None,
         }
@@ -396,16 +390,23 @@ impl Ran {
 /// The caller of a request.
 #[derive(Debug)]
 struct Caller {
-    /// The API key's id (`None` without auth).
-    id: Option<String>,
-    scope: Scope,
+    /// The verified API key (`None` without auth).
+    key: Option<Arc<VerifiedKey>>,
 }
 
+/// The scope of every caller when auth is disabled.
+static ALL: std::sync::LazyLock<Scope> = std::sync::LazyLock::new(Scope::all);
+
 impl Caller {
+    /// What the caller may call.
+    fn scope(&self) -> &Scope {
+        self.key.as_ref().map_or(&ALL, |k| &k.scope)
+    }
+
     /// 403 unless the scope matches the action `action`; the answer is the same for a
     /// known and an unknown name, and names nothing else.
     fn check(&self, action: &str) -> Result<(), ActionError> {
-        if self.scope.allows(action) {
+        if self.scope().allows(action) {
             Ok(())
         } else {
             Err(ActionError::forbidden(format!(
@@ -416,7 +417,7 @@ impl Caller {
 
     /// 403 unless the scope has a `workflow:` pattern matching `workflow`.
     fn check_workflow(&self, workflow: &str) -> Result<(), ActionError> {
-        if self.scope.allows_workflow(workflow) {
+        if self.scope().allows_workflow(workflow) {
             Ok(())
         } else {
             Err(ActionError::forbidden(format!(
@@ -680,7 +681,7 @@ async fn list_actions(State(api): Shared, headers: HeaderMap) -> Result<Response
     let actions: Vec<Value> = api
         .catalog
         .iter()
-        .filter(|a| caller.scope.allows(a.name()))
+        .filter(|a| caller.scope().allows(a.name()))
         .map(|a| describe(a.as_ref()))
         .collect();
     Ok(into_axum(json_response(
@@ -755,7 +756,7 @@ async fn audit(
     }
     let mut page = api.store.query_audit(&query).await?;
     page.records.retain(|r| {
-        caller.scope.allows(&r.action) && status.as_deref().is_none_or(|s| r.status.as_str() == s)
+        caller.scope().allows(&r.action) && status.as_deref().is_none_or(|s| r.status.as_str() == s)
     });
     Ok(into_axum(json_response(
         StatusCode::OK,
@@ -788,7 +789,7 @@ async fn list_workflows(State(api): Shared, headers: HeaderMap) -> Result<Respon
     let workflows: Vec<Value> = api
         .definitions
         .iter()
-        .filter(|(name, _)| caller.scope.allows_workflow(name))
+        .filter(|(name, _)| caller.scope().allows_workflow(name))
         .map(|(name, definition)| {
             json!({
                 "name": name,
@@ -887,6 +888,69 @@ async fn redrive_workflow(
     caller.check_workflow(&name)?;
     let body = api.workflows(&name)?.redrive(&name, &id).await?;
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
+}
+
+/// The response header naming the request's id (the field `request_id` of its log lines).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Give the request an id: its log lines are in a span `request{request_id}`, the response
+/// has it in `X-Request-Id`, and a 5xx error names it (in its message and as
+/// `details.requestId`), so that the cause left in the log can be found while the answer
+/// carries none of the store's or AWS's text.
+async fn with_request_id(request: Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let id = random_request_id();
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let response = next.run(request).instrument(span).await;
+    let (mut parts, body) = response.into_parts();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        parts.headers.insert(REQUEST_ID_HEADER, value);
+    }
+    if !parts.status.is_server_error() {
+        return Response::from_parts(parts, body);
+    }
+    // Error bodies are small: read, name the id, write back.
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut value) if value["error"].is_object() => {
+            let error = &mut value["error"];
+            if let Some(message) = error["message"].as_str() {
+                error["message"] = Value::String(format!("{message} (request id {id})"));
+            }
+            if !error["details"].is_object() {
+                error["details"] = json!({});
+            }
+            error["details"]["requestId"] = Value::String(id);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Body::from(value.to_string())
+        }
+        _ => Body::from(bytes),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// A random prefix per process and a counter: `3f9c01a2b4d5e6f7-1a`. Unique without a
+/// system call per request.
+fn random_request_id() -> String {
+    static PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut bytes = [0u8; 8];
+        match getrandom::fill(&mut bytes) {
+            Ok(()) => hex::encode(bytes),
+            // No randomness: the start time still tells processes apart.
+            Err(_) => format!(
+                "{:016x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            ),
+        }
+    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n:x}", *PREFIX)
 }
 
 /// Any other route.

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 
 use actiondo::store::sqlite::SqliteStore;
 use actiondo::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, RecordStatus,
+    Claim, ClaimOutcome, Commit, CommitOutcome, Expect, IdempotencyRecord, RecordStatus,
 };
 use actiondo::{
     AuditPage, AuditQuery, AuditRecord, Catalog, Entity, EntityKey, Executor, Store, StoreError,
@@ -63,6 +63,15 @@ impl Store for Watched {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         self.inner.query_audit(query).await
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &serde_json::Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_entity(key, doc, expect).await
     }
 }
 

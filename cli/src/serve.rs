@@ -1,4 +1,5 @@
-//! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth]`: the router's HTTP API, locally.
+//! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth] [--key-cache-ttl 30s]`: the router's
+//! HTTP API, locally.
 //!
 //! The very routes of the deployed router (`actiondo_api::Api`, docs/architecture.md §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
@@ -6,7 +7,9 @@
 //! `GET /audit`, `/mcp` (the actions as MCP tools, streamable HTTP, behind the same keys),
 //! and the workflow routes when `ACTIONDO_WORKFLOW_<NAME>` names state
 //! machines (with `AWS_ENDPOINT_URL_SFN` for a local Step Functions). API keys are required as in AWS (`actiondo keys create`); `--no-auth`
-//! turns them off for local play, on a loopback address only. The address it listens on
+//! turns them off for local play, on a loopback address only. Verified keys are cached for
+//! `--key-cache-ttl` (30 s; `ACTIONDO_KEY_CACHE_TTL`): a key revoked by `actiondo keys
+//! revoke` in another process still works that long here. The address it listens on
 //! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
 //! it after the requests in flight.
 //!
@@ -43,6 +46,12 @@ pub struct ServeArgs {
     /// and the console show; none when it does not exist.
     #[arg(long, default_value = "workflows", value_name = "DIR")]
     pub workflows: std::path::PathBuf,
+    /// How long a verified API key is trusted before its record is read again: the
+    /// longest a key revoked by another process (`actiondo keys revoke`) still works.
+    /// A whole number and s, m, h or d; `0` reads the key on every request.
+    #[arg(long, value_name = "DURATION", env = actiondo_api::keys::CACHE_TTL_ENV,
+          default_value = "30s", value_parser = actiondo_api::keys::parse_duration)]
+    pub key_cache_ttl: std::time::Duration,
 }
 
 /// Run `actiondo serve` until Ctrl-C or SIGTERM.
@@ -57,7 +66,7 @@ pub async fn run(store: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> 
     let auth = if args.no_auth {
         Auth::Disabled
     } else {
-        let keys = KeyStore::new(Arc::clone(&store));
+        let keys = KeyStore::new(Arc::clone(&store)).with_cache_ttl(args.key_cache_ttl);
         if keys
             .list()
             .await

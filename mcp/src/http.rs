@@ -104,8 +104,8 @@ pub async fn principal(auth: &Auth, headers: &HeaderMap) -> Result<Principal, Ac
         .ok_or_else(|| ActionError::unauthorized("send an API key: Authorization: Bearer <key>"))?;
     let record = keys.authenticate(token).await?;
     Ok(Principal {
-        key_id: Some(record.id.clone()),
-        scope: record.scope(),
+        key_id: Some(record.record.id.clone()),
+        scope: record.scope.clone(),
     })
 }
 

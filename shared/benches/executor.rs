@@ -200,6 +200,21 @@ impl Store for MemoryStore {
             next_cursor: None,
         })
     }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        _doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        let mut m = self.0.lock().expect("memory");
+        let current = m.versions.get(key).copied();
+        if !expect.holds(current) {
+            return Ok(false);
+        }
+        *m.versions.entry(key.clone()).or_default() += 1;
+        Ok(true)
+    }
 }
 
 fn report(name: &str, mut samples: Vec<Duration>) {

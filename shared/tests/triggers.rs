@@ -13,7 +13,8 @@ use actiondo::store::{Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRec
 use actiondo::trigger::RawEvent;
 use actiondo::{
     Action, ActionContext, ActionError, ActionOptions, AuditPage, AuditQuery, AuditRecord,
-    AuditStatus, Entity, EntityKey, ErrorKind, Executor, Handler, Source, Store, StoreError,
+    AuditStatus, Entity, EntityKey, ErrorKind, Executor, Expect, Handler, Source, Store,
+    StoreError,
 };
 use base64::Engine as _;
 use harness::{Backend, Harness, Probe};
@@ -724,6 +725,14 @@ impl Store for PanickingStore {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         self.0.query_audit(query).await
+    }
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &serde_json::Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.0.put_entity(key, doc, expect).await
     }
 }
 

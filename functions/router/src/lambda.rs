@@ -12,8 +12,9 @@ use serde_json::Value;
 use crate::dispatch::LambdaDispatcher;
 
 /// Set up once (tracing, the store, the Lambda client, the function of every action from
-/// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`) and serve
-/// invocations. Every HTTP route needs an API key.
+/// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`, the key cache's
+/// TTL from `ACTIONDO_KEY_CACHE_TTL`) and serve invocations. Every HTTP route needs an API
+/// key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
     // Descriptions only: this binary invokes each action's own function and links none
@@ -25,7 +26,11 @@ pub async fn run() -> Result<(), BoxError> {
     let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
         .open()
         .await?;
-    let auth = Auth::ApiKeys(KeyStore::new(Arc::clone(&store)));
+    // Each instance caches verified keys (ACTIONDO_KEY_CACHE_TTL, 30 s by default): a
+    // revoked key still works on an instance that verified it within that time.
+    let auth = Auth::ApiKeys(
+        KeyStore::new(Arc::clone(&store)).with_cache_ttl(actiondo_api::keys::cache_ttl_from_env()?),
+    );
     let mut api = Api::new(
         catalog,
         Arc::new(dispatcher),

@@ -436,6 +436,12 @@ impl DynamoStore {
         Ok(Self::new(Self::client_for(config), Tables::from_env()?))
     }
 
+    /// A store over a client built from `config` with the store's timeouts, and these
+    /// tables (tests and local stacks with their own table names).
+    pub fn with_tables(config: &SdkConfig, tables: Tables) -> Self {
+        Self::new(Self::client_for(config), tables)
+    }
+
     /// How long the SDK waits for the connection to DynamoDB (the SDK's default).
     pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
 
@@ -1042,6 +1048,41 @@ impl Store for DynamoStore {
                 })
             })
             .transpose()
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        // The update of a commit's staged put, on its own: one `UpdateItem`.
+        let (condition, value) = entity_condition(expect);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.entities)
+            .set_key(Some(entity_key(key)))
+            .update_expression("SET #doc = :doc ADD #version :one")
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":doc", json_to_attr(doc))
+            .expression_attribute_values(":one", n(1))
+            .set_condition_expression(condition.map(str::to_owned));
+        if let Some((name, v)) = value {
+            update = update.expression_attribute_values(name, v);
+        }
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(sdk_err("UpdateItem (entity)", err)),
+        }
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {

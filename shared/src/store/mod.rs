@@ -551,6 +551,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Audit records, newest first, one page at a time.
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+
+    /// One conditional entity put outside any execution, with no idempotency or audit
+    /// record: bookkeeping that is no unit of work (when an API key was last used). The
+    /// version becomes the old one + 1 (1 for a new item), as in a commit. `Ok(false)` when
+    /// `expect` does not hold: nothing was written.
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]
@@ -581,5 +592,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         (**self).query_audit(query).await
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        (**self).put_entity(key, doc, expect).await
     }
 }

@@ -18,7 +18,7 @@ use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord};
 use crate::error::StoreError;
 use crate::limits;
 use crate::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord,
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
     RELEASED_LEASE_MS, RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,
 };
 
@@ -416,6 +416,26 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &serde_json::Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.with_tx(|tx| {
+            if !expect.holds(entity_version(tx, key)?) {
+                return Ok((false, false));
+            }
+            exec(
+                tx,
+                "INSERT INTO entities (pk, sk, doc, version) VALUES (?1, ?2, ?3, 1) \
+                 ON CONFLICT (pk, sk) DO UPDATE SET doc = excluded.doc, version = version + 1",
+                params![key.pk, key.sk, doc.to_string()],
+            )?;
+            Ok((true, true))
+        })
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
