@@ -5,6 +5,8 @@
 #
 #   benches/serve.sh [DURATION]      (default 20s per run; needs wrk: apt-get install wrk)
 #   ACTIONDO_BENCH_NO_AUTH=1 benches/serve.sh    the same with `serve --no-auth`
+#   ACTIONDO_KEY_CACHE_TTL=0 benches/serve.sh    keys read from the store on every request
+#                                                (no cache of verified keys; default 30s)
 #
 # Builds the CLI with the bench profile (release, thin LTO), starts it in a temporary
 # folder (its own store file), creates a key with scope *, and stops it at the end.

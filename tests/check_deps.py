@@ -15,6 +15,8 @@ api/, so they are checked through it):
   `actiondo::http_client::client_builder`);
 - actiondo-workflow: the local Step Functions engine is the CLI's (`actiondo workflow`,
   `actiondo serve`); in AWS, Step Functions runs the workflows.
+- actiondo-mcp / rmcp: the MCP server is served by the CLI (`actiondo mcp`, `/mcp` of
+  `actiondo serve`), not by an action's function.
 
 Exit status 1 and one line per offending package and crate.
 """
@@ -36,6 +38,8 @@ FORBIDDEN = {
     "aws-lc-rs": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
     "aws-lc-sys": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
     "actiondo-workflow": "the local workflow engine (CLI only; Step Functions runs workflows in AWS)",
+    "actiondo-mcp": "the MCP server (docs/architecture.md §7.6): the CLI's, not a function's",
+    "rmcp": "the MCP SDK (actiondo-mcp): the CLI's, not a function's",
 }
 
 

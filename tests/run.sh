@@ -23,7 +23,10 @@
 #                                (and the zig it cross-compiles with)
 #        .tools/venv-sam/        Python venv with aws-sam-cli (own venv: it pins its deps)
 #        .tools/node/            npm prefix with asl-validator
+#        .tools/mcp-venv/        Python venv with the official MCP SDK (MCP client tests)
 #        .tools/bin/             symlinks to every installed tool (put on PATH for tests)
+#        chromium, chromium-driver  Debian packages (apt-get), for the console's
+#                                browser test (cli/tests/console_browser.rs)
 #        .tools/logs/            server logs and the last cargo test output
 #   2. cargo fmt --check, cargo clippy -D warnings, then the template and workflow
 #      checks, all offline (dummy credentials, region us-east-1, no telemetry):
@@ -40,7 +43,8 @@
 #      `cargo lambda watch` runs in the e2e tests; it starts each one with
 #      `cargo run --bin NAME`, which resolves features for the whole workspace, so this
 #      is the build it finds fresh). Both need the registry, so they run before we lose
-#      the network.
+#      the network. Then the TypeScript client: npm ci (into clients/typescript/
+#      node_modules) and npm test (node --test against its own actiondo serve).
 #   3. Re-runs itself inside a private network (and PID) namespace — DynamoDB Local
 #      binds every interface, and the namespace has its own loopback and nothing
 #      else — starts DynamoDB Local and moto there on free ports, exports the
@@ -222,6 +226,19 @@ install_asl_validator() {
     link_tool "$bin" asl-validator
 }
 
+# --- console browser test (issue 14): Debian's chromium and chromium-driver, which
+# cli/tests/console_browser.rs drives over WebDriver. Installed once with apt-get (it
+# needs root); the test fails under this script (ACTIONDO_TEST_REQUIRE_INFRA=1) when
+# they are missing, it never skips.
+install_chromium() {
+    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+        info "chromium: present ($(/usr/bin/chromedriver --version 2>/dev/null | cut -d' ' -f1-2))"
+        return
+    fi
+    apt_install chromium chromium-driver
+}
+# --- end of the console block
+
 CHECK_TOOLS=(sam cfn-lint asl-validator)
 
 # install_tools [--checks-only]: the servers, the checkers and what ACTIONDO_TOOLS adds;
@@ -231,12 +248,12 @@ install_tools() {
     if [ "${1:-}" = --checks-only ]; then
         wanted=("${CHECK_TOOLS[@]}")
     else
-        wanted=(dynamodb-local moto cargo-lambda "${CHECK_TOOLS[@]}")
+        wanted=(dynamodb-local moto cargo-lambda chromium "${CHECK_TOOLS[@]}")
         requested=${ACTIONDO_TOOLS:-}
         [ "$requested" = all ] && requested=""
         for t in ${requested//,/ }; do
             case $t in
-                dynamodb-local|moto|cargo-lambda|sam|cfn-lint|asl-validator) ;;   # always installed
+                dynamodb-local|moto|cargo-lambda|chromium|sam|cfn-lint|asl-validator) ;;   # always installed
                 *) die "unknown tool '$t' in ACTIONDO_TOOLS" ;;
             esac
         done
@@ -533,6 +550,21 @@ if [ "$CHECKS_ONLY" = 1 ]; then
 fi
 install_tools
 
+# ---- MCP client tests (issue 17; docs/architecture.md §7.6): the official MCP Python
+# SDK, pinned, in a venv of its own (.tools/mcp-venv), where cli/tests/mcp.rs finds it.
+# Idempotent (a stamp names the installed pin); not linked into .tools/bin.
+MCP_CLIENT_PKG="mcp==2.3.0"
+if [ -x "$TOOLS/mcp-venv/bin/python" ] && stamp_ok "$TOOLS/mcp-venv/.installed-mcp" "$MCP_CLIENT_PKG"; then
+    info "mcp client: present ($MCP_CLIENT_PKG)"
+else
+    need python3 "install python3 (needed for the MCP client tests)"
+    info "mcp client: pip install $MCP_CLIENT_PKG"
+    [ -x "$TOOLS/mcp-venv/bin/python" ] || python3 -m venv "$TOOLS/mcp-venv" || die "python3 -m venv failed"
+    "$TOOLS/mcp-venv/bin/python" -m pip install -q "$MCP_CLIENT_PKG" || die "pip install $MCP_CLIENT_PKG failed"
+    echo "$MCP_CLIENT_PKG" >"$TOOLS/mcp-venv/.installed-mcp"
+fi
+# ---- end of the MCP client block
+
 if [ "$SERVERS_ONLY" = 0 ]; then
     # A clean CI build gains nothing from incremental artifacts, which double the
     # size of target/.
@@ -549,6 +581,23 @@ if [ "$SERVERS_ONLY" = 0 ]; then
     cargo test --workspace --no-run
     # What `cargo lambda watch` runs in the e2e tests (cargo run --bin NAME, offline).
     cargo build --workspace --bins
+
+    # ---- TypeScript client (clients/typescript, docs/architecture.md §12) ----------
+    # `npm ci` puts its devDependency (typescript, pinned by package-lock.json) in
+    # clients/typescript/node_modules (git-ignored) while the network is here; `npm test`
+    # regenerates the action types from target/debug/actiondo, builds with tsc and runs
+    # `node --test`, which starts its own `actiondo serve` on 127.0.0.1 (temp store, free
+    # port) and stops it. No node: a warning; under CI=true, an error.
+    PHASE=typescript; section "TypeScript client (npm ci, npm test)"
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        (cd "$ROOT/clients/typescript" \
+            && npm ci --silent --loglevel=error \
+            && ACTIONDO_BIN="$ROOT/target/debug/actiondo" npm test --silent)
+    elif is_ci; then
+        die "node/npm not found: the TypeScript client's tests need Node 18 or later"
+    else
+        warn "node/npm not found: the TypeScript client's tests (clients/typescript) NOT RUN"
+    fi
 fi
 
 PHASE=tests

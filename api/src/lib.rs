@@ -14,9 +14,13 @@
 //! pass it in, so this crate links the toolkit and the HTTP stack only.
 //!
 //! Modules: [`routes`] (the routes), [`dispatch`] (how actions are reached), [`keys`] (API
-//! keys), [`view`] (what the read routes show), [`workflows`] (Step Functions executions).
+//! keys), [`view`] (what the read routes show), [`workflows`] (Step Functions executions),
+//! [`console`] (the console's pages over those routes) and [`graph`] (a state machine's
+//! graph, laid out for the console).
 
+pub mod console;
 pub mod dispatch;
+pub mod graph;
 pub mod keys;
 pub mod routes;
 pub mod view;

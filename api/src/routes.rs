@@ -3,13 +3,14 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /actions/{name}` | run one action; body = params; `Idempotency-Key`; `Prefer: respond-async` → 202 |
+//! | `POST /actions/{name}` | run one action; body = params; `Idempotency-Key`; `Prefer: respond-async` → 202; `Prefer: wait=N` |
 //! | `POST /execute` | `{name, params, idempotencyKey?, correlationId?}` → `{result, error}` |
 //! | `GET /actions`, `GET /actions/{name}` | the catalog: name, description, input and output JSON Schemas |
 //! | `GET /executions/{name}/{key}` | the idempotency record and its audit trail |
-//! | `GET /audit?type=&key=&correlationId=&since=&limit=&cursor=` | audit records, newest first |
-//! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect an execution (execution name = key; [`crate::workflows`]) |
-//! | `GET /workflows/{name}/executions/{id}/history`, `POST …/redrive` | its events; redrive a failed execution |
+//! | `GET /audit?type=&key=&correlationId=&status=&since=&limit=&cursor=` | audit records, newest first |
+//! | `GET /workflows`, `GET /workflows/{name}` | the workflow definitions (`workflows/*.asl.json`) in the key's scope |
+//! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect an execution, on the local engine (`actiondo serve`) or Step Functions (execution name = key; [`crate::workflows`]) |
+//! | `GET /workflows/{name}/executions/{id}/history`, `POST .../redrive` | its events; redrive it |
 //!
 //! Every error has the body of docs/architecture.md §6, `{"error": {"type", "message", "retryable",
 //! "details"}}`: malformed JSON → 400 with its line and column; unknown action → 404
@@ -17,15 +18,24 @@
 //! with `Allow`; body over 1 MiB → 413; a content type other than JSON → 415; no or bad
 //! API key → 401 (with `WWW-Authenticate: Bearer`); a name outside the key's scope → 403,
 //! whether it exists or not (scopes: [`crate::keys::Scope`]).
+//!
+//! `Prefer: wait=N` (RFC 7240) on `POST /actions/{name}` and `POST /execute`: a request
+//! that meets an in-flight execution of its key (`409 ActionDo.InProgress`) waits up to N
+//! seconds, capped at [`MAX_WAIT_SECS`], for that execution's outcome and answers it as a
+//! replay, with `Preference-Applied: wait=N` (docs/architecture.md §8.4).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use actiondo::store::RecordStatus;
 use actiondo::trigger::http::{
     CORRELATION_ID_HEADER, IDEMPOTENCY_KEY_HEADER, MAX_BODY_BYTES, check_request, error_response,
     execution_response, json_response,
 };
 use actiondo::{
-    ActionError, AuditFilter, AuditQuery, Catalog, DynAction, Invocation, Params, Source, Store,
+    ActionError, AuditFilter, AuditQuery, Describe, Descriptors, ErrorKind, Execution, Invocation,
+    Params, Source, Store,
 };
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, Request, State};
@@ -36,11 +46,28 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::dispatch::Dispatcher;
-use crate::keys::{KeyStore, Scope};
+use crate::keys::{KeyStore, Scope, VerifiedKey};
 use crate::workflows::{Started, WorkflowService, Workflows};
 
-/// The request header asking for an asynchronous execution (`Prefer: respond-async`).
+/// The request header asking for an asynchronous execution (`Prefer: respond-async`) or
+/// for a wait on an in-flight duplicate (`Prefer: wait=N`).
 pub const PREFER_HEADER: &str = "prefer";
+
+/// The response header saying which preference was honoured (`Preference-Applied: wait=N`).
+pub const PREFERENCE_APPLIED_HEADER: &str = "preference-applied";
+
+/// The longest wait `Prefer: wait=N` is granted, in seconds (a larger N is cut to this).
+/// The deployed router answers through an API Gateway HTTP API, which cuts every request
+/// at 30 s (the router's Lambda timeout too): 20 s of waiting leave 10 s for the call
+/// that answers the outcome.
+pub const MAX_WAIT_SECS: u64 = 20;
+
+/// The first pause between two reads of an in-flight record; each pause doubles, up to
+/// [`WAIT_MAX_POLL`].
+const WAIT_FIRST_POLL: Duration = Duration::from_millis(20);
+
+/// The longest pause between two reads of an in-flight record.
+const WAIT_MAX_POLL: Duration = Duration::from_secs(1);
 
 /// Who may call what.
 #[derive(Debug, Clone)]
@@ -55,29 +82,39 @@ pub enum Auth {
 /// What the router serves and how it reaches the actions.
 #[derive(Debug, Clone)]
 pub struct Api {
-    catalog: Arc<Catalog>,
+    catalog: Arc<Descriptors>,
     dispatcher: Arc<dyn Dispatcher>,
     store: Arc<dyn Store>,
     auth: Auth,
     workflows: Option<Arc<dyn WorkflowService>>,
+    definitions: Arc<BTreeMap<String, Value>>,
 }
 
 impl Api {
-    /// The routes over `catalog`, running actions with `dispatcher` and reading
-    /// executions and audit records from `store`.
+    /// The routes over the actions of `catalog` (a [`Catalog`](actiondo::Catalog) or its
+    /// [`Descriptors`]), running them with `dispatcher` and reading executions and audit
+    /// records from `store`.
     pub fn new(
-        catalog: Catalog,
+        catalog: impl Into<Descriptors>,
         dispatcher: Arc<dyn Dispatcher>,
         store: Arc<dyn Store>,
         auth: Auth,
     ) -> Self {
         Self {
-            catalog: Arc::new(catalog),
+            catalog: Arc::new(catalog.into()),
             dispatcher,
             store,
             auth,
             workflows: None,
+            definitions: Arc::new(BTreeMap::new()),
         }
+    }
+
+    /// Serve `GET /workflows` and `GET /workflows/{name}` from `definitions` (workflow
+    /// name → its Amazon States Language definition; [`crate::workflows::definitions_from_dir`]).
+    pub fn with_workflow_definitions(mut self, definitions: BTreeMap<String, Value>) -> Self {
+        self.definitions = Arc::new(definitions);
+        self
     }
 
     /// Serve `POST /workflows/{name}` and `GET /workflows/{name}/executions/{id}` with
@@ -95,8 +132,8 @@ impl Api {
         self
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
+    /// The actions served, as descriptions.
+    pub fn catalog(&self) -> &Descriptors {
         &self.catalog
     }
 
@@ -141,8 +178,14 @@ impl Api {
             )
             .route("/audit", get(audit).fallback(method_not_allowed("GET")))
             .route(
+                "/workflows",
+                get(list_workflows).fallback(method_not_allowed("GET")),
+            )
+            .route(
                 "/workflows/{name}",
-                post(start_workflow).fallback(method_not_allowed("POST")),
+                post(start_workflow)
+                    .get(describe_workflow)
+                    .fallback(method_not_allowed("GET, POST")),
             )
             .route(
                 "/workflows/{name}/executions/{id}",
@@ -158,17 +201,13 @@ impl Api {
             )
             .fallback(unknown_route)
             .with_state(Arc::new(self))
+            .layer(axum::middleware::from_fn(with_request_id))
     }
 
     /// Who is calling: the scope of the request's API key (401 without a valid one).
     async fn authorize(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let keys = match &self.auth {
-            Auth::Disabled => {
-                return Ok(Caller {
-                    id: None,
-                    scope: Scope::all(),
-                });
-            }
+            Auth::Disabled => return Ok(Caller { key: None }),
             Auth::ApiKeys(keys) => keys,
         };
         let token = headers
@@ -181,26 +220,24 @@ impl Api {
             .ok_or_else(|| {
                 ActionError::unauthorized("send an API key: Authorization: Bearer <key>")
             })?;
-        let record = keys.authenticate(token).await?;
         Ok(Caller {
-            id: Some(record.id.clone()),
-            scope: record.scope(),
+            key: Some(keys.authenticate(token).await?),
         })
     }
 
     /// The action `name` if the caller's scope matches it (403 otherwise, whether the
     /// catalog has it or not, so that a key learns nothing of names outside its scope)
     /// and the catalog has it (404 otherwise, with suggestions from the scope only).
-    fn action(&self, caller: &Caller, name: &str) -> Result<Arc<dyn DynAction>, ApiError> {
+    fn action(&self, caller: &Caller, name: &str) -> Result<Arc<dyn Describe>, ApiError> {
         caller.check(name)?;
         if let Some(action) = self.catalog.get(name) {
             return Ok(Arc::clone(action));
         }
-        let mut in_scope = Catalog::new();
+        let mut in_scope = Descriptors::new();
         for action in self
             .catalog
             .iter()
-            .filter(|a| caller.scope.allows(a.name()))
+            .filter(|a| caller.scope().allows(a.name()))
         {
             in_scope.insert(Arc::clone(action));
         }
@@ -224,27 +261,83 @@ impl Api {
             source: Source::Http,
             request_id: None,
             correlation_id,
-            caller: caller.id.as_ref().map(|id| format!("apikey:{id}")),
+            caller: caller.key.as_ref().map(|k| k.caller.clone()),
             trace_id: None,
             deadline_ms: None,
+        }
+    }
+
+    /// Run `invocation`; when it meets an in-flight execution of the same key
+    /// (`ActionDo.InProgress`) and the caller asked for `Prefer: wait=N` (`wait`), wait
+    /// for that execution's outcome: re-read its record with growing pauses (never past
+    /// `wait`) and, once it is no longer in flight (or its lease has ended, or it was
+    /// released for a retry), dispatch the invocation again, which answers the stored
+    /// outcome as a replay (or runs it, as any retry would). At the end of the wait, one
+    /// last dispatch answers the freshest state: the usual 409 with `Retry-After` if it is
+    /// still in flight. Also answers whether the wait was applied.
+    async fn call(
+        &self,
+        action: &Arc<dyn Describe>,
+        invocation: Invocation,
+        wait: Option<Duration>,
+    ) -> (Execution, bool) {
+        let execution = self.dispatcher.call(action, invocation.clone()).await;
+        let (Some(wait), Some(key)) = (wait, execution.key.as_deref()) else {
+            return (execution, false);
+        };
+        if !in_progress(&execution) {
+            return (execution, false);
+        }
+        let id = format!("{}#{key}", action.name());
+        let deadline = Instant::now() + wait;
+        let mut pause = WAIT_FIRST_POLL;
+        let mut last = execution;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (last, true);
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(WAIT_MAX_POLL);
+            let settled = match self.store.get_record(&id).await {
+                Ok(Some(record)) => {
+                    record.status != RecordStatus::InProgress
+                        || record.lease_expires_at_ms <= now_ms()
+                }
+                // Released (a retryable failure): the next dispatch runs it again.
+                Ok(None) => true,
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "cannot read an in-flight record; waiting ends");
+                    return (last, true);
+                }
+            };
+            if settled || Instant::now() >= deadline {
+                last = self.dispatcher.call(action, invocation.clone()).await;
+                if !in_progress(&last) || Instant::now() >= deadline {
+                    return (last, true);
+                }
+            }
         }
     }
 
     /// Start `action` without waiting; answers where its outcome will be.
     async fn start(
         &self,
-        action: &Arc<dyn DynAction>,
+        action: &Arc<dyn Describe>,
         invocation: Invocation,
     ) -> Result<Ran, ApiError> {
-        // Params the action refuses (or a body that is not JSON) would be accepted (202)
-        // and never found at the Location: refuse them now, run like a synchronous call
-        // so that the rejection is answered and audited under its key.
+        // Params the action's schema refuses (or a body that is not JSON) would be
+        // accepted (202) and never found at the Location: refuse them now, run like a
+        // synchronous call so that the rejection is answered and audited under its key.
+        // How far params are checked here is the dispatcher's (`Dispatcher::check`): the
+        // router checks the schema, and the action's function, which runs its business
+        // validation, records a rejection there at the Location.
         let params = match &invocation.params {
             Params::Json(params) => Ok(params.clone()),
             Params::Text(text) => actiondo::invocation::parse_params(text),
         };
         let params = match params {
-            Ok(params) if action.check(&params).is_ok() => params,
+            Ok(params) if self.dispatcher.check(action.as_ref(), &params).is_ok() => params,
             _ => return Ok(Ran::Done(self.dispatcher.call(action, invocation).await)),
         };
         // The record's address must be known now: the given key, else the one the
@@ -265,6 +358,17 @@ impl Api {
             key,
         })
     }
+}
+
+/// Whether an execution is the answer to a request that met an in-flight execution of
+/// its key.
+fn in_progress(execution: &Execution) -> bool {
+    matches!(&execution.outcome, Err(e) if e.kind() == ErrorKind::InProgress)
+}
+
+/// The time now, Unix milliseconds (the clock the leases are written with).
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// What became of an action call.
@@ -294,16 +398,23 @@ impl Ran {
 /// The caller of a request.
 #[derive(Debug)]
 struct Caller {
-    /// The API key's id (`None` without auth).
-    id: Option<String>,
-    scope: Scope,
+    /// The verified API key (`None` without auth).
+    key: Option<Arc<VerifiedKey>>,
 }
 
+/// The scope of every caller when auth is disabled.
+static ALL: std::sync::LazyLock<Scope> = std::sync::LazyLock::new(Scope::all);
+
 impl Caller {
+    /// What the caller may call.
+    fn scope(&self) -> &Scope {
+        self.key.as_ref().map_or(&ALL, |k| &k.scope)
+    }
+
     /// 403 unless the scope matches the action `action`; the answer is the same for a
     /// known and an unknown name, and names nothing else.
     fn check(&self, action: &str) -> Result<(), ActionError> {
-        if self.scope.allows(action) {
+        if self.scope().allows(action) {
             Ok(())
         } else {
             Err(ActionError::forbidden(format!(
@@ -314,7 +425,7 @@ impl Caller {
 
     /// 403 unless the scope has a `workflow:` pattern matching `workflow`.
     fn check_workflow(&self, workflow: &str) -> Result<(), ActionError> {
-        if self.scope.allows_workflow(workflow) {
+        if self.scope().allows_workflow(workflow) {
             Ok(())
         } else {
             Err(ActionError::forbidden(format!(
@@ -366,7 +477,7 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'~');
 
 /// A path segment with everything but unreserved characters percent-encoded.
-fn percent_encode_segment(s: &str) -> String {
+pub(crate) fn percent_encode_segment(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
@@ -436,6 +547,41 @@ fn wants_async(headers: &HeaderMap) -> bool {
         .any(|p| p.trim().eq_ignore_ascii_case("respond-async"))
 }
 
+/// The `Prefer: wait=N` of a request (RFC 7240: comma-separated preferences, each
+/// `token[=value]` with `;`-parameters), N whole seconds cut to [`MAX_WAIT_SECS`]; `None`
+/// without one, for `wait=0` and for a value that is not a number (a preference the
+/// server does not understand is ignored, RFC 7240 §2).
+fn wait_preference(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get_all(PREFER_HEADER)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|p| {
+            let preference = p.split(';').next().unwrap_or_default();
+            let (name, value) = preference.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| value.trim().trim_matches('"').parse::<u64>().ok())
+                .flatten()
+        })
+        .next()
+        .map(|secs| secs.min(MAX_WAIT_SECS))
+        .filter(|secs| *secs > 0)
+}
+
+/// Add `Preference-Applied: wait=N` when the request waited.
+fn applied(mut response: Response, wait: Option<u64>, waited: bool) -> Response {
+    if let (Some(secs), true) = (wait, waited)
+        && let Ok(value) = HeaderValue::from_str(&format!("wait={secs}"))
+    {
+        response
+            .headers_mut()
+            .insert(PREFERENCE_APPLIED_HEADER, value);
+    }
+    response
+}
+
 /// `POST /actions/{name}`.
 async fn run_action(
     State(api): Shared,
@@ -457,12 +603,15 @@ async fn run_action(
         actiondo::trigger::http::idempotency_key(&parts.headers)?,
         header_string(&parts.headers, CORRELATION_ID_HEADER),
     );
-    let ran = if wants_async(&parts.headers) {
-        api.start(&action, invocation).await?
-    } else {
-        Ran::Done(api.dispatcher.call(&action, invocation).await)
-    };
-    Ok(ran.into_response())
+    // `Prefer: respond-async` wins over `wait`: the caller wants no wait at all.
+    if wants_async(&parts.headers) {
+        return Ok(api.start(&action, invocation).await?.into_response());
+    }
+    let wait = wait_preference(&parts.headers);
+    let (execution, waited) = api
+        .call(&action, invocation, wait.map(Duration::from_secs))
+        .await;
+    Ok(applied(Ran::Done(execution).into_response(), wait, waited))
 }
 
 /// The body of `POST /execute`: the SDK's call.
@@ -518,16 +667,19 @@ async fn run_execute(State(api): Shared, request: Request) -> Result<Response, A
         call.params
     };
     let invocation = Api::invocation(&caller, Params::Json(params), key, correlation);
-    let execution = api.dispatcher.call(&action, invocation).await;
+    let wait = wait_preference(&parts.headers);
+    let (execution, waited) = api
+        .call(&action, invocation, wait.map(Duration::from_secs))
+        .await;
     let body = serde_json::to_string(&execution.to_response())
         .map_err(|e| ActionError::internal(format!("the response does not serialize: {e}")))?;
     let mut response = execution_response(execution);
     *response.body_mut() = body;
-    Ok(into_axum(response))
+    Ok(applied(into_axum(response), wait, waited))
 }
 
 /// One entry of the catalog as JSON.
-fn describe(action: &dyn DynAction) -> Value {
+fn describe(action: &dyn Describe) -> Value {
     serde_json::to_value(crate::view::describe(action)).unwrap_or_default()
 }
 
@@ -537,7 +689,7 @@ async fn list_actions(State(api): Shared, headers: HeaderMap) -> Result<Response
     let actions: Vec<Value> = api
         .catalog
         .iter()
-        .filter(|a| caller.scope.allows(a.name()))
+        .filter(|a| caller.scope().allows(a.name()))
         .map(|a| describe(a.as_ref()))
         .collect();
     Ok(into_axum(json_response(
@@ -599,7 +751,7 @@ async fn audit(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = api.authorize(&headers).await?;
-    let query = crate::view::audit_query(query.as_deref().unwrap_or_default())?;
+    let (query, status) = crate::view::audit_request(query.as_deref().unwrap_or_default())?;
     match &query.filter {
         AuditFilter::Execution(id) => {
             let name = id.split_once('#').map_or(id.as_str(), |(name, _)| name);
@@ -611,7 +763,9 @@ async fn audit(
         AuditFilter::Correlation(_) | AuditFilter::All => {}
     }
     let mut page = api.store.query_audit(&query).await?;
-    page.records.retain(|r| caller.scope.allows(&r.action));
+    page.records.retain(|r| {
+        caller.scope().allows(&r.action) && status.as_deref().is_none_or(|s| r.status.as_str() == s)
+    });
     Ok(into_axum(json_response(
         StatusCode::OK,
         serde_json::to_string(&page)
@@ -629,6 +783,50 @@ impl Api {
             .into()
         })
     }
+}
+
+/// `GET /workflows`: the workflow definitions in the caller's scope, `{workflows: [{name,
+/// comment, startAt, states, deployed}]}` (`deployed`: a state machine runs it here).
+async fn list_workflows(State(api): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    let deployed = |name: &str| api.workflows.as_deref().is_some_and(|w| w.runs(name));
+    let workflows: Vec<Value> = api
+        .definitions
+        .iter()
+        .filter(|(name, _)| caller.scope().allows_workflow(name))
+        .map(|(name, definition)| {
+            json!({
+                "name": name,
+                "comment": definition.get("Comment"),
+                "startAt": definition.get("StartAt"),
+                "states": definition.get("States").and_then(Value::as_object).map_or(0, serde_json::Map::len),
+                "deployed": deployed(name),
+            })
+        })
+        .collect();
+    Ok(into_axum(json_response(
+        StatusCode::OK,
+        json!({"workflows": workflows}).to_string(),
+    )))
+}
+
+/// `GET /workflows/{name}`: `{name, deployed, definition}`.
+async fn describe_workflow(
+    State(api): Shared,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = api.authorize(&headers).await?;
+    caller.check_workflow(&name)?;
+    let definition = api.definitions.get(&name).ok_or_else(|| {
+        ActionError::not_found(format!("there is no workflow definition named {name:?}"))
+            .with_details(json!({"workflow": name}))
+    })?;
+    let deployed = api.workflows.as_deref().is_some_and(|w| w.runs(&name));
+    Ok(into_axum(json_response(
+        StatusCode::OK,
+        json!({"name": name, "deployed": deployed, "definition": definition}).to_string(),
+    )))
 }
 
 /// `POST /workflows/{name}`: start an execution named by the idempotency key.
@@ -668,7 +866,7 @@ async fn describe_workflow_execution(
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }
 
-/// `GET /workflows/{name}/executions/{id}/history`.
+/// `GET /workflows/{name}/executions/{id}/history`: the execution's events, oldest first.
 async fn workflow_history(
     State(api): Shared,
     Path((name, id)): Path<(String, String)>,
@@ -695,6 +893,69 @@ async fn redrive_workflow_execution(
     )))
 }
 
+/// The response header naming the request's id (the field `request_id` of its log lines).
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Give the request an id: its log lines are in a span `request{request_id}`, the response
+/// has it in `X-Request-Id`, and a 5xx error names it (in its message and as
+/// `details.requestId`), so that the cause left in the log can be found while the answer
+/// carries none of the store's or AWS's text.
+async fn with_request_id(request: Request, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument as _;
+    let id = random_request_id();
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let response = next.run(request).instrument(span).await;
+    let (mut parts, body) = response.into_parts();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        parts.headers.insert(REQUEST_ID_HEADER, value);
+    }
+    if !parts.status.is_server_error() {
+        return Response::from_parts(parts, body);
+    }
+    // Error bodies are small: read, name the id, write back.
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let body = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(mut value) if value["error"].is_object() => {
+            let error = &mut value["error"];
+            if let Some(message) = error["message"].as_str() {
+                error["message"] = Value::String(format!("{message} (request id {id})"));
+            }
+            if !error["details"].is_object() {
+                error["details"] = json!({});
+            }
+            error["details"]["requestId"] = Value::String(id);
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Body::from(value.to_string())
+        }
+        _ => Body::from(bytes),
+    };
+    Response::from_parts(parts, body)
+}
+
+/// A random prefix per process and a counter: `3f9c01a2b4d5e6f7-1a`. Unique without a
+/// system call per request.
+fn random_request_id() -> String {
+    static PREFIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let mut bytes = [0u8; 8];
+        match getrandom::fill(&mut bytes) {
+            Ok(()) => hex::encode(bytes),
+            // No randomness: the start time still tells processes apart.
+            Err(_) => format!(
+                "{:016x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            ),
+        }
+    });
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{n:x}", *PREFIX)
+}
+
 /// Any other route.
 async fn unknown_route(method: Method, uri: http::Uri) -> Response {
     let err = ActionError::not_found(format!(
@@ -717,6 +978,28 @@ mod tests {
             HeaderValue::from_static("wait=5, respond-async"),
         );
         assert!(wants_async(&headers));
+    }
+
+    #[test]
+    fn wait_is_read_from_prefer_and_capped() {
+        let wait = |values: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for v in values {
+                headers.append(PREFER_HEADER, HeaderValue::from_static(v));
+            }
+            wait_preference(&headers)
+        };
+        assert_eq!(wait(&[]), None);
+        assert_eq!(wait(&["respond-async"]), None);
+        assert_eq!(wait(&["wait=5"]), Some(5));
+        assert_eq!(wait(&["handling=lenient, Wait = 7 ; x=y"]), Some(7));
+        assert_eq!(wait(&["respond-async", "wait=\"3\""]), Some(3));
+        assert_eq!(wait(&["wait=3600"]), Some(MAX_WAIT_SECS));
+        assert_eq!(wait(&["wait=0"]), None);
+        assert_eq!(wait(&["wait=-1"]), None);
+        assert_eq!(wait(&["wait=soon"]), None);
+        assert_eq!(wait(&["wait"]), None);
+        assert_eq!(wait(&["waiter=5"]), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use actiondo::audit::MAX_PAGE_LIMIT;
 use actiondo::store::{IdempotencyRecord, RecordStatus};
-use actiondo::{ActionError, AuditFilter, AuditQuery, DynAction, FieldErrors, KeyPolicy};
+use actiondo::{ActionError, AuditFilter, AuditQuery, Describe, FieldErrors, KeyPolicy};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -24,7 +24,7 @@ pub struct ActionInfo {
 }
 
 /// One action as JSON: name, description, key policy, input and output schemas.
-pub fn describe(action: &dyn DynAction) -> ActionInfo {
+pub fn describe(action: &dyn Describe) -> ActionInfo {
     ActionInfo {
         name: action.name(),
         description: action.description(),
@@ -77,6 +77,54 @@ pub fn record(name: &str, key: &str, record: &IdempotencyRecord) -> Result<Value
     Ok(view)
 }
 
+/// The statuses `GET /audit?status=` filters on (those of [`actiondo::AuditStatus`]).
+pub const AUDIT_STATUSES: [&str; 6] = [
+    "completed",
+    "failed",
+    "retrying",
+    "replayed",
+    "rejected",
+    "taken_over",
+];
+
+/// [`audit_query`] plus `status`: one of [`AUDIT_STATUSES`], applied to each page after
+/// the store's query (a page may then hold fewer than `limit` records; its cursor goes
+/// on).
+pub fn audit_request(query: &str) -> Result<(AuditQuery, Option<String>), ActionError> {
+    let mut status = None;
+    let mut rest = form_urlencoded::Serializer::new(String::new());
+    let mut twice = false;
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "status" {
+            twice |= status.replace(value.into_owned()).is_some();
+        } else {
+            rest.append_pair(&name, &value);
+        }
+    }
+    let mut errors = FieldErrors::new();
+    if twice {
+        errors.add("status", "given twice");
+    }
+    if let Some(s) = &status
+        && !AUDIT_STATUSES.contains(&s.as_str())
+    {
+        errors.add(
+            "status",
+            format!("must be one of {}, got {s:?}", AUDIT_STATUSES.join(", ")),
+        );
+    }
+    match audit_query(&rest.finish()) {
+        Ok(query) if errors.is_empty() => Ok((query, status)),
+        Ok(_) => Err(errors.into_error("the audit query is invalid")),
+        Err(e) if errors.is_empty() => Err(e),
+        // Every problem named: the other parameters' too.
+        Err(e) => {
+            errors.add("", e.message().to_owned());
+            Err(errors.into_error("the audit query is invalid"))
+        }
+    }
+}
+
 /// The default page size of `GET /audit`.
 pub const DEFAULT_AUDIT_LIMIT: usize = 20;
 
@@ -100,7 +148,7 @@ pub fn audit_query(query: &str) -> Result<AuditQuery, ActionError> {
             other => {
                 errors.add(
                     other.to_owned(),
-                    "unknown parameter; use type, key, correlationId, since, limit, cursor",
+                    "unknown parameter; use type, key, correlationId, status, since, limit, cursor",
                 );
                 continue;
             }
@@ -180,5 +228,24 @@ mod tests {
         }
         assert!(audit_query("limit=0").is_err());
         assert!(audit_query("type=a&correlationId=c").is_err());
+    }
+
+    #[test]
+    fn audit_requests_filter_by_status() {
+        let (q, status) = audit_request("type=a&status=failed&limit=5").expect("ok");
+        assert_eq!(q.filter, AuditFilter::Type("a".to_owned()));
+        assert_eq!(q.limit, 5);
+        assert_eq!(status.as_deref(), Some("failed"));
+        assert_eq!(audit_request("").expect("ok").1, None);
+        for bad in [
+            "status=done",
+            "status=failed&status=completed",
+            "status=x&limit=0",
+        ] {
+            let err = audit_request(bad).expect_err(bad);
+            assert!(err.message().contains("status"), "{bad}: {}", err.message());
+        }
+        let err = audit_request("status=failed&limit=0").expect_err("limit");
+        assert!(err.message().contains("limit"), "{}", err.message());
     }
 }

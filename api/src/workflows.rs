@@ -65,6 +65,8 @@ pub trait WorkflowService: Send + Sync + std::fmt::Debug + 'static {
     async fn history(&self, name: &str, execution: &str) -> Result<Value, ActionError>;
     /// Redrive a failed execution; its description once redriven.
     async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError>;
+    /// Whether this service runs workflow `name` (what `GET /workflows` calls `deployed`).
+    fn runs(&self, name: &str) -> bool;
 }
 
 /// The state machines the router may start, and a Step Functions client.
@@ -309,6 +311,9 @@ impl WorkflowService for Workflows {
     async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
         Workflows::redrive(self, name, execution).await
     }
+    fn runs(&self, name: &str) -> bool {
+        self.has(name)
+    }
 }
 
 /// The details of a history event that the routes show: the state's name, input and
@@ -353,6 +358,29 @@ fn event_details(e: &aws_sdk_sfn::types::HistoryEvent) -> Value {
         put("input", x.input(), true);
     }
     Value::Object(d)
+}
+
+/// The workflow definitions of `dir`: every `NAME.asl.json`, parsed, by `NAME` (what
+/// `GET /workflows` serves). A file that is not JSON is an error naming it.
+pub fn definitions_from_dir(dir: &std::path::Path) -> Result<BTreeMap<String, Value>, String> {
+    let mut definitions = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".asl.json"))
+        else {
+            continue;
+        };
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let definition: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        definitions.insert(name.to_owned(), definition);
+    }
+    Ok(definitions)
 }
 
 /// `arn:…:stateMachine:M` → `arn:…:execution:M:NAME`.

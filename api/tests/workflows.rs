@@ -64,7 +64,10 @@ async fn workflow_executions_are_named_by_the_idempotency_key() {
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
     let api = Api::new(
         actiondo_catalog::catalog(),
-        Arc::new(InProcess::new(Executor::from_arc(store.clone()))),
+        Arc::new(InProcess::new(
+            actiondo_catalog::catalog(),
+            Executor::from_arc(store.clone()),
+        )),
         store,
         Auth::Disabled,
     )
@@ -142,4 +145,89 @@ async fn workflow_executions_are_named_by_the_idempotency_key() {
     );
     let (status, _, body) = call(&app, start(Some("a b#c"), &input)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+}
+
+/// `GET /workflows/{name}/executions/{id}/history` through the SDK to Step Functions
+/// (moto answers its fixed history: a Pass state "A State" entered and exited), and the
+/// console's graph coloured from it.
+#[tokio::test]
+async fn an_execution_history_colours_the_console_graph() {
+    let Some(url) = moto_url() else { return };
+    let client = sfn_client(&url);
+    let definition =
+        json!({"StartAt": "A State", "States": {"A State": {"Type": "Pass", "End": true}}});
+    let machine = client
+        .create_state_machine()
+        .name(format!("history-{}", uuid::Uuid::new_v4().simple()))
+        .definition(definition.to_string())
+        .role_arn("arn:aws:iam::123456789012:role/states")
+        .send()
+        .await
+        .expect("create state machine");
+    let store = Arc::new(SqliteStore::in_memory().expect("store"));
+    let api = Api::new(
+        actiondo_catalog::catalog(),
+        Arc::new(InProcess::new(
+            actiondo_catalog::catalog(),
+            Executor::from_arc(store.clone()),
+        )),
+        store,
+        Auth::Disabled,
+    )
+    .with_workflows(Workflows::new(
+        client.clone(),
+        BTreeMap::from([("demo".to_owned(), machine.state_machine_arn().to_owned())]),
+    ))
+    .with_workflow_definitions(BTreeMap::from([("demo".to_owned(), definition)]));
+    let app = actiondo_api::console::with_console(api.into_router());
+    let (status, _, _) = call(&app, start(Some("run-h"), &json!({}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    let get = |uri: &str| Request::get(uri).body(String::new()).expect("request");
+    let (status, _, history) = call(&app, get("/workflows/demo/executions/run-h/history")).await;
+    assert_eq!(status, StatusCode::OK, "{history:#}");
+    let events = history["events"].as_array().expect("events");
+    assert!(!events.is_empty());
+    for event in events {
+        assert!(event["type"].is_string() && event["id"].is_i64(), "{event}");
+    }
+    assert!(
+        events.iter().any(|e| e["type"]
+            .as_str()
+            .is_some_and(|t| t.ends_with("StateExited"))
+            && e["details"]["name"] == "A State"),
+        "{history:#}"
+    );
+    let (status, _, body) = call(&app, get("/workflows/demo/executions/never/history")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body:#}");
+    assert_eq!(body["error"]["type"], "ActionDo.NotFound");
+
+    let response = app
+        .clone()
+        .oneshot(
+            Request::get("/console/workflows/demo?execution=run-h")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec(),
+    )
+    .expect("utf-8");
+    assert!(
+        html.contains(r#"data-state="A State" data-outcome="succeeded""#),
+        "{html}"
+    );
+    assert!(
+        html.contains(">Redrive</button>"),
+        "the redrive form is offered"
+    );
 }

@@ -21,13 +21,23 @@
 //! when the two disagree. Adding an action is `actiondo new <name>` (docs/architecture.md
 //! §2).
 
-use actiondo::Catalog;
 #[allow(unused_imports)] // used when an action implements FromSettings
 use actiondo::config::FromSettings;
+use actiondo::{Catalog, Descriptors};
+
+include!(concat!(env!("OUT_DIR"), "/actions.rs"));
 
 /// Every action of action.do: one per package under `functions/` but the router.
 // A settings-free action is often a unit struct, built with `Default` like the others.
 #[allow(clippy::default_constructed_unit_structs)]
 pub fn catalog() -> Catalog {
-    include!(concat!(env!("OUT_DIR"), "/actions.rs"))
+    register!(Catalog::new())
+}
+
+/// The descriptions of every action of [`catalog`], without the code that runs them:
+/// what the router's Lambda function, which invokes each action's own function, serves.
+/// A program that calls only this links no action's `execute` (docs/architecture.md §8.3).
+#[allow(clippy::default_constructed_unit_structs)]
+pub fn descriptors() -> Descriptors {
+    register!(Descriptors::new())
 }

@@ -25,11 +25,16 @@ pub enum KeysCommand {
         /// What the key is for (shown by `keys list`).
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+        /// Make the key expire after this long: a whole number and s, m, h or d (`30d`,
+        /// `12h`; at most 3650d). An expired key answers 401. Without it the key lives
+        /// until revoked.
+        #[arg(long, value_name = "DURATION", value_parser = actiondo_api::keys::parse_expires_in)]
+        expires_in: Option<std::time::Duration>,
         /// Print `{"key", "id", "scope", ...}` instead of the key alone.
         #[arg(long)]
         json: bool,
     },
-    /// List the keys (ids, scopes, dates; never the keys).
+    /// List the keys (ids, scopes, expiry, last use to the minute; never the keys).
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -49,10 +54,11 @@ pub async fn run(store: &StoreConfig, command: &KeysCommand) -> Result<u8, CliEr
         KeysCommand::Create {
             scope,
             description,
+            expires_in,
             json,
         } => {
             let new = keys
-                .create(scope.clone(), description.clone())
+                .create_expiring(scope.clone(), description.clone(), *expires_in)
                 .await
                 .map_err(CliError::from_action)?;
             if *json {
@@ -63,8 +69,14 @@ pub async fn run(store: &StoreConfig, command: &KeysCommand) -> Result<u8, CliEr
             } else {
                 crate::print_stdout(&new.key)?;
             }
+            let expiry = new
+                .info
+                .expires_at
+                .as_deref()
+                .map(|at| format!(", expires {at}"))
+                .unwrap_or_default();
             eprintln!(
-                "created key {} (scope {}); keep it now: it is not shown again",
+                "created key {} (scope {}{expiry}); keep it now: it is not shown again",
                 new.info.id,
                 new.info.scope.join(", ")
             );
@@ -78,14 +90,28 @@ pub async fn run(store: &StoreConfig, command: &KeysCommand) -> Result<u8, CliEr
                     "no API keys; create one with: actiondo keys create --scope '*'",
                 )?;
             } else {
-                let mut table =
-                    crate::audit::new_table(["ID", "SCOPE", "DESCRIPTION", "CREATED", "REVOKED"]);
+                let mut table = crate::audit::new_table([
+                    "ID",
+                    "SCOPE",
+                    "DESCRIPTION",
+                    "CREATED",
+                    "EXPIRES",
+                    "LAST USED",
+                    "REVOKED",
+                ]);
                 for key in list {
+                    let expires = match (key.expires_at, key.expired) {
+                        (Some(at), true) => format!("{at} (expired)"),
+                        (Some(at), false) => at,
+                        (None, _) => "never".to_owned(),
+                    };
                     table.add_row([
                         key.id,
                         key.scope.join(", "),
                         key.description.unwrap_or_default(),
                         key.created_at,
+                        expires,
+                        key.last_used_at.unwrap_or_else(|| "never".to_owned()),
                         key.revoked_at.unwrap_or_default(),
                     ]);
                 }

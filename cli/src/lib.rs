@@ -9,6 +9,7 @@
 //! actiondo actions [NAME] [--json]
 //! actiondo audit [--type NAME [--key K]] [--correlation ID] [--since RFC3339] [--limit N] [--json]
 //! actiondo serve [--addr 127.0.0.1:8080] [--no-auth]
+//! actiondo mcp [--scope PATTERN]...
 //! actiondo keys create --scope 'send-*' [--scope 'workflow:user-*'] | keys list | keys revoke ID
 //! actiondo tables create
 //! actiondo workflow list | run NAME --input JSON [--name ID] | start | describe | history | redrive
@@ -28,6 +29,7 @@ pub mod error;
 pub mod execute;
 pub mod json;
 pub mod keys;
+pub mod mcp;
 pub mod new;
 pub mod serve;
 pub mod tables;
@@ -115,6 +117,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Serve the router's HTTP API locally, running actions in-process.
     Serve(serve::ServeArgs),
+    /// Serve the actions as MCP tools for an agent, over stdio.
+    Mcp(mcp::McpArgs),
     /// Create, list and revoke API keys.
     Keys {
         /// What to do with the keys.
@@ -149,6 +153,7 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Actions(args) => actions::run(&args),
         Command::Audit(args) => audit::run(&cli.store, &args).await,
         Command::Serve(args) => serve::run(&cli.store, &args).await,
+        Command::Mcp(args) => mcp::run(&cli.store, &args).await,
         Command::Keys { command } => keys::run(&cli.store, &command).await,
         Command::Tables { command } => tables::run(&command).await,
         Command::New(args) => new::run(&args),

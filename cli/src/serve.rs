@@ -1,22 +1,31 @@
-//! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth]`: the router's HTTP API, locally.
+//! `actiondo serve [--addr 127.0.0.1:8080] [--no-auth] [--key-cache-ttl 30s]`: the router's
+//! HTTP API, locally.
 //!
 //! The very routes of the deployed router (`actiondo_api::Api`, docs/architecture.md §8), dispatching
 //! in-process on the selected store (the embedded file by default): `POST
 //! /actions/{name}`, `POST /execute`, `GET /actions`, `GET /executions/{name}/{key}`,
-//! `GET /audit`, and the workflow routes (`POST /workflows/{name}`, `GET
+//! `GET /audit`, `/mcp` (the actions as MCP tools, streamable HTTP, behind the same keys),
+//! the console, and the workflow routes (`POST /workflows/{name}`, `GET
 //! /workflows/{name}/executions/{id}`, `…/history`, `POST …/redrive`): on the local engine
 //! (`actiondo-workflow`, the executions in the same SQLite file), or on Step Functions for
 //! the workflows `ACTIONDO_WORKFLOW_<NAME>` names (with `AWS_ENDPOINT_URL_SFN` for a local
 //! one). `--time-scale F` runs the local engine's time F times faster. API keys are required as in AWS (`actiondo keys create`); `--no-auth`
-//! turns them off for local play, on a loopback address only. The address it listens on
+//! turns them off for local play, on a loopback address only. Verified keys are cached for
+//! `--key-cache-ttl` (30 s; `ACTIONDO_KEY_CACHE_TTL`): a key revoked by `actiondo keys
+//! revoke` in another process still works that long here. The address it listens on
 //! is printed on stderr (`--addr 127.0.0.1:0` picks a free port). Ctrl-C or SIGTERM stop
 //! it after the requests in flight.
+//!
+//! It also serves the console at `/` (`actiondo_api::console`), behind the same keys, and
+//! `GET /workflows` from the definitions of `--workflows` (default `workflows/`).
+//! `ACTIONDO_METRICS=emf` prints one metrics line per execution on standard output.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actiondo::{Executor, StoreConfig};
-use actiondo_api::{Api, Auth, InProcess, KeyStore, Workflows};
+use actiondo_api::{Api, Auth, Dispatcher, InProcess, KeyStore, Workflows};
+use actiondo_mcp::McpServer;
 use clap::Args;
 
 use crate::{CliError, EXIT_OK};
@@ -43,6 +52,13 @@ pub struct ServeArgs {
     /// Run the local workflows' Wait, Retry and TimeoutSeconds F times faster.
     #[arg(long, env = actiondo_workflow::clock::TIME_SCALE_ENV, value_name = "F")]
     pub time_scale: Option<f64>,
+
+    /// How long a verified API key is trusted before its record is read again: the
+    /// longest a key revoked by another process (`actiondo keys revoke`) still works.
+    /// A whole number and s, m, h or d; `0` reads the key on every request.
+    #[arg(long, value_name = "DURATION", env = actiondo_api::keys::CACHE_TTL_ENV,
+          default_value = "30s", value_parser = actiondo_api::keys::parse_duration)]
+    pub key_cache_ttl: std::time::Duration,
 }
 
 /// Run `actiondo serve` until Ctrl-C or SIGTERM.
@@ -57,7 +73,7 @@ pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, Cli
     let auth = if args.no_auth {
         Auth::Disabled
     } else {
-        let keys = KeyStore::new(Arc::clone(&store));
+        let keys = KeyStore::new(Arc::clone(&store)).with_cache_ttl(args.key_cache_ttl);
         if keys
             .list()
             .await
@@ -73,8 +89,18 @@ pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, Cli
     };
     let catalog = actiondo_catalog::catalog();
     let actions = catalog.len();
-    let dispatcher = InProcess::new(Executor::from_arc(Arc::clone(&store)));
-    let mut api = Api::new(catalog, Arc::new(dispatcher), store, auth);
+    let executor =
+        Executor::from_arc(Arc::clone(&store)).with_metrics(actiondo::metrics::Metrics::from_env());
+    let dispatcher: Arc<dyn Dispatcher> = Arc::new(InProcess::new(catalog.clone(), executor));
+    // /mcp: the same actions as MCP tools, through the same dispatcher and behind the
+    // same keys and scopes (docs/architecture.md §7.6).
+    let mcp = McpServer::new(
+        catalog.clone(),
+        Arc::clone(&dispatcher),
+        Arc::clone(&store),
+        None,
+    );
+    let mut api = Api::new(catalog, dispatcher, store, auth.clone());
     // The workflow routes: Step Functions for the workflows ACTIONDO_WORKFLOW_<NAME>
     // names (AWS_ENDPOINT_URL_SFN for a local one), the local engine for the others.
     let step_functions = if Workflows::machines_from_env().is_empty() {
@@ -109,21 +135,42 @@ pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, Cli
             }
         }
     }
+    // `GET /workflows` and the console's graphs: the definitions of the same folder.
+    let definitions_dir = args.dir.join("workflows");
+    if definitions_dir.is_dir() {
+        let definitions = actiondo_api::workflows::definitions_from_dir(&definitions_dir)
+            .map_err(CliError::Usage)?;
+        api = api.with_workflow_definitions(definitions);
+    }
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .map_err(|e| CliError::Usage(format!("cannot listen on {}: {e}", args.addr)))?;
     let local = listener.local_addr()?;
     eprintln!(
-        "actiondo serve: listening on http://{local} ({actions} actions, {})",
+        "actiondo serve: listening on http://{local} ({actions} actions, {}; console at /)",
         if args.no_auth {
             "no auth"
         } else {
             "API keys required"
         }
     );
-    axum::serve(listener, api.into_router())
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    let mut hosts = actiondo_mcp::http::HttpOptions::default().allowed_hosts;
+    hosts.push(local.to_string());
+    let mcp = actiondo_mcp::http::router(
+        mcp,
+        auth,
+        actiondo_mcp::http::HttpOptions {
+            allowed_hosts: hosts,
+            sessions: true,
+        },
+    );
+    // The console (`/`, `/console/…`) reads through the same routes.
+    axum::serve(
+        listener,
+        actiondo_api::console::with_console(api.into_router()).merge(mcp),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await?;
     eprintln!("actiondo serve: stopped");
     Ok(EXIT_OK)
 }

@@ -485,6 +485,15 @@ impl ServeWorkflows {
 
 #[async_trait::async_trait]
 impl actiondo_api::WorkflowService for ServeWorkflows {
+    fn runs(&self, name: &str) -> bool {
+        self.remote(name).is_some()
+            || self
+                .local
+                .project()
+                .names()
+                .is_ok_and(|names| names.iter().any(|n| n == name))
+    }
+
     async fn start(
         &self,
         name: &str,

@@ -7,6 +7,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+/// The security table of issue 11 (api/tests/security.rs runs it in process).
+#[allow(dead_code)]
+#[path = "../../api/tests/cases/mod.rs"]
+mod security_cases;
+
 /// What one run of the binary produced.
 #[derive(Debug)]
 struct Run {
@@ -759,7 +764,9 @@ async fn serve_answers_the_router_api_with_keys_over_real_http() {
     assert!(key.starts_with("ado_"), "{create:#?}");
     assert!(create.stderr.contains("not shown again"), "{create:#?}");
 
-    let server = sb.serve(&[]);
+    // No key cache: a revocation by another process (the CLI below) applies at once. The
+    // cache's semantics are asserted with a test clock (api/tests/keys.rs).
+    let server = sb.serve(&["--key-cache-ttl", "0"]);
     let http = reqwest::Client::new();
     let post = |path: &str, body: &str| {
         http.post(server.url(path))
@@ -868,7 +875,15 @@ async fn serve_answers_the_router_api_with_keys_over_real_http() {
         .expect("json");
     assert_eq!(audit_statuses(&audit), ["rejected"], "{audit:#}");
 
-    // Revoked (by the CLI, while the server runs): 401 at once.
+    // The use is recorded (at most once a minute) and listed.
+    let listed = sb.run(&["keys", "list", "--json"]);
+    listed.assert_code(0);
+    assert!(
+        listed.json()["keys"][0]["lastUsedAt"].is_string(),
+        "{listed:#?}"
+    );
+
+    // Revoked (by the CLI, while the server runs, without a key cache): 401 at once.
     let id = key.split('_').nth(1).expect("id").to_owned();
     sb.run(&["keys", "revoke", &id]).assert_code(0);
     let revoked = post("/actions/create-user", &params)
@@ -878,9 +893,113 @@ async fn serve_answers_the_router_api_with_keys_over_real_http() {
         .expect("send");
     assert_eq!(revoked.status(), 401);
 
+    // An expired key: 401 saying so, with no internals.
+    let short = sb.run(&["keys", "create", "--scope", "*", "--expires-in", "1s"]);
+    short.assert_code(0);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let expired = http
+        .get(server.url("/actions"))
+        .bearer_auth(short.stdout.trim())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(expired.status(), 401);
+    let body: Value = expired.json().await.expect("json");
+    assert_eq!(body["error"]["type"], "ActionDo.Unauthorized", "{body:#}");
+    assert_eq!(body["error"]["details"]["reason"], "expired", "{body:#}");
+
     let (code, stderr) = server.stop();
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("stopped"), "{stderr}");
+}
+
+/// Issue 11's table through `actiondo serve` over real HTTP: for each (key scope, route,
+/// name) the status and error type, no name outside the scope unless the request spelled
+/// it, and for every refusal nothing written: the store file (read beside the running
+/// server) holds no new audit record and no idempotency record under the requests' key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_security_table() {
+    use actiondo::store::sqlite::SqliteStore;
+    use actiondo::{AuditFilter, AuditQuery, Store as _};
+    use security_cases::{CASES, SCOPES};
+
+    let sb = Sandbox::new();
+    let mut keys = Vec::new();
+    for (label, scope) in SCOPES {
+        let mut args = vec!["keys", "create"];
+        for pattern in scope {
+            args.extend(["--scope", pattern]);
+        }
+        let created = sb.run(&args);
+        created.assert_code(0);
+        let scope: Vec<String> = scope.iter().map(|p| (*p).to_owned()).collect();
+        let scope = actiondo_api::keys::Scope::parse(&scope).expect("a valid scope");
+        keys.push((label, created.stdout.trim().to_owned(), scope));
+    }
+    let server = sb.serve(&[]);
+    let store = SqliteStore::open(sb.path().join(".actiondo/actiondo.db")).expect("opens");
+    let audit_count = || async {
+        store
+            .query_audit(&AuditQuery {
+                limit: 100,
+                ..AuditQuery::new(AuditFilter::All)
+            })
+            .await
+            .expect("reads")
+            .records
+            .len()
+    };
+    let before = audit_count().await;
+    let names: Vec<String> = actiondo_catalog::catalog()
+        .iter()
+        .map(|a| a.name().to_owned())
+        .chain(["create-api-key".to_owned(), "revoke-api-key".to_owned()])
+        .collect();
+    let http = reqwest::Client::new();
+    for case in CASES {
+        let (_, key, scope) = keys
+            .iter()
+            .find(|(label, _, _)| *label == case.key)
+            .expect("a key of the table");
+        let what = format!("{} {} with {}", case.method, case.uri, case.key);
+        let request = match case.body {
+            Some(body) => http
+                .post(server.url(case.uri))
+                .header("content-type", "application/json")
+                .header("idempotency-key", "sec")
+                .body(body.to_owned()),
+            None => http.get(server.url(case.uri)),
+        };
+        let reply = request.bearer_auth(key).send().await.expect("send");
+        assert_eq!(reply.status().as_u16(), case.status, "{what}");
+        let text = reply.text().await.expect("body");
+        let body: Value = serde_json::from_str(&text).expect("a JSON body");
+        assert_eq!(body["error"]["type"], case.error_type, "{what}: {text}");
+        let asked = format!("{} {}", case.uri, case.body.unwrap_or_default());
+        let asked = asked
+            .replace("%2D", "-")
+            .replace("%23", "#")
+            .replace("%2F", "/");
+        for name in &names {
+            let in_scope = scope.allows(name);
+            if !in_scope && !asked.contains(name.as_str()) {
+                assert!(!text.contains(name.as_str()), "{what} names {name}: {text}");
+            }
+        }
+        assert_eq!(audit_count().await, before, "{what} wrote an audit record");
+        for name in &names {
+            assert!(
+                store
+                    .get_record(&format!("{name}#sec"))
+                    .await
+                    .expect("reads")
+                    .is_none(),
+                "{what} ran {name}"
+            );
+        }
+    }
+    let (code, stderr) = server.stop();
+    assert_eq!(code, Some(0), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -964,4 +1083,38 @@ fn keys_are_listed_without_their_secret_and_revoked_once() {
     let bad = sb.run(&["keys", "create", "--scope", "Send_*"]);
     bad.assert_code(2);
     assert!(bad.stderr.contains("/scope/0"), "{bad:#?}");
+
+    // Expiry: a humane duration, validated; listed with the key.
+    let expiring = sb.run(&[
+        "keys",
+        "create",
+        "--scope",
+        "*",
+        "--expires-in",
+        "30d",
+        "--json",
+    ]);
+    expiring.assert_code(0);
+    let expires_at = expiring.json()["expiresAt"]
+        .as_str()
+        .expect("an expiry")
+        .to_owned();
+    assert!(expiring.stderr.contains(&expires_at), "{expiring:#?}");
+    let list = sb.run(&["keys", "list"]);
+    list.assert_code(0);
+    assert!(list.stdout.contains(&expires_at), "{list:#?}");
+    assert!(list.stdout.contains("EXPIRES") && list.stdout.contains("LAST USED"));
+    for bad in ["30", "0s", "1w", "-1d", "3651d"] {
+        let arg = format!("--expires-in={bad}");
+        let refused = sb.run(&["keys", "create", "--scope", "*", &arg]);
+        refused.assert_code(2);
+        assert!(
+            refused.stderr.contains("--expires-in"),
+            "{bad}: {refused:#?}"
+        );
+    }
+    let keys = sb.run(&["keys", "list", "--json"]).json()["keys"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(keys, Some(3), "no key was made by a refused command");
 }

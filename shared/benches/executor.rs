@@ -2,14 +2,24 @@
 //! in-memory store (no network), for first executions and replays.
 //!
 //! `cargo bench -p actiondo --bench executor` prints p50, p90 and p99 per scenario
-//! (each iteration is timed alone, so the percentiles are real, not derived from a mean).
+//! (each iteration is timed alone, so the percentiles are real, not derived from a mean),
+//! on two stores: `SqliteStore::in_memory()`, and `MemoryStore`, a map behind a mutex that
+//! serializes nothing, so that its scenarios measure the executor's own work apart from
+//! any store.
 
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use actiondo::store::sqlite::SqliteStore;
+use actiondo::store::{
+    Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, RecordStatus, RecordWrite,
+    StagedWrite,
+};
 use actiondo::{
-    Action, ActionContext, ActionError, ActionOptions, EntityKey, Executor, Expect, Invocation,
-    Mode, Source,
+    Action, ActionContext, ActionError, ActionOptions, AuditPage, AuditQuery, AuditRecord, Entity,
+    EntityKey, Executor, Expect, Invocation, Mode, Source, Store, StoreError,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -83,6 +93,130 @@ fn params() -> Value {
     p
 }
 
+/// A store without I/O or serialization, for the benchmark only: the records and entities
+/// in maps behind one mutex, audit records counted. It keeps the protocol's conditions
+/// (claimable, lease owner, existing record, entity versions) so that every scenario takes
+/// the path it takes on a real store.
+#[derive(Debug, Default)]
+struct MemoryStore(Mutex<Memory>);
+
+#[derive(Debug, Default)]
+struct Memory {
+    records: HashMap<String, IdempotencyRecord>,
+    versions: HashMap<EntityKey, u64>,
+    audits: usize,
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
+        let mut m = self.0.lock().expect("memory");
+        let attempt = match m.records.get(&claim.id) {
+            None => 1,
+            Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => old.attempt + 1,
+            Some(old) => return Ok(ClaimOutcome::Existing(old.clone())),
+        };
+        m.records.insert(
+            claim.id.clone(),
+            IdempotencyRecord {
+                id: claim.id.clone(),
+                status: RecordStatus::InProgress,
+                payload_hash: claim.payload_hash.clone(),
+                attempt,
+                lease_owner: claim.lease_owner.clone(),
+                lease_expires_at_ms: claim.lease_expires_at_ms,
+                expires_at_s: claim.expires_at_s,
+                result: None,
+                error: None,
+                created_at_ms: claim.now_ms,
+                completed_at_ms: None,
+            },
+        );
+        Ok(ClaimOutcome::Claimed {
+            attempt,
+            taken_over: false,
+        })
+    }
+
+    async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
+        let mut m = self.0.lock().expect("memory");
+        match &commit.record {
+            RecordWrite::Finish {
+                id,
+                lease_owner,
+                status,
+                result,
+                error,
+                completed_at_ms,
+                expires_at_s,
+            } => match m.records.get_mut(id) {
+                Some(r) if &r.lease_owner == lease_owner => {
+                    r.status = *status;
+                    r.result = result.clone();
+                    r.error = error.clone();
+                    r.completed_at_ms = Some(*completed_at_ms);
+                    r.expires_at_s = *expires_at_s;
+                }
+                _ => return Ok(CommitOutcome::LeaseLost),
+            },
+            RecordWrite::Insert { record, now_ms } => match m.records.get(&record.id) {
+                Some(old) if !old.is_expired(*now_ms) => {
+                    return Ok(CommitOutcome::Exists(old.clone()));
+                }
+                _ => {
+                    m.records.insert(record.id.clone(), record.clone());
+                }
+            },
+            RecordWrite::Release { .. } | RecordWrite::None => {}
+        }
+        for write in &commit.writes {
+            match write {
+                StagedWrite::Put { key, .. } => *m.versions.entry(key.clone()).or_default() += 1,
+                StagedWrite::Delete { key, .. } => {
+                    m.versions.remove(key);
+                }
+            }
+        }
+        m.audits += 1;
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn put_audit(&self, _record: &AuditRecord) -> Result<(), StoreError> {
+        self.0.lock().expect("memory").audits += 1;
+        Ok(())
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.0.lock().expect("memory").records.get(id).cloned())
+    }
+
+    async fn get_entity(&self, _key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        Ok(None)
+    }
+
+    async fn query_audit(&self, _query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        Ok(AuditPage {
+            records: Vec::new(),
+            next_cursor: None,
+        })
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        _doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        let mut m = self.0.lock().expect("memory");
+        let current = m.versions.get(key).copied();
+        if !expect.holds(current) {
+            return Ok(false);
+        }
+        *m.versions.entry(key.clone()).or_default() += 1;
+        Ok(true)
+    }
+}
+
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
@@ -95,8 +229,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-async fn scenario(name: &str, mode: Mode, replay: bool, n: usize) {
-    let executor = Executor::new(SqliteStore::in_memory().expect("store"));
+async fn scenario(name: &str, executor: Executor, mode: Mode, replay: bool, n: usize) {
     let action = Bench(mode);
     let params = params();
     if replay {
@@ -138,15 +271,38 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     runtime.block_on(async {
-        scenario("claim mode, first execution", Mode::Claim, false, n).await;
-        scenario("claim mode, replay", Mode::Claim, true, n).await;
-        scenario(
-            "optimistic mode, first execution",
-            Mode::Optimistic,
-            false,
-            20_000,
-        )
-        .await;
-        scenario("optimistic mode, replay", Mode::Optimistic, true, n).await;
+        let sqlite = || Executor::new(SqliteStore::in_memory().expect("store"));
+        let memory = || Executor::new(MemoryStore::default());
+        for (store, executor) in [
+            ("SQLite in memory", &sqlite as &dyn Fn() -> Executor),
+            ("no-I/O memory store", &memory),
+        ] {
+            println!("{store}:");
+            scenario(
+                "claim mode, first execution",
+                executor(),
+                Mode::Claim,
+                false,
+                n,
+            )
+            .await;
+            scenario("claim mode, replay", executor(), Mode::Claim, true, n).await;
+            scenario(
+                "optimistic mode, first execution",
+                executor(),
+                Mode::Optimistic,
+                false,
+                n,
+            )
+            .await;
+            scenario(
+                "optimistic mode, replay",
+                executor(),
+                Mode::Optimistic,
+                true,
+                n,
+            )
+            .await;
+        }
     });
 }

@@ -1,5 +1,6 @@
-//! The [`Action`] trait, its [`ActionOptions`], and the type-erased [`DynAction`] that
-//! catalogs (the CLI, the router) hold.
+//! The [`Action`] trait, its [`ActionOptions`], the type-erased [`DynAction`] that
+//! catalogs (the CLI, `actiondo serve`) hold, and the [`Describe`] of an action without
+//! its code that the router's Lambda function holds.
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -155,6 +156,34 @@ pub struct ActionOptions {
     /// How many times an optimistic execution is re-run in place after an entity conflict
     /// (default 3).
     pub optimistic_retries: u32,
+    /// What the action does beyond its own records, for callers that choose whether to
+    /// run it (agents: the MCP tool annotations, docs/architecture.md §7.6). Default: no
+    /// external effect, additive only.
+    pub effects: Effects,
+}
+
+/// What an execution does to the world, as the action declares it: hints for callers
+/// that decide whether to run it, never enforced. The MCP server (`actiondo-mcp`) shows
+/// them as a tool's `openWorldHint` and `destructiveHint`.
+///
+/// ```
+/// use actiondo::{ActionOptions, Effects};
+/// let opts = ActionOptions {
+///     effects: Effects { external: true, ..Effects::default() },
+///     ..ActionOptions::default()
+/// };
+/// assert!(!opts.effects.destructive);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Effects {
+    /// It reaches a system outside this deployment's own records — an email provider, a
+    /// payment provider, a webhook — whose effect the store cannot take back
+    /// (`openWorldHint`). False: its only effects are its staged entity writes.
+    pub external: bool,
+    /// It may overwrite, remove or reverse existing state (a status change, a release, a
+    /// refund), rather than only add new state (`destructiveHint`). Idempotency still
+    /// holds: a repeat with the same key changes nothing more.
+    pub destructive: bool,
 }
 
 impl Default for ActionOptions {
@@ -167,14 +196,20 @@ impl Default for ActionOptions {
             audit_replays: true,
             redact: Vec::new(),
             optimistic_retries: 3,
+            effects: Effects::default(),
         }
     }
 }
 
-/// An [`Action`] with its types erased, so that catalogs can hold many of them.
+/// What an action is, without the code that runs it: its name, description, options and
+/// JSON Schemas, and the check of params against its input schema.
 ///
-/// Every `Action` is a `DynAction`; hold them as `Arc<dyn DynAction>`.
-pub trait DynAction: Send + Sync + 'static {
+/// Every [`Action`] is a `Describe`. A program that only describes, validates and
+/// forwards actions (the router's Lambda function, which invokes each action's own
+/// function) holds its actions as `Arc<dyn Describe>` ([`Descriptors`]): its binary then
+/// links neither the actions' `execute` nor their business validation, nor what those
+/// depend on (docs/architecture.md §8.3).
+pub trait Describe: Send + Sync + 'static {
     /// [`Action::NAME`].
     fn name(&self) -> &'static str;
     /// [`Action::DESCRIPTION`].
@@ -185,6 +220,16 @@ pub trait DynAction: Send + Sync + 'static {
     fn input_schema(&self) -> Value;
     /// The JSON Schema of the output.
     fn output_schema(&self) -> Value;
+    /// Check `params` against the input JSON Schema only; every violation is listed in the
+    /// error's details. [`DynAction::check`] adds deserialization and [`Action::validate`].
+    fn check_schema(&self, params: &Value) -> Result<(), ActionError>;
+}
+
+/// An [`Action`] with its types erased, so that catalogs can hold many of them: a
+/// [`Describe`] that can also run.
+///
+/// Every `Action` is a `DynAction`; hold them as `Arc<dyn DynAction>` (a [`Catalog`]).
+pub trait DynAction: Describe {
     /// Check `params` against the input schema and [`Action::validate`]; every schema
     /// violation is listed in the error's details.
     fn check(&self, params: &Value) -> Result<(), ActionError>;
@@ -224,7 +269,7 @@ fn parse_input<A: Action>(params: &Value) -> Result<A::Input, ActionError> {
 
 use serde::Deserialize as _;
 
-impl<A: Action> DynAction for A {
+impl<A: Action> Describe for A {
     fn name(&self) -> &'static str {
         A::NAME
     }
@@ -245,7 +290,7 @@ impl<A: Action> DynAction for A {
         serde_json::to_value(schemars::schema_for!(A::Output)).unwrap_or(Value::Null)
     }
 
-    fn check(&self, params: &Value) -> Result<(), ActionError> {
+    fn check_schema(&self, params: &Value) -> Result<(), ActionError> {
         let validator = validator::<A>()
             .as_ref()
             .map_err(|e| ActionError::internal(e.clone()))?;
@@ -258,6 +303,13 @@ impl<A: Action> DynAction for A {
                 .collect();
             errors.into_result(A::NAME)?;
         }
+        Ok(())
+    }
+}
+
+impl<A: Action> DynAction for A {
+    fn check(&self, params: &Value) -> Result<(), ActionError> {
+        self.check_schema(params)?;
         let input = parse_input::<A>(params)?;
         Action::validate(self, &input)
     }
@@ -280,13 +332,37 @@ impl<A: Action> DynAction for A {
     }
 }
 
-/// A set of actions by name: what the CLI and the router dispatch to.
-#[derive(Clone, Default)]
-pub struct Catalog {
-    actions: std::collections::BTreeMap<&'static str, Arc<dyn DynAction>>,
+/// A set of actions by name, in one of two forms: a [`Catalog`] of actions that run (the
+/// CLI, `actiondo serve`), or the [`Descriptors`] of actions that run elsewhere (the
+/// router's Lambda function describes, checks and forwards them).
+pub struct ActionSet<A: ?Sized + Describe> {
+    actions: std::collections::BTreeMap<&'static str, Arc<A>>,
 }
 
-impl std::fmt::Debug for Catalog {
+/// A set of actions that run, by name.
+pub type Catalog = ActionSet<dyn DynAction>;
+
+/// The descriptions of a set of actions, without the code that runs them (see
+/// [`Describe`]); [`Catalog::descriptors`] makes one of a catalog.
+pub type Descriptors = ActionSet<dyn Describe>;
+
+impl<A: ?Sized + Describe> Clone for ActionSet<A> {
+    fn clone(&self) -> Self {
+        Self {
+            actions: self.actions.clone(),
+        }
+    }
+}
+
+impl<A: ?Sized + Describe> Default for ActionSet<A> {
+    fn default() -> Self {
+        Self {
+            actions: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl<A: ?Sized + Describe> std::fmt::Debug for ActionSet<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.actions.keys()).finish()
     }
@@ -305,18 +381,51 @@ impl Catalog {
         self
     }
 
+    /// The descriptions of these actions (the same `Arc`s, seen as [`Describe`]).
+    pub fn descriptors(&self) -> Descriptors {
+        Descriptors {
+            actions: self
+                .actions
+                .iter()
+                .map(|(name, action)| (*name, Arc::clone(action) as Arc<dyn Describe>))
+                .collect(),
+        }
+    }
+}
+
+impl Descriptors {
+    /// An empty set of descriptions.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add an action's description (replacing one of the same name).
+    #[must_use]
+    pub fn with(mut self, action: impl Describe) -> Self {
+        self.insert(Arc::new(action));
+        self
+    }
+}
+
+impl From<Catalog> for Descriptors {
+    fn from(catalog: Catalog) -> Self {
+        catalog.descriptors()
+    }
+}
+
+impl<A: ?Sized + Describe> ActionSet<A> {
     /// Add a shared action (replacing one of the same name).
-    pub fn insert(&mut self, action: Arc<dyn DynAction>) {
+    pub fn insert(&mut self, action: Arc<A>) {
         self.actions.insert(action.name(), action);
     }
 
     /// The action of that name.
-    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynAction>> {
+    pub fn get(&self, name: &str) -> Option<&Arc<A>> {
         self.actions.get(name)
     }
 
     /// The action of that name, or `ActionDo.NotFound` naming the closest known names.
-    pub fn resolve(&self, name: &str) -> Result<&Arc<dyn DynAction>, ActionError> {
+    pub fn resolve(&self, name: &str) -> Result<&Arc<A>, ActionError> {
         self.get(name).ok_or_else(|| {
             let mut near: Vec<(usize, &str)> = self
                 .actions
@@ -337,7 +446,7 @@ impl Catalog {
     }
 
     /// All actions, ordered by name.
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn DynAction>> {
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<A>> {
         self.actions.values()
     }
 

@@ -200,10 +200,12 @@ pub fn scrub_error(e: crate::ActionError, input: &Value, fields: &[String]) -> c
 /// Keep `details` within [`MAX_DETAILS_BYTES`]: a larger value is replaced by its size
 /// and SHA-256 so that the audit write can never fail for size.
 pub fn bound_details(details: Value) -> Value {
-    let text = details.to_string();
-    if text.len() <= MAX_DETAILS_BYTES {
+    // Counted without building the text (the limit checks count it again); the text is
+    // built only to digest details over the limit.
+    if crate::limits::details_text_len(&details) <= MAX_DETAILS_BYTES {
         return details;
     }
+    let text = details.to_string();
     serde_json::json!({
         "truncated": true,
         "bytes": text.len(),
@@ -236,6 +238,96 @@ pub fn details_from_stored(stored: &StoredResult) -> Result<Value, StoreError> {
     let text = stored.decode()?;
     serde_json::from_str(&text)
         .map_err(|e| StoreError::Corrupt(format!("audit details are not JSON: {e}")))
+}
+
+/// The field of completion `details` that stands for the output when the idempotency
+/// record holds it: the record's lease owner (a fresh id per claim). A completion's
+/// output is stored once, in the record; reading the audit
+/// ([`crate::Store::query_audit`]) puts it back as `output` while that record lives
+/// (docs/architecture.md §5.2).
+pub const OUTPUT_IN_RECORD: &str = "outputInRecord";
+
+/// The field that replaces `output` when the record that held it is gone (expired, or
+/// claimed again after its retention).
+pub const OUTPUT_UNAVAILABLE: &str = "outputUnavailable";
+
+/// The details of a completion whose output the record written with it holds: the
+/// (redacted) input and a reference to the record ([`OUTPUT_IN_RECORD`]).
+pub fn output_in_record(input: Value, lease_owner: &str) -> Value {
+    let mut map = serde_json::Map::with_capacity(2);
+    map.insert("input".into(), input);
+    map.insert(
+        OUTPUT_IN_RECORD.into(),
+        Value::String(lease_owner.to_owned()),
+    );
+    Value::Object(map)
+}
+
+/// The lease owner the details refer to for their output, if they do.
+pub fn output_reference(details: &Value) -> Option<&str> {
+    details.get(OUTPUT_IN_RECORD).and_then(Value::as_str)
+}
+
+/// The executions whose records the audit records of a page refer to, each once.
+pub fn referenced_records(records: &[AuditRecord]) -> Vec<String> {
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter(|r| output_reference(&r.details).is_some())
+        .map(|r| r.execution.clone())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// Put back the output of every record whose details refer to their idempotency
+/// record: `output` when `lookup` finds that record still holding it (same lease owner,
+/// `COMPLETED`), [`OUTPUT_UNAVAILABLE`] otherwise.
+pub fn resolve_outputs(
+    records: &mut [AuditRecord],
+    mut lookup: impl FnMut(&str) -> Result<Option<crate::store::IdempotencyRecord>, StoreError>,
+) -> Result<(), StoreError> {
+    for record in records {
+        let Some(owner) = output_reference(&record.details).map(str::to_owned) else {
+            continue;
+        };
+        let held = lookup(&record.execution)?.filter(|r| {
+            r.lease_owner == owner && r.status == crate::store::RecordStatus::Completed
+        });
+        let output = match held.as_ref().and_then(|r| r.result.as_ref()) {
+            Some(stored) => {
+                let text = stored.decode()?;
+                Some(serde_json::from_str::<Value>(&text).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "{}: stored result is not JSON: {e}",
+                        r_id(held.as_ref())
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        if let Value::Object(map) = &mut record.details {
+            match output {
+                Some(output) => {
+                    map.remove(OUTPUT_IN_RECORD);
+                    map.insert("output".into(), output);
+                }
+                None => {
+                    map.insert(
+                        OUTPUT_UNAVAILABLE.into(),
+                        Value::String(
+                            "the idempotency record that held the output has expired".into(),
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn r_id(record: Option<&crate::store::IdempotencyRecord>) -> &str {
+    record.map_or("", |r| r.id.as_str())
 }
 
 /// Which audit records to list.

@@ -346,9 +346,21 @@ impl From<StoreError> for ActionError {
                 return ActionError::new(ErrorKind::Validation, m.clone()).with_source(err);
             }
         };
-        tracing::error!(error = %err, "store failure");
+        tracing::error!(error = %err, cause = %source_chain(&err), "store failure");
         ActionError::new(kind, message).with_source(err)
     }
+}
+
+/// The causes below `err`, outermost first, joined by `: ` (empty when it has none): the
+/// SDK's own text, for the log only.
+fn source_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut chain = Vec::new();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        chain.push(e.to_string());
+        cause = e.source();
+    }
+    chain.join(": ")
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub enum Source {
     Http,
     /// The `actiondo` command line.
     Cli,
+    /// An MCP tool call (`actiondo mcp`, `/mcp` of `actiondo serve`): an agent
+    /// (docs/architecture.md §7.6).
+    Mcp,
 }
 
 impl Source {
@@ -40,6 +43,7 @@ impl Source {
             Source::EventBridge => "eventbridge",
             Source::Http => "http",
             Source::Cli => "cli",
+            Source::Mcp => "mcp",
         }
     }
 }

@@ -71,6 +71,7 @@ pub mod hash;
 pub mod http_client;
 pub mod invocation;
 pub mod limits;
+pub mod metrics;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -78,12 +79,15 @@ pub mod testing;
 pub mod trigger;
 pub mod validation;
 
-pub use action::{Action, ActionOptions, Catalog, DynAction, KeyPolicy, Lease, Mode};
+pub use action::{
+    Action, ActionOptions, ActionSet, Catalog, Describe, Descriptors, DynAction, Effects,
+    KeyPolicy, Lease, Mode,
+};
 pub use audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord, AuditStatus};
 pub use clock::{Clock, SystemClock};
 pub use context::ActionContext;
 pub use error::{ActionError, ErrorBody, ErrorKind, StoreError};
-pub use executor::{Execution, Executor, Response};
+pub use executor::{AuditBatch, Execution, Executor, Response};
 pub use invocation::{Invocation, Params, Source};
 pub use store::{Entity, EntityKey, Expect, Store, StoreConfig};
 #[cfg(feature = "lambda")]

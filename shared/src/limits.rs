@@ -307,13 +307,25 @@ pub fn audit_item_size(record: &AuditRecord, details_bytes: usize) -> usize {
 /// Check an audit record's keys, GSI keys and size (`details` as the stores write it,
 /// [`crate::audit::stored_details`]).
 pub fn check_audit(record: &AuditRecord) -> Result<(), LimitError> {
-    check_audit_sized(record, details_stored_len(&record.details)).map(|_| ())
+    check_audit_measured(record)
+        .map(|(size, _)| size)
+        .map(|_| ())
 }
 
 /// The bytes `details` take as stored ([`crate::audit::stored_details`]), without
 /// building the text when it is stored as is: serialized into a counter, compressed only
 /// when it is over the compression threshold.
 pub fn details_stored_len(details: &Value) -> usize {
+    let len = details_text_len(details);
+    if len > crate::store::COMPRESS_ABOVE_BYTES {
+        return crate::audit::stored_details(details).stored_len();
+    }
+    len
+}
+
+/// The length of the JSON text of `details`, counted without building it: an upper
+/// bound of their stored size (compression only makes it smaller).
+pub fn details_text_len(details: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -325,12 +337,26 @@ pub fn details_stored_len(details: &Value) -> usize {
         }
     }
     let mut count = Count(0);
-    if serde_json::to_writer(&mut count, details).is_err()
-        || count.0 > crate::store::COMPRESS_ABOVE_BYTES
-    {
-        return crate::audit::stored_details(details).stored_len();
+    match serde_json::to_writer(&mut count, details) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX / 4,
     }
-    count.0
+}
+
+/// Check an audit record and answer the size of its item, and whether that size is
+/// exact. The text length of `details` bounds their stored size from above, so the
+/// details are compressed (to learn their exact stored size) only when the bound does
+/// not fit: the checks refuse exactly what DynamoDB refuses without compressing on
+/// every commit.
+fn check_audit_measured(record: &AuditRecord) -> Result<(usize, bool), LimitError> {
+    let text_len = details_text_len(&record.details);
+    match check_audit_sized(record, text_len) {
+        Ok(size) => Ok((size, text_len <= crate::store::COMPRESS_ABOVE_BYTES)),
+        Err(_) if text_len > crate::store::COMPRESS_ABOVE_BYTES => {
+            check_audit_sized(record, details_stored_len(&record.details)).map(|s| (s, true))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// [`check_audit`] with the stored size of `details` known; answers the item's size.
@@ -397,7 +423,7 @@ pub fn check_commit(commit: &Commit) -> Result<(), LimitError> {
             format!("{record_size} bytes"),
         ));
     }
-    let audit_size = check_audit_sized(&commit.audit, details_stored_len(&commit.audit.details))?;
+    let (audit_size, exact) = check_audit_measured(&commit.audit)?;
     let items = usize::from(!matches!(commit.record, RecordWrite::None)) + 1 + commit.writes.len();
     if items > MAX_TRANSACTION_ITEMS {
         return Err(LimitError::new(
@@ -413,6 +439,12 @@ pub fn check_commit(commit: &Commit) -> Result<(), LimitError> {
             StagedWrite::Put { key, doc, .. } => entity_item_size(key, doc),
             StagedWrite::Delete { key, .. } => key.pk.len() + key.sk.len() + 4,
         };
+    }
+    if total > MAX_TRANSACTION_BYTES && !exact {
+        // The audit record was measured from above: measure it exactly.
+        let exact_size =
+            check_audit_sized(&commit.audit, details_stored_len(&commit.audit.details))?;
+        total = total - audit_size + exact_size;
     }
     if total > MAX_TRANSACTION_BYTES {
         return Err(LimitError::new(

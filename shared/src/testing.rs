@@ -60,7 +60,7 @@ use crate::invocation::Invocation;
 use crate::invocation::Source;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord, Store,
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord, Store,
 };
 
 /// The result of a test that uses `?`.
@@ -265,6 +265,14 @@ impl<S: Store> Store for SlowReads<S> {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         self.inner.query_audit(query).await
+    }
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &serde_json::Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_entity(key, doc, expect).await
     }
 }
 

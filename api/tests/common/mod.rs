@@ -48,11 +48,22 @@ impl Setup {
     fn build(extra: Catalog, auth: bool) -> Self {
         let store: Arc<dyn Store> =
             Arc::new(SqliteStore::in_memory().expect("an in-memory SQLite store opens"));
+        Self::over(store, extra, auth, |keys| keys)
+    }
+
+    /// The full catalog plus `extra` over `store`, with API keys (`keys` makes the key
+    /// store, e.g. with a test clock) when `auth`.
+    pub(crate) fn over(
+        store: Arc<dyn Store>,
+        extra: Catalog,
+        auth: bool,
+        keys: impl FnOnce(KeyStore) -> KeyStore,
+    ) -> Self {
         let mut catalog = actiondo_catalog::catalog();
         for action in extra.iter() {
             catalog.insert(Arc::clone(action));
         }
-        let keys = KeyStore::new(Arc::clone(&store));
+        let keys = keys(KeyStore::new(Arc::clone(&store)));
         let auth = if auth {
             Auth::ApiKeys(keys.clone())
         } else {
@@ -60,8 +71,8 @@ impl Setup {
         };
         let executor = Executor::from_arc(Arc::clone(&store));
         let api = Api::new(
-            catalog,
-            Arc::new(InProcess::new(executor)),
+            catalog.clone(),
+            Arc::new(InProcess::new(catalog.clone(), executor)),
             Arc::clone(&store),
             auth,
         );

@@ -41,7 +41,8 @@
 //! None of its own.
 
 use actiondo::{
-    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, Mode,
+    Action, ActionContext, ActionError, ActionOptions, Effects, EntityKey, Expect, FieldErrors,
+    Mode,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -200,6 +201,11 @@ impl Action for CreateOrUpdateContact {
         ActionOptions {
             mode: Mode::Optimistic,
             optimistic_retries: 10,
+            // Overwrites an existing contact's name and company (MCP destructiveHint).
+            effects: Effects {
+                external: false,
+                destructive: true,
+            },
             ..ActionOptions::default()
         }
     }

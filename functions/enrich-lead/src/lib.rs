@@ -68,7 +68,7 @@ use std::time::Duration;
 
 use actiondo::config::{ConfigError, FromSettings};
 use actiondo::http_client::{self, body_snippet};
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, Effects, FieldErrors, Mode};
 use reqwest::header;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -362,6 +362,11 @@ impl Action for EnrichLead {
             // An optimistic execution runs the handler before it learns that the key
             // was already completed; a claim never calls the provider for a replay.
             mode: Mode::Claim,
+            // Asks the enrichment provider (MCP openWorldHint).
+            effects: Effects {
+                external: true,
+                destructive: false,
+            },
             ..ActionOptions::default()
         }
     }

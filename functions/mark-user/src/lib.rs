@@ -46,7 +46,9 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, Expect, FieldErrors, Mode};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, Effects, Expect, FieldErrors, Mode,
+};
 use create_user::{StatusChange, UserProfile, UserStatus, unknown_user, user_key};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -106,6 +108,11 @@ impl Action for MarkUser {
     fn options(&self) -> ActionOptions {
         ActionOptions {
             mode: Mode::Optimistic,
+            // Overwrites a user's status (MCP destructiveHint).
+            effects: Effects {
+                external: false,
+                destructive: true,
+            },
             ..ActionOptions::default()
         }
     }

@@ -40,7 +40,8 @@
 //! 10000): see [`provider`].
 
 use actiondo::{
-    Action, ActionContext, ActionError, ActionOptions, EntityKey, Expect, FieldErrors, KeyPolicy,
+    Action, ActionContext, ActionError, ActionOptions, Effects, EntityKey, Expect, FieldErrors,
+    KeyPolicy,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -192,6 +193,12 @@ impl Action for ProcessPayment {
     fn options(&self) -> ActionOptions {
         ActionOptions {
             key_policy: KeyPolicy::Required,
+            // Charges through the payment provider (MCP openWorldHint); a charge adds, it does
+            // not overwrite.
+            effects: Effects {
+                external: true,
+                destructive: false,
+            },
             ..ActionOptions::default()
         }
     }

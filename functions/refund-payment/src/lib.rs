@@ -38,7 +38,9 @@
 //! `PAYMENT_API_URL`, `PAYMENT_API_KEY`, `PAYMENT_API_TIMEOUT_MS`: see
 //! [`process_payment::provider`].
 
-use actiondo::{Action, ActionContext, ActionError, EntityKey, Expect, FieldErrors};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, Effects, EntityKey, Expect, FieldErrors,
+};
 use process_payment::provider::{NewRefund, PaymentProvider};
 use process_payment::{Payment, payment_key};
 use schemars::JsonSchema;
@@ -176,6 +178,18 @@ impl Action for RefundPayment {
     type Output = RefundPaymentOutput;
     const NAME: &'static str = "refund-payment";
     const DESCRIPTION: &'static str = "Refunds (part of) a payment made by process-payment, through the same provider and with the idempotency key.";
+
+    fn options(&self) -> ActionOptions {
+        ActionOptions {
+            // Pays money back through the provider (MCP openWorldHint), reversing a charge
+            // (destructiveHint).
+            effects: Effects {
+                external: true,
+                destructive: true,
+            },
+            ..ActionOptions::default()
+        }
+    }
 
     fn validate(&self, input: &RefundPaymentInput) -> Result<(), ActionError> {
         let mut errors = FieldErrors::new();

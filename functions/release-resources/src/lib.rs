@@ -80,7 +80,9 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, Expect, FieldErrors, Mode};
+use actiondo::{
+    Action, ActionContext, ActionError, ActionOptions, Effects, Expect, FieldErrors, Mode,
+};
 use provision_resources::{
     Provisioning, Quota, Release, ResourceStatus, Workspace, provisioning_key, quota_key,
     workspace_key,
@@ -208,6 +210,11 @@ impl Action for ReleaseResources {
     fn options(&self) -> ActionOptions {
         ActionOptions {
             mode: Mode::Optimistic,
+            // Releases a workspace and quota (MCP destructiveHint).
+            effects: Effects {
+                external: false,
+                destructive: true,
+            },
             ..ActionOptions::default()
         }
     }

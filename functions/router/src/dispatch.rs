@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use actiondo::config::ConfigError;
 use actiondo::error::ErrorPayload;
-use actiondo::{ActionError, Catalog, DynAction, ErrorBody, ErrorKind, Execution};
+use actiondo::{ActionError, Describe, Descriptors, ErrorBody, ErrorKind, Execution};
 use actiondo::{Invocation, Params};
 use actiondo_api::Dispatcher;
 use async_trait::async_trait;
@@ -64,7 +64,7 @@ impl LambdaDispatcher {
     /// The function of every action of `catalog` from its [`function_env_var`]; a
     /// configuration error naming every missing variable when any is unset.
     pub fn functions_from_env(
-        catalog: &Catalog,
+        catalog: &Descriptors,
     ) -> Result<BTreeMap<&'static str, String>, ConfigError> {
         let mut functions = BTreeMap::new();
         let mut missing = Vec::new();
@@ -259,7 +259,7 @@ pub fn function_error(function: &str, payload: &[u8]) -> ActionError {
 
 #[async_trait]
 impl Dispatcher for LambdaDispatcher {
-    async fn call(&self, action: &Arc<dyn DynAction>, invocation: Invocation) -> Execution {
+    async fn call(&self, action: &Arc<dyn Describe>, invocation: Invocation) -> Execution {
         let name = action.name();
         let failed = |key: Option<String>, e: ActionError| Execution {
             action: name,
@@ -309,7 +309,7 @@ impl Dispatcher for LambdaDispatcher {
 
     async fn start(
         &self,
-        action: &Arc<dyn DynAction>,
+        action: &Arc<dyn Describe>,
         invocation: Invocation,
     ) -> Result<(), ActionError> {
         self.invoke(action.name(), &invocation, InvocationType::Event)

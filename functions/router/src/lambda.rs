@@ -12,27 +12,45 @@ use serde_json::Value;
 use crate::dispatch::LambdaDispatcher;
 
 /// Set up once (tracing, the store, the Lambda client, the function of every action from
-/// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`) and serve
-/// invocations. Every HTTP route needs an API key.
+/// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`, the key cache's
+/// TTL from `ACTIONDO_KEY_CACHE_TTL`) and serve invocations. Every HTTP route needs an API
+/// key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let catalog = actiondo_catalog::catalog();
+    // Descriptions only: this binary invokes each action's own function and links none
+    // of their code.
+    let catalog = actiondo_catalog::descriptors();
     let functions = LambdaDispatcher::functions_from_env(&catalog)?;
     let config = actiondo::aws::sdk_config_from_env()?;
     let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);
     let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
         .open()
         .await?;
+    // Each instance caches verified keys (ACTIONDO_KEY_CACHE_TTL, 30 s by default): a
+    // revoked key still works on an instance that verified it within that time.
+    let auth = Auth::ApiKeys(
+        KeyStore::new(Arc::clone(&store)).with_cache_ttl(actiondo_api::keys::cache_ttl_from_env()?),
+    );
     let mut api = Api::new(
         catalog,
         Arc::new(dispatcher),
         Arc::clone(&store),
-        Auth::ApiKeys(KeyStore::new(store)),
+        auth.clone(),
     );
     if let Some(workflows) = Workflows::from_env(&config) {
         api = api.with_workflows(workflows);
     }
-    let router = api.clone().into_router();
+    // ACTIONDO_CONSOLE=on adds the console's pages (docs/architecture.md §11).
+    let router = if actiondo_api::console::enabled_by_env() {
+        actiondo_api::console::with_console(api.clone().into_router())
+    } else {
+        api.clone().into_router()
+    };
+    // `/mcp` when built with the feature `mcp` and ACTIONDO_MCP=on (docs/architecture.md §7.6).
+    #[cfg(feature = "mcp")]
+    let router = actiondo_mcp::http::mount(router, &api, store, auth)?;
+    #[cfg(not(feature = "mcp"))]
+    drop((store, auth));
     tracing::info!(actions = api.catalog().len(), "router ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let (api, router) = (api.clone(), router.clone());

@@ -11,8 +11,13 @@
 //!   `aws-sdk-lambda`;
 //! - [`intake`]: the SQS intake queue's messages, run through the same dispatcher.
 //!
-//! The binary links every action's code: the catalog is a set of actions
-//! (`Arc<dyn DynAction>`), whose schemas, key policies and input checks the routes use.
+//! With the cargo feature `mcp` and `ACTIONDO_MCP=on`, [`lambda::run`] also serves `/mcp`,
+//! the actions as MCP tools (`actiondo_mcp::http::mount`, docs/architecture.md §7.6).
+//!
+//! The binary links no action's code: it serves the actions' descriptions
+//! ([`actiondo_catalog::descriptors`], `Arc<dyn Describe>`: names, schemas, key
+//! policies, the check against the input schema) and each action's own function runs it,
+//! business validation included.
 
 pub mod dispatch;
 pub mod intake;
@@ -21,6 +26,6 @@ pub mod lambda;
 pub use dispatch::LambdaDispatcher;
 
 // What the deployed function is set up with, under the paths the end-to-end tests
-// (tests/e2e) use: `router::catalog()` and `router::KeyStore`.
+// (tests/e2e) use: `router::catalog()`, `router::descriptors()` and `router::KeyStore`.
 pub use actiondo_api::KeyStore;
-pub use actiondo_catalog::catalog;
+pub use actiondo_catalog::{catalog, descriptors};

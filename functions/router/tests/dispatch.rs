@@ -133,7 +133,8 @@ const CASE_VAR: &str = "ROUTER_TEST_FUNCTIONS_CASE";
 #[test]
 fn functions_come_from_the_environment() {
     // Here neither is set: both are named.
-    let err = LambdaDispatcher::functions_from_env(&env_catalog()).expect_err("none is set");
+    let err = LambdaDispatcher::functions_from_env(&env_catalog().descriptors())
+        .expect_err("none is set");
     let message = err.to_string();
     for var in ["ACTIONDO_FUNCTION_GATED", "ACTIONDO_FUNCTION_FLAKY"] {
         assert!(message.contains(var), "{message}");
@@ -182,7 +183,7 @@ fn functions_come_from_the_environment() {
 #[test]
 #[ignore = "run by functions_come_from_the_environment with its environment"]
 fn functions_from_env_child() {
-    let found = LambdaDispatcher::functions_from_env(&env_catalog());
+    let found = LambdaDispatcher::functions_from_env(&env_catalog().descriptors());
     match std::env::var(CASE_VAR).as_deref() {
         Ok("partial") => {
             let message = found.expect_err("flaky is blank").to_string();

@@ -361,8 +361,8 @@ async fn redeliveries_in_one_millisecond_are_audited_apart() {
     let mut catalog = actiondo_catalog::catalog();
     catalog.insert(Arc::new(flaky.clone()));
     let api = actiondo_api::Api::new(
-        catalog,
-        Arc::new(actiondo_api::InProcess::new(executor)),
+        catalog.clone(),
+        Arc::new(actiondo_api::InProcess::new(catalog, executor)),
         Arc::clone(&store),
         actiondo_api::Auth::Disabled,
     );

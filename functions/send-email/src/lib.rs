@@ -50,7 +50,7 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use actiondo::{Action, ActionContext, ActionError, FieldErrors};
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, Effects, FieldErrors};
 use create_user::email_problem;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -242,6 +242,17 @@ impl Action for SendEmail {
     type Output = SendEmailOutput;
     const NAME: &'static str = "send-email";
     const DESCRIPTION: &'static str = "Sends one plain-text email, from a subject and body or a named template (SES in AWS, an .eml outbox locally).";
+
+    fn options(&self) -> ActionOptions {
+        ActionOptions {
+            // Sends mail through SES (an .eml outbox locally): MCP openWorldHint.
+            effects: Effects {
+                external: true,
+                destructive: false,
+            },
+            ..ActionOptions::default()
+        }
+    }
 
     fn validate(&self, input: &SendEmailInput) -> Result<(), ActionError> {
         compose(input).map(drop)

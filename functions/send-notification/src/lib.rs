@@ -61,7 +61,7 @@ use std::time::Duration;
 
 use actiondo::config::{ConfigError, FromSettings};
 use actiondo::http_client;
-use actiondo::{Action, ActionContext, ActionError, ActionOptions, FieldErrors, Mode};
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, Effects, FieldErrors, Mode};
 use reqwest::header;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -242,6 +242,11 @@ impl Action for SendNotification {
     fn options(&self) -> ActionOptions {
         ActionOptions {
             mode: Mode::Claim,
+            // Posts to a webhook outside this deployment (MCP openWorldHint).
+            effects: Effects {
+                external: true,
+                destructive: false,
+            },
             ..ActionOptions::default()
         }
     }

@@ -46,7 +46,7 @@
 //! # Ok::<_, Box<dyn std::error::Error>>(()) }).unwrap();
 //! ```
 
-use actiondo::{Action, ActionContext, ActionError, FieldErrors};
+use actiondo::{Action, ActionContext, ActionError, ActionOptions, Effects, FieldErrors};
 use schemars::JsonSchema;
 use send_email::mailer::{Email, Mailer, TransportKind};
 use send_email::templates;
@@ -140,6 +140,17 @@ impl Action for SendWelcomeEmail {
     const NAME: &'static str = "send-welcome-email";
     const DESCRIPTION: &'static str =
         "Sends a user (created by create-user) the welcome email rendered from a named template.";
+
+    fn options(&self) -> ActionOptions {
+        ActionOptions {
+            // Sends mail through SES (an .eml outbox locally): MCP openWorldHint.
+            effects: Effects {
+                external: true,
+                destructive: false,
+            },
+            ..ActionOptions::default()
+        }
+    }
 
     fn validate(&self, input: &SendWelcomeEmailInput) -> Result<(), ActionError> {
         let mut errors = FieldErrors::new();

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
-    Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, refused,
-    retention_s, store_failure,
+    Execution, Executor, Prepared, completion_details, entity_conflict, error_text,
+    outcome_details, refused, retention_s, store_failure,
 };
 use crate::audit::{self, AuditStatus};
 use crate::error::{ActionError, StoreError};
@@ -62,6 +62,8 @@ impl Executor {
                 taken_over,
             }) => {
                 if taken_over {
+                    p.taken_over
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(attempt, "took over an expired lease");
                     let details = serde_json::json!({
                         "input": audit::redact(&p.params, &p.options.redact),
@@ -117,7 +119,12 @@ impl Executor {
                 Err(e),
             ),
         };
-        let details = outcome_details(&p, outcome.as_deref());
+        let details = match &outcome {
+            Ok(raw) if status == AuditStatus::Completed => {
+                completion_details(&p, raw, &lease_owner)
+            }
+            _ => outcome_details(&p, outcome.as_deref()),
+        };
         let mut commit = Commit {
             record,
             audit: self.audit(&p, attempt, status, details),

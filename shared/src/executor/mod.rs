@@ -9,6 +9,7 @@
 //! - `handler`: one handler run — its time budget, panic capture and staged writes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -22,6 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ActionError;
 use crate::hash;
 use crate::invocation::{Invocation, Params, idempotency_key, parse_params};
+use crate::metrics::{Metrics, Observed};
 use crate::store::{Commit, IdempotencyRecord, RecordStatus, StagedWrite, Store};
 
 /// What an execution returned: the output (or error) and how it was obtained.
@@ -111,6 +113,34 @@ pub struct Response<'a> {
 pub struct Executor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    metrics: Option<Metrics>,
+    /// Where the audit records put on their own go instead of the store, for an
+    /// [`AuditBatch`] to write together.
+    held_audits: Option<Arc<std::sync::Mutex<Vec<AuditRecord>>>>,
+}
+
+/// The audit records an executor from [`Executor::batching_audits`] held back, written
+/// together by [`flush`](Self::flush).
+#[derive(Debug)]
+pub struct AuditBatch {
+    store: Arc<dyn Store>,
+    held: Arc<std::sync::Mutex<Vec<AuditRecord>>>,
+}
+
+impl AuditBatch {
+    /// Write the records held so far with [`Store::put_audits`] (one `BatchWriteItem` per
+    /// 25 on DynamoDB) and answer how many. Like an audit record put on its own, a failure
+    /// is logged and changes no outcome.
+    pub async fn flush(&self) -> usize {
+        let records = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        if records.is_empty() {
+            return 0;
+        }
+        if let Err(err) = self.store.put_audits(&records).await {
+            tracing::warn!(error = %err, records = records.len(), "could not write the batch's audit records");
+        }
+        records.len()
+    }
 }
 
 /// What the executor knows about one request once its input and key are valid.
@@ -124,6 +154,8 @@ struct Prepared<'a> {
     request_id: String,
     inv: Invocation,
     started: Instant,
+    /// Set when the claim took over an ended lease (for the metrics).
+    taken_over: &'a AtomicBool,
 }
 
 /// How a handler run ended.
@@ -140,7 +172,35 @@ impl Executor {
         Self {
             store,
             clock: Arc::new(SystemClock),
+            metrics: None,
+            held_audits: None,
         }
+    }
+
+    /// Emit one metrics line per execution to `metrics` (`None`: no metrics, the
+    /// default). The program's edge chooses, with [`Metrics::from_env`].
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Option<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// This executor, but holding back the audit records it would put on their own
+    /// (replays, rejections, take-overs, retries outside a commit) for the returned
+    /// [`AuditBatch`] to write together: an SQS batch of replays then costs one request
+    /// per record and one for all their audit records (docs/architecture.md §7.3).
+    /// Commits are unchanged: a completion's audit record stays in its transaction.
+    pub fn batching_audits(&self) -> (Executor, AuditBatch) {
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let executor = Self {
+            held_audits: Some(held.clone()),
+            ..self.clone()
+        };
+        let batch = AuditBatch {
+            store: self.store.clone(),
+            held,
+        };
+        (executor, batch)
     }
 
     /// Use another clock (tests of leases and retention).
@@ -157,8 +217,31 @@ impl Executor {
 
     /// Run `action` for `inv` under the protocol. Never panics and never returns early
     /// without an outcome: every failure is in [`Execution::outcome`].
-    pub async fn execute(&self, action: &dyn DynAction, mut inv: Invocation) -> Execution {
+    pub async fn execute(&self, action: &dyn DynAction, inv: Invocation) -> Execution {
         let started = Instant::now();
+        let taken_over = AtomicBool::new(false);
+        let execution = self.run_request(action, inv, started, &taken_over).await;
+        // The one place every outcome passes: the metrics line (when the edge asked).
+        if let Some(metrics) = &self.metrics {
+            metrics.record(
+                &execution,
+                Observed {
+                    duration: started.elapsed(),
+                    taken_over: taken_over.load(Ordering::Relaxed),
+                },
+            );
+        }
+        execution
+    }
+
+    /// [`Self::execute`] without the metrics.
+    async fn run_request(
+        &self,
+        action: &dyn DynAction,
+        mut inv: Invocation,
+        started: Instant,
+        taken_over: &AtomicBool,
+    ) -> Execution {
         let name = action.name();
         let options = action.options();
 
@@ -182,8 +265,10 @@ impl Executor {
             }
             return Execution::rejected(name, inv.key.clone(), e);
         }
-        let params = match &inv.params {
-            Params::Json(v) => Ok(v.clone()),
+        // The parsed params move out of the invocation (nothing reads them there again):
+        // no copy of the input.
+        let params = match &mut inv.params {
+            Params::Json(v) => Ok(std::mem::take(v)),
             Params::Text(text) => parse_params(text),
         };
         let params = match params {
@@ -241,6 +326,7 @@ impl Executor {
             request_id,
             inv,
             started,
+            taken_over,
         };
         let span = tracing::info_span!(
             "execute",
@@ -324,7 +410,21 @@ impl Executor {
     ) -> Execution {
         let duration_ms = p.started.elapsed().as_millis();
         match &outcome {
+            // A replay says so in its message too, not only in a field.
+            Ok(_) if replayed => tracing::info!(
+                attempt,
+                replayed,
+                duration_ms,
+                "execution replayed: the stored result was returned"
+            ),
             Ok(_) => tracing::info!(attempt, replayed, duration_ms, "execution succeeded"),
+            Err(e) if replayed => tracing::info!(
+                attempt,
+                replayed,
+                duration_ms,
+                error_type = e.kind().wire_name(),
+                "execution replayed: the stored error was returned"
+            ),
             Err(e) => tracing::warn!(
                 attempt,
                 replayed,
@@ -389,6 +489,10 @@ impl Executor {
     }
 
     async fn put_audit_logged(&self, record: AuditRecord) {
+        if let Some(held) = &self.held_audits {
+            held.lock().unwrap_or_else(|p| p.into_inner()).push(record);
+            return;
+        }
         if let Err(err) = self.store.put_audit(&record).await {
             tracing::warn!(error = %err, status = record.status.as_str(), "could not write the audit record");
         }
@@ -514,6 +618,21 @@ fn check_identifiers(inv: &mut Invocation) -> Option<ActionError> {
         }
     }
     (!problems.is_empty()).then(|| problems.into_error("the invocation's identifiers"))
+}
+
+/// The audit details of a completion committed with its record: the redacted input and,
+/// for the output, a reference to the record that holds it (stored once, docs/architecture.md
+/// §5.2) — unless redaction changes the output, whose redacted form is then kept.
+fn completion_details(p: &Prepared<'_>, raw: &RawValue, lease_owner: &str) -> Value {
+    let input = audit::redact(&p.params, &p.options.redact);
+    if !p.options.redact.is_empty() {
+        let output = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+        let redacted = audit::redact(&output, &p.options.redact);
+        if redacted != output {
+            return serde_json::json!({"input": input, "output": redacted});
+        }
+    }
+    audit::output_in_record(input, lease_owner)
 }
 
 /// Audit details: the redacted input and the redacted output or the error.

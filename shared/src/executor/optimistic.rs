@@ -3,8 +3,8 @@
 
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
-    Execution, Executor, Prepared, entity_conflict, error_text, outcome_details, refused,
-    retention_s, store_failure,
+    Execution, Executor, Prepared, completion_details, entity_conflict, error_text,
+    outcome_details, refused, retention_s, store_failure,
 };
 use crate::audit::AuditStatus;
 use crate::error::{ActionError, StoreError};
@@ -46,7 +46,10 @@ impl Executor {
                 RecordStatus::Completed => AuditStatus::Completed,
                 _ => AuditStatus::Failed,
             };
-            let details = outcome_details(&p, outcome.as_deref());
+            let details = match &outcome {
+                Ok(raw) => completion_details(&p, raw, &lease_owner),
+                Err(e) => outcome_details(&p, Err(e)),
+            };
             let record = IdempotencyRecord {
                 id: p.id.clone(),
                 status,

@@ -1,15 +1,40 @@
-//! Test support (feature `testing`): [`CallCounter`], the DynamoDB round trips of a client.
+//! Test support (feature `testing`): [`CallCounter`], the DynamoDB round trips of a client
+//! and the write capacity DynamoDB reports for them.
 
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::interceptors::{
+    AfterDeserializationInterceptorContextRef, BeforeSerializationInterceptorContextMut,
+    BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::operation::batch_write_item::{BatchWriteItemInput, BatchWriteItemOutput};
+use aws_sdk_dynamodb::operation::delete_item::{DeleteItemInput, DeleteItemOutput};
+use aws_sdk_dynamodb::operation::put_item::{PutItemInput, PutItemOutput};
+use aws_sdk_dynamodb::operation::transact_write_items::{
+    TransactWriteItemsInput, TransactWriteItemsOutput,
+};
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemInput, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{ConsumedCapacity, ReturnConsumedCapacity};
 use aws_smithy_runtime_api::box_error::BoxError;
 
+#[derive(Debug, Default)]
+struct Counts {
+    /// The operation of every request sent, in order.
+    calls: Vec<String>,
+    /// The write capacity units reported by each successful write, in order.
+    write_units: Vec<(String, f64)>,
+}
+
 /// Counts the DynamoDB requests a client sends (every attempt, retries included), by
-/// operation name. Add it to a client config with `.interceptor(counter.clone())`.
+/// operation name, and sums the write capacity units DynamoDB reports for them. Add it
+/// to a client config with `.interceptor(counter.clone())`.
+///
+/// It asks every write for `ReturnConsumedCapacity = TOTAL` (which changes nothing else
+/// in the request). A write refused by its condition consumes capacity too, but no
+/// response reports it: [`write_units`](Self::write_units) holds what was reported.
 #[derive(Debug, Clone, Default)]
-pub struct CallCounter(Arc<Mutex<Vec<String>>>);
+pub struct CallCounter(Arc<Mutex<Counts>>);
 
 impl CallCounter {
     /// A counter at zero.
@@ -17,25 +42,74 @@ impl CallCounter {
         Self::default()
     }
 
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The operations sent so far, in order (`PutItem`, `TransactWriteItems`, …).
     pub fn calls(&self) -> Vec<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.counts().calls.clone()
     }
 
     /// How many requests were sent.
     pub fn count(&self) -> usize {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.counts().calls.len()
+    }
+
+    /// The write capacity units each successful write reported, in order, by operation.
+    pub fn write_units(&self) -> Vec<(String, f64)> {
+        self.counts().write_units.clone()
+    }
+
+    /// The write capacity units reported since the last reset, in all.
+    pub fn total_write_units(&self) -> f64 {
+        self.counts().write_units.iter().map(|(_, u)| u).sum()
     }
 
     /// Back to zero.
     pub fn reset(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut counts = self.counts();
+        counts.calls.clear();
+        counts.write_units.clear();
     }
+}
+
+fn units<'a>(capacity: impl IntoIterator<Item = &'a ConsumedCapacity>) -> f64 {
+    capacity
+        .into_iter()
+        .map(|c| {
+            c.write_capacity_units()
+                .or(c.capacity_units())
+                .unwrap_or(0.0)
+        })
+        .sum()
 }
 
 impl Intercept for CallCounter {
     fn name(&self) -> &'static str {
         "actiondo.CallCounter"
+    }
+
+    fn modify_before_serialization(
+        &self,
+        context: &mut BeforeSerializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let input = context.input_mut();
+        let total = Some(ReturnConsumedCapacity::Total);
+        if let Some(i) = input.downcast_mut::<PutItemInput>() {
+            i.return_consumed_capacity = total;
+        } else if let Some(i) = input.downcast_mut::<UpdateItemInput>() {
+            i.return_consumed_capacity = total;
+        } else if let Some(i) = input.downcast_mut::<DeleteItemInput>() {
+            i.return_consumed_capacity = total;
+        } else if let Some(i) = input.downcast_mut::<TransactWriteItemsInput>() {
+            i.return_consumed_capacity = total;
+        } else if let Some(i) = input.downcast_mut::<BatchWriteItemInput>() {
+            i.return_consumed_capacity = total;
+        }
+        Ok(())
     }
 
     fn read_before_transmit(
@@ -51,10 +125,37 @@ impl Intercept for CallCounter {
             .and_then(|t| t.rsplit('.').next())
             .unwrap_or("unknown")
             .to_owned();
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(operation);
+        self.counts().calls.push(operation);
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Ok(output) = context.output_or_error() else {
+            return Ok(());
+        };
+        let reported = if let Some(o) = output.downcast_ref::<PutItemOutput>() {
+            Some(("PutItem", units(o.consumed_capacity())))
+        } else if let Some(o) = output.downcast_ref::<UpdateItemOutput>() {
+            Some(("UpdateItem", units(o.consumed_capacity())))
+        } else if let Some(o) = output.downcast_ref::<DeleteItemOutput>() {
+            Some(("DeleteItem", units(o.consumed_capacity())))
+        } else if let Some(o) = output.downcast_ref::<TransactWriteItemsOutput>() {
+            Some(("TransactWriteItems", units(o.consumed_capacity())))
+        } else {
+            output
+                .downcast_ref::<BatchWriteItemOutput>()
+                .map(|o| ("BatchWriteItem", units(o.consumed_capacity())))
+        };
+        if let Some((operation, units)) = reported {
+            self.counts()
+                .write_units
+                .push((operation.to_owned(), units));
+        }
         Ok(())
     }
 }

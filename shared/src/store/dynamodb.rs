@@ -23,9 +23,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ReturnValue,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
-    TransactWriteItem, Update,
+    TransactWriteItem, Update, WriteRequest,
 };
 use aws_types::SdkConfig;
 use base64::Engine as _;
@@ -350,6 +350,47 @@ fn commit_token(commit: &Commit) -> String {
     digest[..36].to_owned()
 }
 
+/// The most items one `BatchWriteItem` takes.
+pub const BATCH_WRITE_ITEMS: usize = 25;
+
+/// How many times the items of one `BatchWriteItem` are sent in all while DynamoDB
+/// leaves some of them unprocessed (throttling): the first send and 4 resends of what is
+/// left, 50, 100, 200 and 400 ms apart.
+pub const BATCH_WRITE_SENDS: u32 = 5;
+
+/// Send `pending` with `send` (which answers the unprocessed items) until none is left,
+/// at most [`BATCH_WRITE_SENDS`] times, with exponential backoff in between.
+async fn write_until_processed<F, Fut>(
+    mut pending: Vec<WriteRequest>,
+    mut send: F,
+) -> Result<(), StoreError>
+where
+    F: FnMut(Vec<WriteRequest>) -> Fut,
+    Fut: Future<Output = Result<Vec<WriteRequest>, StoreError>>,
+{
+    for sent in 1..=BATCH_WRITE_SENDS {
+        pending = send(pending).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if sent < BATCH_WRITE_SENDS {
+            tracing::warn!(
+                unprocessed = pending.len(),
+                sent,
+                "BatchWriteItem left items unprocessed; sending them again"
+            );
+            tokio::time::sleep(Duration::from_millis(50 << (sent - 1))).await;
+        }
+    }
+    Err(StoreError::Unavailable {
+        message: format!(
+            "DynamoDB BatchWriteItem: {} audit records still unprocessed after {BATCH_WRITE_SENDS} sends",
+            pending.len()
+        ),
+        source: None,
+    })
+}
+
 fn entity_key(key: &EntityKey) -> Item {
     Item::from([("pk".into(), s(&key.pk)), ("sk".into(), s(&key.sk))])
 }
@@ -393,6 +434,12 @@ impl DynamoStore {
     /// [`Tables::from_env`].
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, StoreError> {
         Ok(Self::new(Self::client_for(config), Tables::from_env()?))
+    }
+
+    /// A store over a client built from `config` with the store's timeouts, and these
+    /// tables (tests and local stacks with their own table names).
+    pub fn with_tables(config: &SdkConfig, tables: Tables) -> Self {
+        Self::new(Self::client_for(config), tables)
     }
 
     /// How long the SDK waits for the connection to DynamoDB (the SDK's default).
@@ -926,6 +973,44 @@ impl Store for DynamoStore {
         }
     }
 
+    /// `BatchWriteItem`, 25 records a request, resending what DynamoDB leaves
+    /// unprocessed ([`BATCH_WRITE_SENDS`]). `BatchWriteItem` takes no condition: a record
+    /// is never overwritten because its sort key is unique (time, attempt, status, request
+    /// id and 32 random bits, [`crate::audit::seq`]), not because DynamoDB checks it.
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for record in records {
+            limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
+        }
+        for chunk in records.chunks(BATCH_WRITE_ITEMS) {
+            let requests = chunk
+                .iter()
+                .map(|record| {
+                    PutRequest::builder()
+                        .set_item(Some(audit_to_item(record)))
+                        .build()
+                        .map(|put| WriteRequest::builder().put_request(put).build())
+                        .map_err(build_err)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            write_until_processed(requests, |pending| async move {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.tables.audit, pending)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_err("BatchWriteItem (audit)", e))?;
+                Ok(output
+                    .unprocessed_items()
+                    .and_then(|items| items.get(&self.tables.audit))
+                    .cloned()
+                    .unwrap_or_default())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let output = self
             .client
@@ -965,13 +1050,59 @@ impl Store for DynamoStore {
             .transpose()
     }
 
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        // The update of a commit's staged put, on its own: one `UpdateItem`.
+        let (condition, value) = entity_condition(expect);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.entities)
+            .set_key(Some(entity_key(key)))
+            .update_expression("SET #doc = :doc ADD #version :one")
+            .expression_attribute_names("#doc", "doc")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":doc", json_to_attr(doc))
+            .expression_attribute_values(":one", n(1))
+            .set_condition_expression(condition.map(str::to_owned));
+        if let Some((name, v)) = value {
+            update = update.expression_attribute_values(name, v);
+        }
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(err) => Err(sdk_err("UpdateItem (entity)", err)),
+        }
+    }
+
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         let output = self.audit_page(query).await?;
-        let records = output
+        let mut records = output
             .items()
             .iter()
             .map(audit_from_item)
             .collect::<Result<Vec<_>, _>>()?;
+        // Completion outputs stored once, in their idempotency record: one read per
+        // execution of the page that refers to one.
+        let ids = crate::audit::referenced_records(&records);
+        let held = futures::future::try_join_all(ids.iter().map(|id| self.get_record(id))).await?;
+        let held: HashMap<&str, IdempotencyRecord> = ids
+            .iter()
+            .map(String::as_str)
+            .zip(held)
+            .filter_map(|(id, record)| record.map(|r| (id, r)))
+            .collect();
+        crate::audit::resolve_outputs(&mut records, |id| Ok(held.get(id).cloned()))?;
         Ok(AuditPage {
             records,
             next_cursor: output.last_evaluated_key().map(encode_cursor),
@@ -1034,6 +1165,51 @@ mod tests {
             other => panic!("expected Unavailable, got {other:?}"),
         }
         silent.abort();
+    }
+
+    fn put(n: usize) -> WriteRequest {
+        let item = Item::from([
+            ("execution".into(), s("a#k")),
+            ("seq".into(), s(n.to_string())),
+        ]);
+        WriteRequest::builder()
+            .put_request(
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .expect("item"),
+            )
+            .build()
+    }
+
+    /// Unprocessed items are sent again, and only they, until none is left; items left
+    /// after the last send are an error that says how many.
+    #[tokio::test(start_paused = true)]
+    async fn unprocessed_batch_items_are_sent_again() {
+        let sends = std::sync::Mutex::new(Vec::new());
+        let outcome = write_until_processed((0..10).map(put).collect(), |pending| {
+            let n = pending.len();
+            sends.lock().expect("sends").push(n);
+            // DynamoDB processes the first half of each send (rounded up).
+            async move { Ok(pending.into_iter().skip(n.div_ceil(2)).collect()) }
+        })
+        .await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(*sends.lock().expect("sends"), [10, 5, 2, 1]);
+
+        let sends = std::sync::Mutex::new(0);
+        let outcome = write_until_processed((0..3).map(put).collect(), |pending| {
+            *sends.lock().expect("sends") += 1;
+            async move { Ok(pending) }
+        })
+        .await;
+        match outcome {
+            Err(StoreError::Unavailable { message, .. }) => {
+                assert!(message.contains("3 audit records"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(*sends.lock().expect("sends"), BATCH_WRITE_SENDS);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::error::StoreError;
 use crate::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord, RecordWrite,
-    Store,
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
+    RecordWrite, Store,
 };
 
 /// A store primitive that can be made to fail.
@@ -35,7 +35,22 @@ pub enum Fault {
     /// Before a commit, the lease is stolen: the record is rewritten with another owner,
     /// as if this attempt had stalled past its lease and another had taken over.
     StealLease,
+    /// An entity read (an API key's lookup), failing with the kind of text an AWS SDK
+    /// error carries (operation, table ARN, account id), which no client may see.
+    GetEntity,
+    /// An idempotency record read, failing the same way.
+    GetRecord,
+    /// An audit query, failing the same way.
+    QueryAudit,
+    /// A lone entity put ([`Store::put_entity`]).
+    PutEntity,
 }
+
+/// The text of an injected read failure: what DynamoDB's SDK says when a request times
+/// out, table ARN and account id included.
+pub const AWS_FAILURE_TEXT: &str = "DynamoDB GetItem: dispatch failure: timeout: \
+    arn:aws:dynamodb:eu-west-1:123456789012:table/actiondo-entities (RequestId: \
+    QX7N2KJ3V1UOL0F4M5P6R8S9T0AAJG)";
 
 /// Wraps a store; each armed fault fires once on the next matching call, before the
 /// inner store is touched (so the failed call wrote nothing), as a timeout would.
@@ -76,6 +91,13 @@ impl<S: Store> FaultyStore<S> {
             }
             None => false,
         }
+    }
+
+    fn aws_like() -> StoreError {
+        StoreError::unavailable(
+            "DynamoDB read",
+            std::io::Error::new(std::io::ErrorKind::TimedOut, AWS_FAILURE_TEXT),
+        )
     }
 
     fn injected(what: &str) -> StoreError {
@@ -140,15 +162,43 @@ impl<S: Store> Store for FaultyStore<S> {
         self.inner.put_audit(record).await
     }
 
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        if self.take(Fault::PutAudit) {
+            return Err(Self::injected("audit put"));
+        }
+        self.inner.put_audits(records).await
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        if self.take(Fault::GetRecord) {
+            return Err(Self::aws_like());
+        }
         self.inner.get_record(id).await
     }
 
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
+        if self.take(Fault::GetEntity) {
+            return Err(Self::aws_like());
+        }
         self.inner.get_entity(key).await
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        if self.take(Fault::QueryAudit) {
+            return Err(Self::aws_like());
+        }
         self.inner.query_audit(query).await
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &serde_json::Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        if self.take(Fault::PutEntity) {
+            return Err(Self::injected("entity put"));
+        }
+        self.inner.put_entity(key, doc, expect).await
     }
 }

@@ -169,34 +169,40 @@ pub enum StoredResult {
     Gzip(Vec<u8>),
 }
 
-/// Results whose JSON is longer than this are stored gzip-compressed.
-pub const COMPRESS_ABOVE_BYTES: usize = 16 * 1024;
+/// Text (a result, audit `details`) longer than this is stored gzip-compressed when that
+/// makes it smaller. DynamoDB bills a write per started KB of the item (twice in a
+/// transaction), and the record's other attributes take about 350 bytes, an audit
+/// record's about 500: text above 512 bytes would push either into a second KB
+/// (docs/architecture.md §4.6).
+pub const COMPRESS_ABOVE_BYTES: usize = 512;
 
 /// The largest stored result (after compression): a DynamoDB item holds 400 KB, and the
 /// record's other attributes and the transaction's audit record need room too.
 pub const MAX_RESULT_BYTES: usize = 300 * 1024;
 
 impl StoredResult {
-    /// JSON text as stored: as is up to [`COMPRESS_ABOVE_BYTES`], gzip-compressed above.
-    /// The form of every piece of caller data in records and audit (`result`, `details`):
-    /// text, never a DynamoDB map, so that no number, depth or key of the caller's JSON can
-    /// be refused.
+    /// JSON text as stored: as is up to [`COMPRESS_ABOVE_BYTES`]; above, gzip-compressed
+    /// unless that is no smaller (random text). The form of every piece of caller data in
+    /// records and audit (`result`, `details`): text, never a DynamoDB map, so that no
+    /// number, depth or key of the caller's JSON can be refused. Readers tell the forms
+    /// apart by their type (text or bytes), never by their size, so records written under
+    /// another threshold read the same.
     pub fn compress(json: String) -> Self {
         if json.len() <= COMPRESS_ABOVE_BYTES {
             return StoredResult::Json(json);
         }
         use std::io::Write as _;
         let mut encoder = flate2::write::GzEncoder::new(
-            Vec::with_capacity(json.len() / 4),
-            flate2::Compression::default(),
+            Vec::with_capacity(json.len() / 2),
+            flate2::Compression::fast(),
         );
         match encoder
             .write_all(json.as_bytes())
             .and_then(|()| encoder.finish())
         {
-            Ok(compressed) => StoredResult::Gzip(compressed),
-            // Writing to memory does not fail; keep the text if it ever does.
-            Err(_) => StoredResult::Json(json),
+            Ok(compressed) if compressed.len() < json.len() => StoredResult::Gzip(compressed),
+            // No smaller (or, writing to memory, never: failed): keep the text.
+            _ => StoredResult::Json(json),
         }
     }
 
@@ -526,6 +532,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Put one audit record on its own (replays, rejections); never overwrites.
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError>;
 
+    /// Put several audit records on their own (the replays and rejections of an SQS
+    /// batch), as few requests as the store allows; never overwrites. Not atomic: on an
+    /// error, some of them may be written. By default, one [`put_audit`](Self::put_audit)
+    /// each.
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for record in records {
+            self.put_audit(record).await?;
+        }
+        Ok(())
+    }
+
     /// Read an idempotency record (strongly consistent).
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
@@ -534,6 +551,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Audit records, newest first, one page at a time.
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
+
+    /// One conditional entity put outside any execution, with no idempotency or audit
+    /// record: bookkeeping that is no unit of work (when an API key was last used). The
+    /// version becomes the old one + 1 (1 for a new item), as in a commit. `Ok(false)` when
+    /// `expect` does not hold: nothing was written.
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]
@@ -550,6 +578,10 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         (**self).put_audit(record).await
     }
 
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        (**self).put_audits(records).await
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         (**self).get_record(id).await
     }
@@ -560,5 +592,14 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         (**self).query_audit(query).await
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        (**self).put_entity(key, doc, expect).await
     }
 }

@@ -18,7 +18,7 @@ use crate::audit::{AuditFilter, AuditPage, AuditQuery, AuditRecord};
 use crate::error::StoreError;
 use crate::limits;
 use crate::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, IdempotencyRecord,
+    Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
     RELEASED_LEASE_MS, RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,
 };
 
@@ -380,6 +380,18 @@ impl Store for SqliteStore {
         self.with_tx(|tx| insert_audit(tx, record).map(|()| ((), true)))
     }
 
+    async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
+        for record in records {
+            limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
+        }
+        self.with_tx(|tx| {
+            records
+                .iter()
+                .try_for_each(|record| insert_audit(tx, record))
+                .map(|()| ((), true))
+        })
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         get_record(&conn, id)
@@ -404,6 +416,26 @@ impl Store for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &serde_json::Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.with_tx(|tx| {
+            if !expect.holds(entity_version(tx, key)?) {
+                return Ok((false, false));
+            }
+            exec(
+                tx,
+                "INSERT INTO entities (pk, sk, doc, version) VALUES (?1, ?2, ?3, 1) \
+                 ON CONFLICT (pk, sk) DO UPDATE SET doc = excluded.doc, version = version + 1",
+                params![key.pk, key.sk, doc.to_string()],
+            )?;
+            Ok((true, true))
+        })
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
@@ -460,7 +492,7 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(db_err)?;
         let more = rows.len() > limit;
-        let mut records = Vec::with_capacity(limit);
+        let mut records: Vec<AuditRecord> = Vec::with_capacity(limit);
         let mut last = None;
         for (json, position) in rows.into_iter().take(limit) {
             records.push(
@@ -469,6 +501,8 @@ impl Store for SqliteStore {
             );
             last = Some(position);
         }
+        // Completion outputs stored once, in their idempotency record.
+        crate::audit::resolve_outputs(&mut records, |id| get_record(&conn, id))?;
         let next_cursor = if more {
             last.and_then(|c| serde_json::to_vec(&c).ok())
                 .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))

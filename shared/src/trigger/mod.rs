@@ -397,7 +397,8 @@ impl<'de> Deserialize<'de> for RawEvent {
 
 /// The Lambda entry point of an action binary: set up tracing (JSON when
 /// `AWS_LAMBDA_LOG_FORMAT=JSON`), open the store once (DynamoDB, or `ACTIONDO_STORE`), and
-/// serve every invocation through [`Handler::handle_raw`].
+/// serve every invocation through [`Handler::handle_raw`], with one metrics line per
+/// execution on standard output ([`crate::metrics`]; `ACTIONDO_METRICS=off` turns it off).
 ///
 /// # Example
 ///
@@ -420,7 +421,9 @@ pub async fn run<A: Action>(action: A) -> Result<(), BoxError> {
     let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
         .open()
         .await?;
-    let handler = Handler::new(Executor::from_arc(store), Arc::new(action));
+    // One EMF metrics line per execution in Lambda (docs/architecture.md §11).
+    let executor = Executor::from_arc(store).with_metrics(crate::metrics::Metrics::from_env());
+    let handler = Handler::new(executor, Arc::new(action));
     tracing::info!(action = A::NAME, "ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let handler = handler.clone();

@@ -64,15 +64,21 @@ pub fn concurrency_from_env() -> usize {
 /// - FIFO queues: records of one message group run in order; after a retryable failure the
 ///   rest of that group is reported failed too (so order is kept), other groups go on.
 /// - Standard queues: records run concurrently, at most `ACTIONDO_SQS_CONCURRENCY` at once.
+/// - The audit records the executions put on their own (replays above all) are written
+///   together at the end ([`crate::Executor::batching_audits`]): a batch of 10 replays
+///   costs 10 claims and one `BatchWriteItem`.
 pub async fn handle_batch(handler: &Handler, event: SqsEvent, meta: &Meta) -> SqsBatchResponse {
-    process_batch(event.records, concurrency_from_env(), |record| async move {
-        let execution = handler
-            .executor()
+    let (executor, audits) = handler.executor().batching_audits();
+    let executor = &executor;
+    let response = process_batch(event.records, concurrency_from_env(), |record| async move {
+        let execution = executor
             .execute(handler.action(), invocation(record, meta))
             .await;
         Disposition::of(&execution.outcome)
     })
-    .await
+    .await;
+    audits.flush().await;
+    response
 }
 
 /// The batch logic of every SQS consumer (an action's own queue, the router's intake):

@@ -63,6 +63,7 @@ pub(crate) struct Harness {
     pub(crate) executor: Executor,
     pub(crate) clock: TestClock,
     counter: Option<CallCounter>,
+    backend: Backend,
     /// The DynamoDB store under the harness, on DynamoDB backends.
     pub(crate) dynamo: Option<DynamoStore>,
 }
@@ -113,6 +114,7 @@ impl Harness {
             executor,
             clock,
             counter,
+            backend,
             dynamo,
         };
         h.reset_calls();
@@ -129,6 +131,15 @@ impl Harness {
     pub(crate) fn assert_round_trips(&self, expected: &[&str]) {
         if let Some(c) = &self.counter {
             assert_eq!(c.calls(), expected, "DynamoDB round trips");
+        }
+    }
+
+    /// On DynamoDB Local, the write capacity units each write reported since the last
+    /// reset, by operation (moto does not compute capacity); `None` elsewhere.
+    pub(crate) fn write_units(&self) -> Option<Vec<(String, f64)>> {
+        match (self.backend, &self.counter) {
+            (Backend::DynamoDbLocal, Some(c)) => Some(c.write_units()),
+            _ => None,
         }
     }
 

@@ -230,6 +230,15 @@ impl Store for Scripted {
         self.log("query_audit");
         self.inner.query_audit(query).await
     }
+    async fn put_entity(
+        &self,
+        key: &EntityKey,
+        doc: &serde_json::Value,
+        expect: Expect,
+    ) -> Result<bool, StoreError> {
+        self.log("put_entity");
+        self.inner.put_entity(key, doc, expect).await
+    }
 }
 
 /// What one handler call does.

@@ -1,0 +1,1104 @@
+//! The console (docs/architecture.md §11): server-rendered HTML pages over the API's own
+//! routes, served by `actiondo serve` at `/` and by the router when
+//! `ACTIONDO_CONSOLE=on`.
+//!
+//! Every page is a JSON response of the API, rendered: a console handler sends the API
+//! request it names (with the caller's `Authorization` header) through the very
+//! [`axum::Router`] of [`crate::Api`], in process, and renders its body with a template
+//! compiled into the binary (`api/templates/console/`). The console has no data path of
+//! its own; each page links the API route it shows.
+//!
+//! | page | API route |
+//! |---|---|
+//! | `GET /console/`, `/console/actions` | `GET /actions` |
+//! | `GET /console/actions/{name}` | `GET /actions/{name}` |
+//! | `POST /console/actions/{name}` (the try-it form) | `GET /actions/{name}`, then `POST /execute` |
+//! | `GET /console/executions?type=&key=&correlationId=&status=&since=&cursor=` | `GET /audit` |
+//! | `GET /console/executions/{name}/{key}` | `GET /executions/{name}/{key}` |
+//! | `GET /console/workflows` | `GET /workflows` |
+//! | `GET /console/workflows/{name}?execution=` | `GET /workflows/{name}`, `GET /workflows/{name}/executions/{id}` and its `/history` |
+//! | `POST /console/workflows/{name}/redrive` | `POST /workflows/{name}/executions/{id}/redrive` |
+//!
+//! API keys: plain navigation cannot send `Authorization`, so a page asked without a key
+//! answers 401 with a form; the key typed there stays in the tab's `sessionStorage`, and a
+//! small inline script then fetches each page with `Authorization: Bearer <key>` and
+//! swaps it in. Without keys (`actiondo serve --no-auth`) the pages are plain links and
+//! forms. Templates escape everything they show (minijinja's HTML auto-escaping).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+/// The variable that serves the console from the router Lambda (`on`).
+pub const CONSOLE_ENV: &str = "ACTIONDO_CONSOLE";
+
+/// The largest API body the console reads (the API's pages are far smaller).
+const MAX_API_BODY: usize = 16 * 1024 * 1024;
+
+/// The API's routes plus the console's.
+pub fn with_console(api: axum::Router) -> axum::Router {
+    api.clone().merge(router(api))
+}
+
+/// Whether `ACTIONDO_CONSOLE=on`.
+pub fn enabled_by_env() -> bool {
+    std::env::var(CONSOLE_ENV).is_ok_and(|v| v.trim() == "on")
+}
+
+/// The console's routes, reading through `api` (the router of [`crate::Api`]).
+pub fn router(api: axum::Router) -> axum::Router {
+    let console = Arc::new(Console {
+        api,
+        templates: templates(),
+    });
+    axum::Router::new()
+        .route("/", get(|| async { Redirect::to("/console/") }))
+        .route("/console", get(|| async { Redirect::to("/console/") }))
+        .route("/console/", get(actions))
+        .route("/console/actions", get(actions))
+        .route("/console/actions/{name}", get(action).post(try_action))
+        .route("/console/executions", get(executions))
+        .route("/console/executions/{name}/{key}", get(execution))
+        .route("/console/workflows", get(workflows))
+        .route("/console/workflows/{name}", get(workflow))
+        .route(
+            "/console/workflows/{name}/redrive",
+            axum::routing::post(redrive),
+        )
+        .with_state(console)
+}
+
+/// The templates, compiled into the binary.
+fn templates() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    for (name, source) in [
+        (
+            "layout.html",
+            include_str!("../templates/console/layout.html"),
+        ),
+        ("key.html", include_str!("../templates/console/key.html")),
+        (
+            "error.html",
+            include_str!("../templates/console/error.html"),
+        ),
+        (
+            "actions.html",
+            include_str!("../templates/console/actions.html"),
+        ),
+        (
+            "action.html",
+            include_str!("../templates/console/action.html"),
+        ),
+        (
+            "executions.html",
+            include_str!("../templates/console/executions.html"),
+        ),
+        (
+            "execution.html",
+            include_str!("../templates/console/execution.html"),
+        ),
+        (
+            "workflows.html",
+            include_str!("../templates/console/workflows.html"),
+        ),
+        (
+            "workflow.html",
+            include_str!("../templates/console/workflow.html"),
+        ),
+    ] {
+        if let Err(e) = env.add_template(name, source) {
+            // A template that does not compile is a build defect the tests catch; the
+            // page that needs it then answers 500 naming it.
+            tracing::error!(template = name, error = %e, "a console template does not compile");
+        }
+    }
+    env
+}
+
+/// The console's state: the API to read through, and the templates.
+struct Console {
+    api: axum::Router,
+    templates: minijinja::Environment<'static>,
+}
+
+type Shared = State<Arc<Console>>;
+
+/// What the API answered.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    /// The `error` of an error body, its `details` as indented JSON text.
+    fn error(&self) -> Value {
+        let mut error = self
+            .body
+            .get("error")
+            .filter(|e| e.is_object())
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        if let Some(details) = error.get("details").filter(|d| !d.is_null()).cloned() {
+            error["details"] = json!(pretty(&details));
+        }
+        error
+    }
+}
+
+impl Console {
+    /// Send one API request in process, with the caller's `Authorization`.
+    async fn call(
+        &self,
+        method: Method,
+        uri: &str,
+        auth: Option<&HeaderValue>,
+        body: Option<&Value>,
+    ) -> Answer {
+        let mut request = http::Request::builder().method(method).uri(uri);
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let request = match request.body(body) {
+            Ok(request) => request,
+            Err(e) => return internal(format!("the API request {uri} is invalid: {e}")),
+        };
+        let response = match self.api.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = match axum::body::to_bytes(body, MAX_API_BODY).await {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(e) => return internal(format!("the API's answer to {uri} could not be read: {e}")),
+        };
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// Render `template` with `context` and the page's common fields.
+    fn render(
+        &self,
+        status: StatusCode,
+        template: &str,
+        context: Value,
+        headers: &HeaderMap,
+    ) -> Response {
+        let mut context = context;
+        if let Value::Object(map) = &mut context {
+            map.insert(
+                "keySent".into(),
+                json!(headers.contains_key(header::AUTHORIZATION)),
+            );
+        }
+        let html = self
+            .templates
+            .get_template(template)
+            .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(&context))));
+        match html {
+            Ok(html) => html_response(status, html),
+            Err(e) => {
+                tracing::error!(template, error = %e, "a console page could not be rendered");
+                html_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!(
+                        "<!doctype html><title>action.do console</title><p>The page could not be rendered: {}</p>",
+                        escape_html(&e.to_string())
+                    ),
+                )
+            }
+        }
+    }
+
+    /// The page of an API error: the key form on 401, else the error.
+    fn failure(&self, answer: &Answer, api: &str, headers: &HeaderMap) -> Response {
+        // The key form shows nothing of the request (its path may name a key).
+        let (template, api) = if answer.status == StatusCode::UNAUTHORIZED {
+            ("key.html", None)
+        } else {
+            ("error.html", Some(api))
+        };
+        self.render(
+            answer.status,
+            template,
+            json!({"status": answer.status.as_u16(), "error": answer.error(), "api": api}),
+            headers,
+        )
+    }
+}
+
+fn internal(message: String) -> Answer {
+    Answer {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        headers: HeaderMap::new(),
+        body: json!({"error": {"type": "ActionDo.Internal", "message": message}}),
+    }
+}
+
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // Pages hold data read with a key: never cached.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Escape text for HTML (outside templates).
+fn escape_html(text: &str) -> String {
+    minijinja::HtmlEscape(text).to_string()
+}
+
+/// A path segment, percent-encoded.
+fn segment(s: &str) -> String {
+    crate::routes::percent_encode_segment(s)
+}
+
+/// JSON, indented, for a `<pre>`.
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+// ------------------------------------------------------------------ actions
+
+/// `GET /console/actions`.
+async fn actions(State(console): Shared, headers: HeaderMap) -> Response {
+    let auth = headers.get(header::AUTHORIZATION);
+    let answer = console.call(Method::GET, "/actions", auth, None).await;
+    if !answer.status.is_success() {
+        return console.failure(&answer, "/actions", &headers);
+    }
+    let actions: Vec<Value> = answer.body["actions"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|a| {
+                    let name = a["name"].as_str().unwrap_or_default();
+                    json!({
+                        "name": name,
+                        "description": a["description"],
+                        "keyPolicy": a["keyPolicy"],
+                        "href": format!("/console/actions/{}", segment(name)),
+                        "executions": format!("/console/executions?type={}", form_value(name)),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    console.render(
+        StatusCode::OK,
+        "actions.html",
+        json!({"nav": "actions", "api": "/actions", "actions": actions}),
+        &headers,
+    )
+}
+
+/// A value for a query string.
+fn form_value(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// One input of the try-it form, derived from a property of the input schema.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Field {
+    /// The property's name.
+    pub name: String,
+    /// `text`, `integer`, `number`, `boolean`, `enum` or `json`.
+    pub kind: &'static str,
+    /// Whether the schema requires it.
+    pub required: bool,
+    /// The choices of an `enum`.
+    pub options: Vec<String>,
+    /// The schema's description of it.
+    pub description: Option<String>,
+}
+
+/// The try-it form's fields: one per property of the (object) input schema, typed by the
+/// property's schema (`$ref`s into `$defs`/`definitions` and `T | null` followed); nested
+/// objects, arrays and unions are `json` fields (typed as JSON text).
+pub fn form_fields(schema: &Value) -> Vec<Field> {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = resolve(schema, schema)["properties"].as_object() else {
+        return Vec::new();
+    };
+    properties
+        .iter()
+        .map(|(name, property)| {
+            let property = resolve(schema, property);
+            let (kind, options) = field_kind(schema, property);
+            Field {
+                name: name.clone(),
+                kind,
+                required: required.contains(&name.as_str()),
+                options,
+                description: property["description"].as_str().map(str::to_owned),
+            }
+        })
+        .collect()
+}
+
+/// Follow a local `$ref` (a few levels at most).
+fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..8 {
+        let Some(reference) = schema["$ref"].as_str() else {
+            break;
+        };
+        let Some(pointer) = reference.strip_prefix('#') else {
+            break;
+        };
+        match root.pointer(pointer) {
+            Some(target) => schema = target,
+            None => break,
+        }
+    }
+    schema
+}
+
+fn field_kind(root: &Value, property: &Value) -> (&'static str, Vec<String>) {
+    // `T | null` (an Option) is written anyOf [T, null] or type [T, "null"].
+    if let Some(variants) = property["anyOf"]
+        .as_array()
+        .or(property["oneOf"].as_array())
+    {
+        let non_null: Vec<&Value> = variants
+            .iter()
+            .map(|v| resolve(root, v))
+            .filter(|v| v["type"] != "null")
+            .collect();
+        return match non_null.as_slice() {
+            [one] => field_kind(root, one),
+            _ => ("json", Vec::new()),
+        };
+    }
+    if let Some(choices) = property["enum"].as_array() {
+        let options: Vec<String> = choices
+            .iter()
+            .filter_map(|c| c.as_str().map(str::to_owned))
+            .collect();
+        if options.len() == choices.len() {
+            return ("enum", options);
+        }
+        return ("json", Vec::new());
+    }
+    let types: Vec<&str> = match &property["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .collect(),
+        _ => Vec::new(),
+    };
+    let kind = match types.as_slice() {
+        ["string"] => "text",
+        ["integer"] => "integer",
+        ["number"] => "number",
+        ["boolean"] => "boolean",
+        _ => "json",
+    };
+    (kind, Vec::new())
+}
+
+/// The params a submitted try-it form describes: `paramsJson` when given (the params as
+/// JSON), else one member per non-empty field, typed by its kind. A value that does not
+/// read as its kind is sent as text, so that the action's own validation answers (and
+/// audits) it, as it would any caller's.
+pub fn params_from_form(
+    fields: &[Field],
+    form: &BTreeMap<String, String>,
+) -> Result<Value, String> {
+    if let Some(text) = form.get("paramsJson").filter(|t| !t.trim().is_empty()) {
+        return serde_json::from_str(text).map_err(|e| format!("params (JSON) is not JSON: {e}"));
+    }
+    let mut params = serde_json::Map::new();
+    for field in fields {
+        let Some(raw) = form.get(&format!("p.{}", field.name)) else {
+            continue;
+        };
+        let text = raw.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let value = match field.kind {
+            "integer" => text
+                .parse::<i64>()
+                .map_or_else(|_| json!(text), |n| json!(n)),
+            "number" => text
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| json!(text), Value::Number),
+            "boolean" => match text {
+                "true" => json!(true),
+                "false" => json!(false),
+                other => json!(other),
+            },
+            "json" => serde_json::from_str(text).unwrap_or_else(|_| json!(text)),
+            _ => json!(raw),
+        };
+        params.insert(field.name.clone(), value);
+    }
+    Ok(Value::Object(params))
+}
+
+/// A fresh idempotency key for the try-it form.
+fn fresh_key() -> String {
+    let mut bytes = [0u8; 6];
+    if getrandom::fill(&mut bytes).is_err() {
+        return format!("console-{}", chrono::Utc::now().timestamp_millis());
+    }
+    format!("console-{}", hex::encode(bytes))
+}
+
+/// The context of an action's page.
+fn action_context(name: &str, info: &Value, form: &BTreeMap<String, String>) -> Value {
+    let fields = form_fields(&info["inputSchema"]);
+    let values: BTreeMap<String, String> = fields
+        .iter()
+        .filter_map(|f| {
+            form.get(&format!("p.{}", f.name))
+                .map(|v| (f.name.clone(), v.clone()))
+        })
+        .collect();
+    json!({
+        "nav": "actions",
+        "api": format!("/actions/{}", segment(name)),
+        "name": name,
+        "action": info,
+        "inputSchema": pretty(&info["inputSchema"]),
+        "outputSchema": pretty(&info["outputSchema"]),
+        "fields": fields,
+        "values": values,
+        "paramsJson": form.get("paramsJson").cloned().unwrap_or_default(),
+        "idempotencyKey": form.get("idempotencyKey").cloned().unwrap_or_else(fresh_key),
+        "correlationId": form.get("correlationId").cloned().unwrap_or_default(),
+        "post": format!("/console/actions/{}", segment(name)),
+        "executions": format!("/console/executions?type={}", form_value(name)),
+    })
+}
+
+/// `GET /console/actions/{name}`.
+async fn action(State(console): Shared, Path(name): Path<String>, headers: HeaderMap) -> Response {
+    let api = format!("/actions/{}", segment(&name));
+    let auth = headers.get(header::AUTHORIZATION);
+    let answer = console.call(Method::GET, &api, auth, None).await;
+    if !answer.status.is_success() {
+        return console.failure(&answer, &api, &headers);
+    }
+    let context = action_context(&name, &answer.body, &BTreeMap::new());
+    console.render(StatusCode::OK, "action.html", context, &headers)
+}
+
+/// Whether a form post comes from a page of this server: browsers send `Origin` (and
+/// `Sec-Fetch-Site`) with posts; another site's form is refused, so that a page elsewhere
+/// cannot run actions through a console open without keys (`--no-auth`).
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    host.is_some() && origin_host == host
+}
+
+/// The answer to a form posted from another site.
+fn cross_site(console: &Console, headers: &HeaderMap) -> Response {
+    let answer = Answer {
+        status: StatusCode::FORBIDDEN,
+        headers: HeaderMap::new(),
+        body: json!({"error": {"type": "ActionDo.Forbidden", "message": "this form was posted from another site"}}),
+    };
+    console.failure(&answer, "", headers)
+}
+
+/// `POST /console/actions/{name}`: run the action from the try-it form through
+/// `POST /execute` and show its `{result, error}`.
+async fn try_action(
+    State(console): Shared,
+    Path(name): Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    if !same_origin(&headers) {
+        return cross_site(&console, &headers);
+    }
+    let auth = headers.get(header::AUTHORIZATION);
+    let api = format!("/actions/{}", segment(&name));
+    let info = console.call(Method::GET, &api, auth, None).await;
+    if !info.status.is_success() {
+        return console.failure(&info, &api, &headers);
+    }
+    let form: BTreeMap<String, String> = match axum::body::to_bytes(body, MAX_API_BODY).await {
+        Ok(bytes) => form_urlencoded::parse(&bytes).into_owned().collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let mut context = action_context(&name, &info.body, &form);
+    let fields = form_fields(&info.body["inputSchema"]);
+    let params = match params_from_form(&fields, &form) {
+        Ok(params) => params,
+        Err(problem) => {
+            context["formError"] = json!(problem);
+            return console.render(StatusCode::BAD_REQUEST, "action.html", context, &headers);
+        }
+    };
+    let key = form
+        .get("idempotencyKey")
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty());
+    let correlation = form
+        .get("correlationId")
+        .map(|k| k.trim().to_owned())
+        .filter(|k| !k.is_empty());
+    let mut call = json!({"name": name, "params": params});
+    if let Some(key) = &key {
+        call["idempotencyKey"] = json!(key);
+    }
+    if let Some(correlation) = &correlation {
+        call["correlationId"] = json!(correlation);
+    }
+    let answer = console
+        .call(Method::POST, "/execute", auth, Some(&call))
+        .await;
+    if answer.status == StatusCode::UNAUTHORIZED {
+        return console.failure(&answer, "/execute", &headers);
+    }
+    let replayed = answer
+        .headers
+        .get(actiondo::trigger::http::REPLAYED_HEADER)
+        .is_some();
+    let key = answer
+        .headers
+        .get(actiondo::trigger::http::IDEMPOTENCY_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(key);
+    context["outcome"] = json!({
+        "status": answer.status.as_u16(),
+        "ok": answer.status.is_success(),
+        "replayed": replayed,
+        "body": pretty(&answer.body),
+        "call": pretty(&call),
+        "execution": key.map(|k| format!("/console/executions/{}/{}", segment(&name), segment(&k))),
+    });
+    // A fresh key for the next run; the one just used stays shown in the outcome.
+    context["idempotencyKey"] = json!(fresh_key());
+    console.render(StatusCode::OK, "action.html", context, &headers)
+}
+
+// ------------------------------------------------------------------ executions
+
+/// The filters of the executions page, as the API's `GET /audit` takes them.
+const FILTERS: [&str; 6] = ["type", "key", "correlationId", "status", "since", "cursor"];
+
+/// A `datetime-local` value (`2024-05-01T10:00`, no zone) read as UTC RFC 3339.
+fn since_rfc3339(value: &str) -> String {
+    let v = value.trim();
+    let has_zone = v.ends_with('Z') || v.get(19..).is_some_and(|rest| rest.contains(['+', '-']));
+    match v.len() {
+        16 if !has_zone => format!("{v}:00Z"),
+        19 if !has_zone => format!("{v}Z"),
+        _ => v.to_owned(),
+    }
+}
+
+/// `GET /console/executions`: audit records, newest first, filtered, paged.
+async fn executions(
+    State(console): Shared,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let given: BTreeMap<String, String> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .filter(|(name, value)| FILTERS.contains(&name.as_str()) && !value.trim().is_empty())
+            .collect();
+    let api = {
+        let mut api_query = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &given {
+            let value = if name == "since" {
+                since_rfc3339(value)
+            } else {
+                value.trim().to_owned()
+            };
+            api_query.append_pair(name, &value);
+        }
+        api_query.append_pair("limit", "25");
+        format!("/audit?{}", api_query.finish())
+    };
+    let auth = headers.get(header::AUTHORIZATION);
+    let mut context = json!({
+        "nav": "executions",
+        "api": api,
+        "filters": given,
+        "statuses": crate::view::AUDIT_STATUSES,
+    });
+    let actions = console.call(Method::GET, "/actions", auth, None).await;
+    if actions.status == StatusCode::UNAUTHORIZED {
+        return console.failure(&actions, "/actions", &headers);
+    }
+    context["actions"] = json!(
+        actions.body["actions"]
+            .as_array()
+            .map(|l| l
+                .iter()
+                .filter_map(|a| a["name"].as_str())
+                .collect::<Vec<_>>())
+            .unwrap_or_default()
+    );
+    let answer = console.call(Method::GET, &api, auth, None).await;
+    if answer.status == StatusCode::UNAUTHORIZED {
+        return console.failure(&answer, &api, &headers);
+    }
+    if !answer.status.is_success() {
+        // A bad filter: the page stays, with the API's answer.
+        context["error"] = answer.error();
+        return console.render(answer.status, "executions.html", context, &headers);
+    }
+    let rows: Vec<Value> = answer.body["records"]
+        .as_array()
+        .map(|records| records.iter().map(row).collect())
+        .unwrap_or_default();
+    context["rows"] = json!(rows);
+    if let Some(cursor) = answer.body["nextCursor"].as_str() {
+        let next = {
+            let mut next = form_urlencoded::Serializer::new(String::new());
+            for (name, value) in given.iter().filter(|(n, _)| n.as_str() != "cursor") {
+                next.append_pair(name, value);
+            }
+            next.append_pair("cursor", cursor);
+            next.finish()
+        };
+        context["next"] = json!(format!("/console/executions?{next}"));
+    }
+    console.render(StatusCode::OK, "executions.html", context, &headers)
+}
+
+/// One audit record as a row of the executions table.
+fn row(record: &Value) -> Value {
+    let action = record["type"].as_str().unwrap_or_default();
+    let key = record["execution"]
+        .as_str()
+        .and_then(|e| e.split_once('#'))
+        .map_or("", |(_, key)| key);
+    json!({
+        "timestamp": record["timestamp"],
+        "action": action,
+        "key": key,
+        "status": record["status"],
+        "attempt": record["attempt"],
+        "durationMs": record["durationMs"],
+        "source": record["source"],
+        "correlationId": record["correlationId"],
+        "href": format!("/console/executions/{}/{}", segment(action), segment(key)),
+        "correlationHref": record["correlationId"].as_str()
+            .map(|c| format!("/console/executions?correlationId={}", form_value(c))),
+    })
+}
+
+/// `GET /console/executions/{name}/{key}`: the record and its attempts as a timeline.
+async fn execution(
+    State(console): Shared,
+    Path((name, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let api = format!("/executions/{}/{}", segment(&name), segment(&key));
+    let auth = headers.get(header::AUTHORIZATION);
+    let answer = console.call(Method::GET, &api, auth, None).await;
+    if !answer.status.is_success() {
+        return console.failure(&answer, &api, &headers);
+    }
+    let record = &answer.body["execution"];
+    let mut outcome = serde_json::Map::new();
+    for field in ["result", "error"] {
+        if let Some(v) = record.get(field) {
+            outcome.insert(field.into(), json!(pretty(v)));
+        }
+    }
+    // Oldest first: the order things happened.
+    let mut events: Vec<Value> = answer.body["audit"]
+        .as_array()
+        .map(|a| a.iter().rev().map(timeline_event).collect())
+        .unwrap_or_default();
+    let first_ms = events
+        .first()
+        .and_then(|e| e["epochMs"].as_i64())
+        .unwrap_or_default();
+    for event in &mut events {
+        let at = event["epochMs"].as_i64().unwrap_or(first_ms);
+        event["offsetMs"] = json!(at - first_ms);
+    }
+    console.render(
+        StatusCode::OK,
+        "execution.html",
+        json!({
+            "nav": "executions",
+            "api": api,
+            "name": name,
+            "key": key,
+            "record": record,
+            "outcome": outcome,
+            "events": events,
+            "more": answer.body["nextCursor"].is_string(),
+            "actionHref": format!("/console/actions/{}", segment(&name)),
+            "auditHref": format!("/console/executions?type={}&key={}", form_value(&name), form_value(&key)),
+        }),
+        &headers,
+    )
+}
+
+/// One audit record as a timeline entry.
+fn timeline_event(record: &Value) -> Value {
+    let details = &record["details"];
+    let status = record["status"].as_str().unwrap_or_default();
+    let epoch_ms = record["timestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    let label = match status {
+        "completed" => "completed",
+        "failed" => "failed",
+        "retrying" => "failed, will be retried",
+        "replayed" => "replayed the stored outcome",
+        "rejected" => "rejected before running",
+        "taken_over" => "claimed (taken over from an ended lease)",
+        other => other,
+    };
+    let mut event = json!({
+        "status": status,
+        "label": label,
+        "timestamp": record["timestamp"],
+        "epochMs": epoch_ms,
+        "attempt": record["attempt"],
+        "durationMs": record["durationMs"],
+        "requestId": record["requestId"],
+        "source": record["source"],
+        "caller": record["caller"],
+        "correlationId": record["correlationId"],
+    });
+    for field in ["input", "output", "error"] {
+        if let Some(v) = details.get(field) {
+            event[field] = json!(pretty(v));
+        }
+    }
+    if let Some(of) = details.get("replayOf") {
+        event["replayOf"] = of.clone();
+    }
+    if let Some(previous) = details.get("previousAttempt") {
+        event["previousAttempt"] = previous.clone();
+    }
+    event
+}
+
+// ------------------------------------------------------------------ workflows
+
+/// `GET /console/workflows`.
+async fn workflows(State(console): Shared, headers: HeaderMap) -> Response {
+    let auth = headers.get(header::AUTHORIZATION);
+    let answer = console.call(Method::GET, "/workflows", auth, None).await;
+    if !answer.status.is_success() {
+        return console.failure(&answer, "/workflows", &headers);
+    }
+    let workflows: Vec<Value> = answer.body["workflows"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|w| {
+                    let mut w = w.clone();
+                    let name = w["name"].as_str().unwrap_or_default().to_owned();
+                    w["href"] = json!(format!("/console/workflows/{}", segment(&name)));
+                    w
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    console.render(
+        StatusCode::OK,
+        "workflows.html",
+        json!({"nav": "workflows", "api": "/workflows", "workflows": workflows}),
+        &headers,
+    )
+}
+
+/// `GET /console/workflows/{name}?execution=ID`: the state graph, coloured by the
+/// execution's history when one is asked for and the API serves it.
+async fn workflow(
+    State(console): Shared,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let api = format!("/workflows/{}", segment(&name));
+    let auth = headers.get(header::AUTHORIZATION);
+    let answer = console.call(Method::GET, &api, auth, None).await;
+    if !answer.status.is_success() {
+        return console.failure(&answer, &api, &headers);
+    }
+    let execution = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "execution")
+        .map(|(_, v)| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    let mut context = json!({
+        "nav": "workflows",
+        "api": api,
+        "name": name,
+        "deployed": answer.body["deployed"],
+        "comment": answer.body["definition"]["Comment"],
+        "definition": pretty(&answer.body["definition"]),
+        "redrive": format!("/console/workflows/{}/redrive", segment(&name)),
+    });
+    let mut outcomes = BTreeMap::new();
+    if let Some(id) = &execution {
+        let base = format!("/workflows/{}/executions/{}", segment(&name), segment(id));
+        let described = console.call(Method::GET, &base, auth, None).await;
+        context["execution"] = json!({
+            "id": id,
+            "api": base,
+            "status": described.status.as_u16(),
+            "ok": described.status.is_success(),
+            "body": pretty(&described.body),
+            "state": described.body["status"],
+        });
+        let history_api = format!("{base}/history");
+        let history = console.call(Method::GET, &history_api, auth, None).await;
+        if history.status.is_success() {
+            outcomes = state_outcomes(&history.body);
+            context["execution"]["history"] = json!(history_api);
+        } else {
+            context["execution"]["historyError"] = json!({
+                "api": history_api,
+                "status": history.status.as_u16(),
+                "error": history.error(),
+            });
+        }
+    }
+    let graph = crate::graph::layout(&answer.body["definition"], &outcomes);
+    context["graph"] = serde_json::to_value(graph).unwrap_or_default();
+    context["outcomes"] = json!(outcomes);
+    console.render(StatusCode::OK, "workflow.html", context, &headers)
+}
+
+/// Each state's outcome in a Step Functions execution history (`{events: [...]}`, the
+/// shape of `GetExecutionHistory`): `succeeded` once exited, `failed` when the execution
+/// failed (or a task failed) while in it, else `running`.
+pub fn state_outcomes(history: &Value) -> BTreeMap<String, &'static str> {
+    let mut outcomes = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for event in history["events"].as_array().into_iter().flatten() {
+        let kind = event["type"].as_str().unwrap_or_default();
+        // The history route's shape (`{type, details: {name, ...}}`), the same from Step
+        // Functions and from the local engine.
+        let state = event["details"]["name"].as_str();
+        if let (true, Some(name)) = (kind.ends_with("StateEntered"), state) {
+            outcomes.insert(name.to_owned(), "running");
+            current = Some(name.to_owned());
+        } else if let (true, Some(name)) = (kind.ends_with("StateExited"), state) {
+            outcomes.insert(name.to_owned(), "succeeded");
+            if current.as_deref() == Some(name) {
+                current = None;
+            }
+        } else if (kind.ends_with("Failed")
+            || kind.ends_with("TimedOut")
+            || kind.ends_with("Aborted"))
+            && let Some(name) = &current
+        {
+            outcomes.insert(name.clone(), "failed");
+        }
+    }
+    outcomes
+}
+
+/// `POST /console/workflows/{name}/redrive` (form `execution`): the API's redrive of
+/// that execution, then its page.
+async fn redrive(State(console): Shared, Path(name): Path<String>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    if !same_origin(&headers) {
+        return cross_site(&console, &headers);
+    }
+    let form: BTreeMap<String, String> = match axum::body::to_bytes(body, MAX_API_BODY).await {
+        Ok(bytes) => form_urlencoded::parse(&bytes).into_owned().collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    let id = form.get("execution").map(|s| s.trim()).unwrap_or_default();
+    let api = format!(
+        "/workflows/{}/executions/{}/redrive",
+        segment(&name),
+        segment(id)
+    );
+    let auth = headers.get(header::AUTHORIZATION);
+    let answer = console
+        .call(Method::POST, &api, auth, Some(&json!({})))
+        .await;
+    if !answer.status.is_success() {
+        return console.failure(&answer, &api, &headers);
+    }
+    Redirect::to(&format!(
+        "/console/workflows/{}?execution={}",
+        segment(&name),
+        form_value(id)
+    ))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_follow_the_input_schema() {
+        let schema = json!({
+            "type": "object",
+            "required": ["email", "count"],
+            "properties": {
+                "email": {"type": "string", "description": "where"},
+                "count": {"type": "integer"},
+                "ratio": {"type": ["number", "null"]},
+                "flag": {"type": "boolean"},
+                "tier": {"$ref": "#/$defs/Tier"},
+                "maybe": {"anyOf": [{"$ref": "#/$defs/Tier"}, {"type": "null"}]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+            "$defs": {"Tier": {"type": "string", "enum": ["gold", "silver"]}},
+        });
+        let fields = form_fields(&schema);
+        let kinds: BTreeMap<&str, (&str, bool)> = fields
+            .iter()
+            .map(|f| (f.name.as_str(), (f.kind, f.required)))
+            .collect();
+        assert_eq!(kinds["email"], ("text", true));
+        assert_eq!(kinds["count"], ("integer", true));
+        assert_eq!(kinds["ratio"], ("number", false));
+        assert_eq!(kinds["flag"], ("boolean", false));
+        assert_eq!(kinds["tier"], ("enum", false));
+        assert_eq!(kinds["maybe"], ("enum", false));
+        assert_eq!(kinds["tags"], ("json", false));
+        assert_eq!(fields[0].description, None);
+        assert!(form_fields(&json!(true)).is_empty());
+
+        let form: BTreeMap<String, String> = [
+            ("p.email", "ada@example.com"),
+            ("p.count", "3"),
+            ("p.ratio", "0.5"),
+            ("p.flag", "true"),
+            ("p.tier", "gold"),
+            ("p.maybe", ""),
+            ("p.tags", "[\"a\"]"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(
+            params_from_form(&fields, &form).expect("params"),
+            json!({"email": "ada@example.com", "count": 3, "ratio": 0.5, "flag": true, "tier": "gold", "tags": ["a"]})
+        );
+        // What does not read as its kind goes as text, for the action to refuse.
+        let form: BTreeMap<String, String> = [("p.count".to_owned(), "three".to_owned())].into();
+        assert_eq!(
+            params_from_form(&fields, &form).expect("params"),
+            json!({"count": "three"})
+        );
+        let form: BTreeMap<String, String> =
+            [("paramsJson".to_owned(), "{\"x\": 1}".to_owned())].into();
+        assert_eq!(
+            params_from_form(&fields, &form).expect("params"),
+            json!({"x": 1})
+        );
+        let form: BTreeMap<String, String> = [("paramsJson".to_owned(), "{".to_owned())].into();
+        assert!(params_from_form(&fields, &form).is_err());
+    }
+
+    #[test]
+    fn forms_from_other_sites_are_refused() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(same_origin(&headers(&[])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[(
+            "origin",
+            "https://evil.example"
+        )])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+    }
+
+    #[test]
+    fn since_reads_datetime_local_as_utc() {
+        assert_eq!(since_rfc3339("2024-05-01T10:00"), "2024-05-01T10:00:00Z");
+        assert_eq!(since_rfc3339("2024-05-01T10:00:30"), "2024-05-01T10:00:30Z");
+        assert_eq!(
+            since_rfc3339("2024-05-01T10:00:00+02:00"),
+            "2024-05-01T10:00:00+02:00"
+        );
+        assert_eq!(
+            since_rfc3339("2024-05-01T10:00:00Z"),
+            "2024-05-01T10:00:00Z"
+        );
+    }
+
+    #[test]
+    fn state_outcomes_follow_the_history() {
+        let history = json!({"events": [
+            {"type": "ExecutionStarted"},
+            {"type": "TaskStateEntered", "details": {"name": "CreateUser"}},
+            {"type": "TaskStateExited", "details": {"name": "CreateUser"}},
+            {"type": "TaskStateEntered", "details": {"name": "ProcessPayment"}},
+            {"type": "TaskFailed"},
+            {"type": "ExecutionFailed"},
+        ]});
+        let outcomes = state_outcomes(&history);
+        assert_eq!(outcomes.get("CreateUser"), Some(&"succeeded"));
+        assert_eq!(outcomes.get("ProcessPayment"), Some(&"failed"));
+        assert_eq!(outcomes.len(), 2);
+        assert!(state_outcomes(&json!({"events": "nope"})).is_empty());
+    }
+}

@@ -1,0 +1,478 @@
+//! The console in a real headless Chromium (docs/architecture.md §11), driven over
+//! WebDriver (`chromedriver`, W3C protocol, spoken with reqwest): against an `actiondo
+//! serve` with data, type the API key into the page, filter the executions, open one and
+//! read its timeline, run an action from the try-it form, open a workflow's graph.
+//! Screenshots go to `.tools/logs/console-*.png`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`./tests/run.sh` installs them). Without
+//! them a plain `cargo test` says `skipped:`; under `CI=true` or
+//! `ACTIONDO_TEST_REQUIRE_INFRA=1` their absence fails the test.
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The W3C WebDriver key of an element reference.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long a page may take to show what a step waits for (a bound, never asserted).
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A child process killed (and reaped) when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace")
+        .to_path_buf()
+}
+
+/// `actiondo ARGS` in `dir`: its standard output.
+fn actiondo(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_actiondo"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("ACTIONDO_STORE")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run actiondo");
+    assert!(out.status.success(), "actiondo {args:?}: {out:?}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `actiondo serve` on a free loopback port; its base URL.
+fn serve(dir: &Path) -> (Running, String) {
+    let workflows = repo_root().join("workflows");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_actiondo"))
+        .current_dir(dir)
+        .args(["serve", "--addr", "127.0.0.1:0", "--workflows"])
+        .arg(&workflows)
+        .env_remove("ACTIONDO_STORE")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn actiondo serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let running = Running(child);
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("actiondo serve exited before listening")
+            .expect("stderr");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("an address")
+                .to_owned();
+        }
+    };
+    // Keep draining its standard error so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (running, base)
+}
+
+/// A WebDriver session of chromedriver.
+struct Browser {
+    http: reqwest::Client,
+    session: String,
+    shots: PathBuf,
+    _driver: Running,
+}
+
+impl Browser {
+    async fn start(profile: &Path, shots: PathBuf) -> Self {
+        let port = actiondo::testing::unused_port().expect("a free port");
+        let driver = Running(
+            Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn chromedriver"),
+        );
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        loop {
+            let ready = http.get(format!("{base}/status")).send().await;
+            if let Ok(r) = ready
+                && let Ok(body) = r.json::<Value>().await
+                && body["value"]["ready"] == true
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < PATIENCE,
+                "chromedriver never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args},
+        }}});
+        let answer: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("JSON");
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}"));
+        Self {
+            session: format!("{base}/session/{id}"),
+            http,
+            shots,
+            _driver: driver,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer: Value = request
+            .send()
+            .await
+            .expect("WebDriver")
+            .json()
+            .await
+            .expect("JSON");
+        answer["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    /// The first element matching `css`, if any.
+    async fn find(&self, css: &str) -> Option<String> {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT].as_str().map(str::to_owned)
+    }
+
+    /// Wait until `css` matches an element whose text satisfies `ok`; its text.
+    async fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        let mut last = String::new();
+        loop {
+            if let Some(element) = self.find(css).await {
+                let text = self
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/element/{element}/text"),
+                        None,
+                    )
+                    .await;
+                // Not a string: an error, such as a stale element (the page was swapped
+                // between the lookup and the read); look again.
+                if let Some(text) = text.as_str() {
+                    last = text.to_owned();
+                    if ok(&last) {
+                        return last;
+                    }
+                }
+            }
+            if started.elapsed() > PATIENCE {
+                self.shot("timeout").await;
+                panic!("{css} never showed what was expected; last text: {last:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn element(&self, css: &str) -> String {
+        self.wait_text(css, |_| true).await;
+        self.find(css).await.expect("the element")
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.element(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.element(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{element}/value"),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    /// Run `script` (a function body) with `args`.
+    async fn script(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    async fn shot(&self, name: &str) {
+        let png = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        if let Some(b64) = png.as_str() {
+            use base64::Engine as _;
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                let _ = std::fs::create_dir_all(&self.shots);
+                let _ = std::fs::write(self.shots.join(format!("console-{name}.png")), bytes);
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // End the session (closes Chromium); the driver is killed after.
+        let url = self.session.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    let _ = reqwest::Client::new().delete(url).send().await;
+                });
+            }
+        })
+        .join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        assert!(
+            !actiondo::testing::infra_required(),
+            "{CHROMIUM} and {CHROMEDRIVER} are required for this run (apt-get install chromium chromium-driver; ./tests/run.sh does)"
+        );
+        eprintln!("skipped: the console browser test needs {CHROMIUM} and {CHROMEDRIVER}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key = actiondo(
+        dir.path(),
+        &["keys", "create", "--scope", "*", "--scope", "workflow:*"],
+    )
+    .trim()
+    .to_owned();
+    let (_server, base) = serve(dir.path());
+
+    // Data: a completed execution and its replay, a rejected one, under a correlation id.
+    let http = reqwest::Client::new();
+    let lead = json!({"email": "ann@acme.com", "name": "Ann Lee", "freeMail": false});
+    for _ in 0..2 {
+        let status = http
+            .post(format!("{base}/actions/score-lead"))
+            .bearer_auth(&key)
+            .header("idempotency-key", "lead-ann")
+            .header("x-correlation-id", "campaign-7")
+            .json(&lead)
+            .send()
+            .await
+            .expect("POST")
+            .status();
+        assert_eq!(status, 200);
+    }
+    let status = http
+        .post(format!("{base}/actions/create-user"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "user-bad")
+        .json(&json!({"email": "not an address", "name": "X"}))
+        .send()
+        .await
+        .expect("POST")
+        .status();
+    assert_eq!(status, 400);
+
+    let shots = repo_root().join(".tools/logs");
+    let browser = Browser::start(&dir.path().join("profile"), shots).await;
+
+    // 1. The page asks for the key; typed in, the executions show.
+    browser.goto(&format!("{base}/console/executions")).await;
+    browser.type_into("#key-form input[name=key]", &key).await;
+    browser.click("#key-form button").await;
+    let table = browser
+        .wait_text("#executions", |t| t.contains("lead-ann"))
+        .await;
+    assert!(table.contains("user-bad"), "{table}");
+    let stored = browser
+        .script("return sessionStorage.getItem('actiondo.key');", json!([]))
+        .await;
+    assert_eq!(stored, json!(key), "the key is kept for the tab");
+    browser.shot("executions").await;
+
+    // 2. Filter by status: only the rejected request.
+    browser
+        .script(
+            "document.querySelector('select[name=status]').value = 'rejected';",
+            json!([]),
+        )
+        .await;
+    browser.click("#filters button").await;
+    let filtered = browser
+        .wait_text("#executions", |t| {
+            !t.contains("lead-ann") && t.contains("user-bad")
+        })
+        .await;
+    assert!(filtered.contains("rejected"), "{filtered}");
+    let url = browser.call(reqwest::Method::GET, "/url", None).await;
+    assert!(
+        url.as_str().unwrap_or_default().contains("status=rejected"),
+        "{url}"
+    );
+
+    // 3. By correlation id, then open the execution and read its timeline.
+    browser
+        .goto(&format!(
+            "{base}/console/executions?correlationId=campaign-7"
+        ))
+        .await;
+    browser
+        .wait_text("#executions", |t| {
+            t.contains("lead-ann") && !t.contains("user-bad")
+        })
+        .await;
+    browser.click("a.execution-link").await;
+    let timeline = browser
+        .wait_text("#timeline", |t| t.contains("replayed"))
+        .await;
+    assert!(timeline.contains("completed"), "{timeline}");
+    let first = timeline.find("completed").unwrap_or(usize::MAX);
+    let replay = timeline.find("replayed").unwrap_or(0);
+    assert!(first < replay, "oldest first: {timeline}");
+    let status = browser.wait_text("#record-status", |t| !t.is_empty()).await;
+    assert_eq!(status, "COMPLETED");
+    browser.shot("execution").await;
+
+    // 4. Run an action from the try-it form.
+    browser.click("header a[href='/console/actions']").await;
+    browser.element("table#actions").await;
+    browser
+        .click("#actions a[href='/console/actions/score-lead']")
+        .await;
+    browser
+        .type_into("input[name='p.email']", "bob@globex.com")
+        .await;
+    browser.type_into("input[name='p.name']", "Bob Stone").await;
+    browser
+        .script(
+            "document.querySelector(\"select[name='p.freeMail']\").value = 'false';",
+            json!([]),
+        )
+        .await;
+    browser
+        .type_into("input[name=idempotencyKey]", "try-bob")
+        .await;
+    browser.click("#try-it button").await;
+    let outcome = browser
+        .wait_text("#outcome-body", |t| t.contains("\"result\""))
+        .await;
+    let body: Value = serde_json::from_str(&outcome).expect("the outcome is the API's JSON");
+    assert!(body["result"].is_object(), "{body}");
+    assert_eq!(body["error"], Value::Null);
+    browser.shot("try-it").await;
+    let record = http
+        .get(format!("{base}/executions/score-lead/try-bob"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    assert_eq!(record["execution"]["status"], "COMPLETED", "{record}");
+
+    // 5. A workflow's graph.
+    browser.click("header a[href='/console/workflows']").await;
+    browser
+        .click("#workflows a[href='/console/workflows/user-onboarding']")
+        .await;
+    browser
+        .element("svg#graph g[data-state='CreateUser']")
+        .await;
+    let states = browser
+        .script(
+            "return Array.from(document.querySelectorAll('svg#graph g.node')).map(g => g.dataset.state);",
+            json!([]),
+        )
+        .await;
+    let states: Vec<&str> = states
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    for state in [
+        "CreateUser",
+        "ProcessPayment",
+        "SendWelcomeEmail",
+        "OnboardingFailed",
+    ] {
+        assert!(states.contains(&state), "{state} in {states:?}");
+    }
+    let drawn = browser
+        .script(
+            "const b = document.querySelector(\"svg#graph g[data-state='CreateUser'] rect\").getBBox(); return b.width > 0 && b.height > 0;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(drawn, json!(true), "the state boxes are drawn");
+    browser.shot("workflow").await;
+}
