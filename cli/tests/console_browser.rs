@@ -54,11 +54,12 @@ fn actiondo(dir: &Path, args: &[&str]) -> String {
 
 /// `actiondo serve` on a free loopback port; its base URL.
 fn serve(dir: &Path) -> (Running, String) {
-    let workflows = repo_root().join("workflows");
+    // The project folder: its workflows/ (the graphs) and template.yaml (the engine).
+    let project = repo_root();
     let mut child = Command::new(env!("CARGO_BIN_EXE_actiondo"))
         .current_dir(dir)
-        .args(["serve", "--addr", "127.0.0.1:0", "--workflows"])
-        .arg(&workflows)
+        .args(["serve", "--addr", "127.0.0.1:0", "--dir"])
+        .arg(&project)
         .env_remove("ACTIONDO_STORE")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
