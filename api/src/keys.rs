@@ -392,6 +392,20 @@ pub struct NewKey {
     pub info: KeyInfo,
 }
 
+/// The API key of a request: the token of its `Authorization: Bearer <key>` header, or
+/// `ActionDo.Unauthorized` saying how to send one. Every front end that takes keys (the
+/// routes, `/mcp`) reads it here.
+pub fn bearer_token(headers: &http::HeaderMap) -> Result<&str, ActionError> {
+    headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .ok_or_else(|| ActionError::unauthorized("send an API key: Authorization: Bearer <key>"))
+}
+
 /// SHA-256 (hex) of a key.
 pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))

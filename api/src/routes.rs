@@ -210,16 +210,7 @@ impl Api {
             Auth::Disabled => return Ok(Caller { key: None }),
             Auth::ApiKeys(keys) => keys,
         };
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.trim().split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or_else(|| {
-                ActionError::unauthorized("send an API key: Authorization: Bearer <key>")
-            })?;
+        let token = crate::keys::bearer_token(headers)?;
         Ok(Caller {
             key: Some(keys.authenticate(token).await?),
         })

@@ -94,14 +94,7 @@ pub async fn principal(auth: &Auth, headers: &HeaderMap) -> Result<Principal, Ac
         Auth::Disabled => return Ok(Principal::local(Scope::all())),
         Auth::ApiKeys(keys) => keys,
     };
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        })
-        .ok_or_else(|| ActionError::unauthorized("send an API key: Authorization: Bearer <key>"))?;
+    let token = actiondo_api::keys::bearer_token(headers)?;
     let record = keys.authenticate(token).await?;
     Ok(Principal {
         key_id: Some(record.record.id.clone()),
