@@ -765,6 +765,18 @@ async fn audit(
 }
 
 impl Api {
+    /// The workflow service for a request on workflow `name`: 401 without a valid key,
+    /// 403 unless the key's scope has a `workflow:` pattern matching `name`, 404 when
+    /// the router has no workflows. Every execution route starts here.
+    async fn workflow_service(
+        &self,
+        headers: &HeaderMap,
+        name: &str,
+    ) -> Result<&dyn WorkflowService, ApiError> {
+        self.authorize(headers).await?.check_workflow(name)?;
+        self.workflows(name)
+    }
+
     /// The workflows, or 404 when the router has none.
     fn workflows(&self, name: &str) -> Result<&dyn WorkflowService, ApiError> {
         self.workflows.as_deref().ok_or_else(|| {
@@ -827,9 +839,7 @@ async fn start_workflow(
     request: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let caller = api.authorize(&parts.headers).await?;
-    caller.check_workflow(&name)?;
-    let workflows = api.workflows(&name)?;
+    let workflows = api.workflow_service(&parts.headers, &name).await?;
     let bytes = read_body(&parts.method, &parts.headers, body).await?;
     let input = parse_json(&bytes)?;
     let execution = actiondo::trigger::http::idempotency_key(&parts.headers)?
@@ -851,9 +861,11 @@ async fn describe_workflow_execution(
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers).await?;
-    caller.check_workflow(&name)?;
-    let body = api.workflows(&name)?.describe(&name, &id).await?;
+    let body = api
+        .workflow_service(&headers, &name)
+        .await?
+        .describe(&name, &id)
+        .await?;
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }
 
@@ -863,9 +875,11 @@ async fn workflow_history(
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers).await?;
-    caller.check_workflow(&name)?;
-    let body = api.workflows(&name)?.history(&name, &id).await?;
+    let body = api
+        .workflow_service(&headers, &name)
+        .await?
+        .history(&name, &id)
+        .await?;
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }
 
@@ -875,9 +889,11 @@ async fn redrive_workflow_execution(
     Path((name, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = api.authorize(&headers).await?;
-    caller.check_workflow(&name)?;
-    let body = api.workflows(&name)?.redrive(&name, &id).await?;
+    let body = api
+        .workflow_service(&headers, &name)
+        .await?
+        .redrive(&name, &id)
+        .await?;
     Ok(into_axum(json_response(
         StatusCode::ACCEPTED,
         body.to_string(),
