@@ -48,9 +48,11 @@ pub fn with_console(api: axum::Router) -> axum::Router {
     api.clone().merge(router(api))
 }
 
-/// Whether `ACTIONDO_CONSOLE=on`.
-pub fn enabled_by_env() -> bool {
-    std::env::var(CONSOLE_ENV).is_ok_and(|v| v.trim() == "on")
+/// Whether `settings` say `ACTIONDO_CONSOLE=on`.
+pub fn enabled(settings: &actiondo::config::Settings) -> bool {
+    settings
+        .get_str(CONSOLE_ENV)
+        .is_some_and(|v| v.trim() == "on")
 }
 
 /// The console's routes, reading through `api` (the router of [`crate::Api`]).

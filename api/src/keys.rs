@@ -123,13 +123,12 @@ pub fn parse_expires_in(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
-/// The key cache's TTL from `ACTIONDO_KEY_CACHE_TTL`, [`DEFAULT_CACHE_TTL`] when unset.
-pub fn cache_ttl_from_env() -> Result<Duration, String> {
-    match std::env::var(CACHE_TTL_ENV) {
-        Ok(value) if !value.trim().is_empty() => {
-            parse_duration(&value).map_err(|e| format!("{CACHE_TTL_ENV}: {e}"))
-        }
-        _ => Ok(DEFAULT_CACHE_TTL),
+/// The key cache's TTL from `ACTIONDO_KEY_CACHE_TTL` in `settings`, [`DEFAULT_CACHE_TTL`]
+/// when unset.
+pub fn cache_ttl(settings: &actiondo::config::Settings) -> Result<Duration, String> {
+    match settings.get_str(CACHE_TTL_ENV) {
+        Some(value) => parse_duration(value).map_err(|e| format!("{CACHE_TTL_ENV}: {e}")),
+        None => Ok(DEFAULT_CACHE_TTL),
     }
 }
 

@@ -82,24 +82,29 @@ impl Workflows {
         Self { client, machines }
     }
 
-    /// The state machines named by `ACTIONDO_WORKFLOW_*` (`ACTIONDO_WORKFLOW_USER_ONBOARDING`
-    /// → `user-onboarding`).
-    pub fn machines_from_env() -> BTreeMap<String, String> {
-        std::env::vars()
-            .filter_map(|(var, arn)| {
-                let name = var.strip_prefix(WORKFLOW_ENV_PREFIX)?;
-                let arn = arn.trim();
-                (!name.is_empty() && !arn.is_empty())
-                    .then(|| (name.to_ascii_lowercase().replace('_', "-"), arn.to_owned()))
+    /// The state machines named by `ACTIONDO_WORKFLOW_*` in `settings`
+    /// (`ACTIONDO_WORKFLOW_USER_ONBOARDING` → `user-onboarding`).
+    pub fn machines(settings: &actiondo::config::Settings) -> BTreeMap<String, String> {
+        settings
+            .with_prefix(WORKFLOW_ENV_PREFIX)
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, arn)| {
+                (
+                    name.to_ascii_lowercase().replace('_', "-"),
+                    arn.trim().to_owned(),
+                )
             })
             .collect()
     }
 
-    /// The state machines of [`Self::machines_from_env`] with a client built from
-    /// `config` (in Lambda, [`actiondo::aws::sdk_config_from_env`]); `None` when no
+    /// The state machines of [`Self::machines`] with a client built from `config` (in
+    /// Lambda, [`actiondo::aws::sdk_config_from_settings`]); `None` when no
     /// `ACTIONDO_WORKFLOW_*` is set.
-    pub fn from_env(config: &aws_types::SdkConfig) -> Option<Self> {
-        let machines = Self::machines_from_env();
+    pub fn from_settings(
+        settings: &actiondo::config::Settings,
+        config: &aws_types::SdkConfig,
+    ) -> Option<Self> {
+        let machines = Self::machines(settings);
         if machines.is_empty() {
             return None;
         }

@@ -148,16 +148,21 @@ pub enum Command {
 /// Run a parsed command line and return the process exit status. Errors are printed on
 /// stderr (with their causes); results on stdout.
 pub async fn run(cli: Cli) -> u8 {
+    // The one read of the environment for what clap's flags do not cover (the router's
+    // variables, workflow leases, metrics).
+    let settings = actiondo::config::Settings::from_env();
     let result = match cli.command {
         Command::Execute(args) => execute::run(&cli.store, &args).await,
         Command::Actions(args) => actions::run(&args),
         Command::Audit(args) => audit::run(&cli.store, &args).await,
-        Command::Serve(args) => serve::run(&cli.store, &args).await,
+        Command::Serve(args) => serve::run(&cli.store, &args, &settings).await,
         Command::Mcp(args) => mcp::run(&cli.store, &args).await,
         Command::Keys { command } => keys::run(&cli.store, &command).await,
         Command::Tables { command } => tables::run(&command).await,
         Command::New(args) => new::run(&args),
-        Command::Workflow { common, command } => workflow::run(&cli.store, &common, &command).await,
+        Command::Workflow { common, command } => {
+            workflow::run(&cli.store, &common, &command, &settings).await
+        }
     };
     match result {
         Ok(code) => code,

@@ -62,7 +62,11 @@ pub struct ServeArgs {
 }
 
 /// Run `actiondo serve` until Ctrl-C or SIGTERM.
-pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, CliError> {
+pub async fn run(
+    store_config: &StoreConfig,
+    args: &ServeArgs,
+    settings: &actiondo::config::Settings,
+) -> Result<u8, CliError> {
     if args.no_auth && !args.addr.ip().is_loopback() {
         return Err(CliError::Usage(format!(
             "--no-auth serves every action to anyone who can reach {}; it is only allowed on a loopback address (127.0.0.1)",
@@ -89,8 +93,8 @@ pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, Cli
     };
     let catalog = actiondo_catalog::catalog();
     let actions = catalog.len();
-    let executor =
-        Executor::from_arc(Arc::clone(&store)).with_metrics(actiondo::metrics::Metrics::from_env());
+    let executor = Executor::from_arc(Arc::clone(&store))
+        .with_metrics(actiondo::metrics::Metrics::from_settings(settings));
     let dispatcher: Arc<dyn Dispatcher> = Arc::new(InProcess::new(catalog.clone(), executor));
     // /mcp: the same actions as MCP tools, through the same dispatcher and behind the
     // same keys and scopes (docs/architecture.md §7.6).
@@ -103,10 +107,10 @@ pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, Cli
     let mut api = Api::new(catalog, dispatcher, store, auth.clone());
     // The workflow routes: Step Functions for the workflows ACTIONDO_WORKFLOW_<NAME>
     // names (AWS_ENDPOINT_URL_SFN for a local one), the local engine for the others.
-    let step_functions = if Workflows::machines_from_env().is_empty() {
+    let step_functions = if Workflows::machines(settings).is_empty() {
         None
     } else {
-        Workflows::from_env(&crate::aws_config().await)
+        Workflows::from_settings(settings, &crate::aws_config().await)
     };
     if let Some(sfn) = &step_functions {
         eprintln!(
@@ -118,7 +122,7 @@ pub async fn run(store_config: &StoreConfig, args: &ServeArgs) -> Result<u8, Cli
         dir: args.dir.clone(),
         time_scale: args.time_scale,
     };
-    match crate::workflow::local(store_config, &common).await {
+    match crate::workflow::local(store_config, &common, settings).await {
         Ok(local) => {
             if let Ok(names) = local.project().names() {
                 eprintln!("actiondo serve: local workflows: {}", names.join(", "));

@@ -16,6 +16,7 @@
 //! process. The execution name is the idempotency key: the same name and input is the
 //! same execution, another input `ActionDo.PayloadMismatch`.
 
+use actiondo::config::Settings;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -105,13 +106,17 @@ pub struct StartArgs {
     pub name: Option<String>,
 }
 
-/// The local workflow service on `store`.
-pub async fn local(store: &StoreConfig, common: &Common) -> Result<LocalWorkflows, CliError> {
+/// The local workflow service on `store`, with the lease settings of `settings`.
+pub async fn local(
+    store: &StoreConfig,
+    common: &Common,
+    settings: &Settings,
+) -> Result<LocalWorkflows, CliError> {
+    // `--time-scale` reads ACTIONDO_WORKFLOW_TIME_SCALE itself (clap's `env`).
     let timer = match common.time_scale {
-        Some(f) => ScaledTimer::new(f),
-        None => ScaledTimer::from_env(),
-    }
-    .map_err(CliError::Usage)?;
+        Some(f) => ScaledTimer::new(f).map_err(CliError::Usage)?,
+        None => ScaledTimer::real_time(),
+    };
     let path = store_path(store).map_err(|e| CliError::Usage(e.message().to_owned()))?;
     let workflow_store = match path {
         Some(p) => WorkflowStore::open(p),
@@ -119,7 +124,8 @@ pub async fn local(store: &StoreConfig, common: &Common) -> Result<LocalWorkflow
     }
     .map_err(|e| CliError::from_action(e.into()))?;
     let secs = |var: &str| -> Result<Option<Duration>, CliError> {
-        actiondo::config::env_var(var)
+        settings
+            .get(var)
             .map(|v| {
                 v.trim()
                     .parse::<f64>()
@@ -164,8 +170,9 @@ pub async fn run(
     store: &StoreConfig,
     common: &Common,
     command: &WorkflowCommand,
+    settings: &Settings,
 ) -> Result<u8, CliError> {
-    let local = local(store, common).await?;
+    let local = local(store, common, settings).await?;
     match command {
         WorkflowCommand::List { json } => {
             let names = local.project().names().map_err(fail)?;

@@ -130,17 +130,19 @@ pub fn enabled(setting: Option<&str>) -> Result<bool, ActionError> {
 }
 
 /// `router` with `/mcp` over `api`'s catalog and dispatcher, reading executions and audit
-/// records from `store`, behind `auth`, when [`MCP_ENV`] says `on`.
+/// records from `store`, behind `auth`, when [`MCP_ENV`] in `settings` says `on`.
 pub fn mount(
     router: axum::Router,
     api: &Api,
     store: Arc<dyn Store>,
     auth: Auth,
+    settings: &actiondo::config::Settings,
 ) -> Result<axum::Router, ActionError> {
-    if !enabled(std::env::var(MCP_ENV).ok().as_deref())? {
+    if !enabled(settings.get_str(MCP_ENV))? {
         return Ok(router);
     }
-    let allowed_hosts = std::env::var(MCP_HOSTS_ENV)
+    let allowed_hosts = settings
+        .get_str(MCP_HOSTS_ENV)
         .map(|hosts| {
             hosts
                 .split(',')

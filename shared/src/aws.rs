@@ -81,7 +81,15 @@ pub fn http_client() -> SharedHttpClient {
 ///
 /// Fails, naming every missing variable, when the region or the credentials are not set.
 pub fn sdk_config_from_env() -> Result<SdkConfig, AwsConfigError> {
-    sdk_config_from(|name| std::env::var(name).ok())
+    sdk_config_from_settings(&crate::config::Settings::from_env())
+}
+
+/// As [`sdk_config_from_env`], with the variables of `settings` (what a program's edge
+/// read once).
+pub fn sdk_config_from_settings(
+    settings: &crate::config::Settings,
+) -> Result<SdkConfig, AwsConfigError> {
+    sdk_config_from(settings.lookup())
 }
 
 /// As [`sdk_config_from_env`], with the variables that `lookup` returns (for tests and for

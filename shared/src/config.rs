@@ -1,5 +1,11 @@
-//! Helpers for the actions' `from_env()`: reading settings, and the error of an action
-//! built without a usable configuration.
+//! Configuration: the [`Settings`] a program reads once at its edge, the actions'
+//! `from_env()`, and the error of an action built without a usable configuration.
+//!
+//! Library code never reads the process environment itself: a program's edge (an action's
+//! `main` through [`crate::run`], the router's Lambda set-up, the CLI) takes one
+//! [`Settings::from_env`] snapshot and hands it to everything it configures (the store,
+//! the metrics, the triggers, the API). Tests build [`Settings::from_pairs`] instead of
+//! changing the environment of the process they run in.
 //!
 //! An action's `from_env()` must never fail (the CLI builds every action at start-up,
 //! where many settings are unset): it keeps the problem and every execution answers
@@ -7,12 +13,116 @@
 //! reads its settings and what it is without them; `from_env`, `try_from_env`,
 //! `from_lookup` and `try_from_lookup` (and the warning) come with it.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::action::Action;
 use crate::error::ActionError;
+
+/// The settings of a program: environment variables, read once at the program's edge.
+///
+/// A snapshot, cheap to clone (the values are shared). [`get`](Self::get) treats a blank
+/// value as unset, as every setting of action.do does.
+///
+/// ```
+/// use actiondo::config::Settings;
+///
+/// let settings = Settings::from_pairs([
+///     ("ACTIONDO_STORE", "sqlite::memory:"),
+///     ("ACTIONDO_WORKFLOW_USER_ONBOARDING", "arn:aws:states:…"),
+///     ("ACTIONDO_METRICS", "  "),
+/// ]);
+/// assert_eq!(settings.get("ACTIONDO_STORE").as_deref(), Some("sqlite::memory:"));
+/// assert_eq!(settings.get("ACTIONDO_METRICS"), None); // blank is unset
+/// assert!(settings.is_present("ACTIONDO_METRICS"));
+/// let workflows: Vec<_> = settings.with_prefix("ACTIONDO_WORKFLOW_").collect();
+/// assert_eq!(workflows, [("USER_ONBOARDING", "arn:aws:states:…")]);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    values: Arc<BTreeMap<String, String>>,
+}
+
+impl std::fmt::Debug for Settings {
+    /// The names only: values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+impl Settings {
+    /// The process environment, now: the one place action.do reads it. Variables whose
+    /// name or value is not UTF-8 are left out (no setting of action.do has one).
+    pub fn from_env() -> Self {
+        Self::from_pairs(std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }))
+    }
+
+    /// These settings and no others (tests, and programs that keep settings elsewhere).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            values: Arc::new(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// These settings with `name` set to `value` (a copy; `self` is unchanged).
+    #[must_use]
+    pub fn with(&self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        let mut values = (*self.values).clone();
+        values.insert(name.into(), value.into());
+        Self {
+            values: Arc::new(values),
+        }
+    }
+
+    /// The value of `name`, when it is set and not blank (as given, untrimmed).
+    pub fn get(&self, name: &str) -> Option<String> {
+        self.get_str(name).map(str::to_owned)
+    }
+
+    /// As [`get`](Self::get), borrowed.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    /// Whether `name` is set at all, even blank (for switches that only need presence).
+    pub fn is_present(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+
+    /// Every non-blank setting whose name starts with `prefix`, as (rest of the name,
+    /// value), in name order.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.values
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .map_while(move |(k, v)| Some((k.strip_prefix(prefix)?, v.as_str())))
+            .filter(|(_, v)| !v.trim().is_empty())
+    }
+
+    /// The lookup function form, for APIs that take one (as
+    /// [`FromSettings::try_from_settings`]).
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+        let settings = self.clone();
+        move |name| settings.get(name)
+    }
+}
 
 /// A setting that cannot work. Its text (the problem) names the setting.
 ///
@@ -114,12 +224,17 @@ pub trait FromSettings: Action + Sized {
     /// every execution fails with `ActionDo.Internal` naming it. Use
     /// [`try_from_env`](Self::try_from_env) to fail at once instead.
     fn from_env() -> Self {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_settings(&Settings::from_env())
     }
 
     /// The action configured from the process environment, or why it cannot be.
     fn try_from_env() -> Result<Self, ConfigError> {
-        Self::try_from_lookup(|name| std::env::var(name).ok())
+        Self::try_from_lookup(Settings::from_env().lookup())
+    }
+
+    /// As [`from_env`](Self::from_env), with `settings` (what a program's edge read).
+    fn from_settings(settings: &Settings) -> Self {
+        Self::from_lookup(settings.lookup())
     }
 
     /// As [`from_env`](Self::from_env), with the settings `lookup` returns (by
@@ -141,12 +256,6 @@ pub trait FromSettings: Action + Sized {
     fn try_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         Self::try_from_settings(&|name| lookup(name).filter(|v| !v.trim().is_empty()))
     }
-}
-
-/// The value of environment variable `name`, when it is set and not blank (as given,
-/// untrimmed).
-pub fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 /// A duration setting in milliseconds: a positive integer (surrounding blanks ignored).

@@ -78,8 +78,13 @@ impl Metrics {
     /// (`AWS_LAMBDA_FUNCTION_NAME` is set) unless `ACTIONDO_METRICS=off`, or anywhere with
     /// `ACTIONDO_METRICS=emf`; otherwise none.
     pub fn from_env() -> Option<Self> {
-        let setting = std::env::var(METRICS_ENV).unwrap_or_default();
-        let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+        Self::from_settings(&crate::config::Settings::from_env())
+    }
+
+    /// As [`from_env`](Self::from_env), with `settings`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Option<Self> {
+        let setting = settings.get_str(METRICS_ENV).unwrap_or_default();
+        let in_lambda = settings.is_present("AWS_LAMBDA_FUNCTION_NAME");
         match setting.trim() {
             "emf" => Some(Self::stdout()),
             "off" => None,

@@ -44,9 +44,9 @@ impl ScaledTimer {
         }
     }
 
-    /// The scale of [`TIME_SCALE_ENV`], else real time.
-    pub fn from_env() -> Result<Self, String> {
-        match actiondo::config::env_var(TIME_SCALE_ENV) {
+    /// The scale of [`TIME_SCALE_ENV`] in `settings`, else real time.
+    pub fn from_settings(settings: &actiondo::config::Settings) -> Result<Self, String> {
+        match settings.get(TIME_SCALE_ENV) {
             None => Ok(Self::real_time()),
             Some(v) => v
                 .trim()

@@ -61,20 +61,21 @@ impl LambdaDispatcher {
         }
     }
 
-    /// The function of every action of `catalog` from its [`function_env_var`]; a
-    /// configuration error naming every missing variable when any is unset.
-    pub fn functions_from_env(
+    /// The function of every action of `catalog` from its [`function_env_var`] in
+    /// `settings`; a configuration error naming every missing variable when any is unset.
+    pub fn functions(
         catalog: &Descriptors,
+        settings: &actiondo::config::Settings,
     ) -> Result<BTreeMap<&'static str, String>, ConfigError> {
         let mut functions = BTreeMap::new();
         let mut missing = Vec::new();
         for action in catalog.iter() {
             let var = function_env_var(action.name());
-            match std::env::var(&var) {
-                Ok(name) if !name.trim().is_empty() => {
+            match settings.get_str(&var) {
+                Some(name) => {
                     functions.insert(action.name(), name.trim().to_owned());
                 }
-                _ => missing.push(var),
+                None => missing.push(var),
             }
         }
         if missing.is_empty() {

@@ -12,7 +12,7 @@
 //! the queue's `maxReceiveCount` it lands in the dead-letter queue instead of being lost.
 
 use actiondo::trigger::Meta;
-use actiondo::trigger::sqs::{Disposition, RecordInfo, concurrency_from_env, process_batch};
+use actiondo::trigger::sqs::{DEFAULT_CONCURRENCY, Disposition, RecordInfo, process_batch};
 use actiondo::{Invocation, Params, Source};
 use actiondo_api::Api;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -39,15 +39,22 @@ pub struct IntakeMessage {
     pub correlation_id: Option<String>,
 }
 
-/// Run a batch of intake messages; answer the ones to redeliver.
+/// Run a batch of intake messages, [`DEFAULT_CONCURRENCY`] records of a standard queue at
+/// once; answer the ones to redeliver.
 pub async fn handle_batch(api: &Api, event: SqsEvent) -> SqsBatchResponse {
-    handle_batch_within(api, event, &Meta::default()).await
+    handle_batch_within(api, event, &Meta::default(), DEFAULT_CONCURRENCY).await
 }
 
 /// [`handle_batch`] inside the invocation `batch`: every record's execution gets the
-/// invocation's deadline (and trace id when the record has none).
-pub async fn handle_batch_within(api: &Api, event: SqsEvent, batch: &Meta) -> SqsBatchResponse {
-    process_batch(event.records, concurrency_from_env(), |record| {
+/// invocation's deadline (and trace id when the record has none); at most `concurrency`
+/// records of a standard queue run at once (`ACTIONDO_SQS_CONCURRENCY`, read at start-up).
+pub async fn handle_batch_within(
+    api: &Api,
+    event: SqsEvent,
+    batch: &Meta,
+    concurrency: usize,
+) -> SqsBatchResponse {
+    process_batch(event.records, concurrency, |record| {
         handle_record(api, record, batch)
     })
     .await

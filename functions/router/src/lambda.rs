@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use actiondo::trigger::{EventShape, Meta, RawEvent, catch_panic};
+use actiondo::config::Settings;
+use actiondo::trigger::{EventShape, Meta, RawEvent, TriggerSettings, catch_panic};
 use actiondo::{ActionError, BoxError, StoreConfig};
 use actiondo_api::{Api, Auth, KeyStore, Workflows};
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
@@ -13,23 +14,25 @@ use crate::dispatch::LambdaDispatcher;
 
 /// Set up once (tracing, the store, the Lambda client, the function of every action from
 /// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`, the key cache's
-/// TTL from `ACTIONDO_KEY_CACHE_TTL`) and serve invocations. Every HTTP route needs an API
-/// key.
+/// TTL from `ACTIONDO_KEY_CACHE_TTL`, all read once from the environment) and serve
+/// invocations. Every HTTP route needs an API key.
 pub async fn run() -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
+    // The one read of the environment: everything below is configured from it.
+    let settings = Settings::from_env();
     // Descriptions only: this binary invokes each action's own function and links none
     // of their code.
     let catalog = actiondo_catalog::descriptors();
-    let functions = LambdaDispatcher::functions_from_env(&catalog)?;
-    let config = actiondo::aws::sdk_config_from_env()?;
+    let functions = LambdaDispatcher::functions(&catalog, &settings)?;
+    let config = actiondo::aws::sdk_config_from_settings(&settings)?;
     let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);
-    let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
-        .open()
+    let store = StoreConfig::from_settings_or(&settings, StoreConfig::DynamoDb)?
+        .open_with(&settings)
         .await?;
     // Each instance caches verified keys (ACTIONDO_KEY_CACHE_TTL, 30 s by default): a
     // revoked key still works on an instance that verified it within that time.
     let auth = Auth::ApiKeys(
-        KeyStore::new(Arc::clone(&store)).with_cache_ttl(actiondo_api::keys::cache_ttl_from_env()?),
+        KeyStore::new(Arc::clone(&store)).with_cache_ttl(actiondo_api::keys::cache_ttl(&settings)?),
     );
     let mut api = Api::new(
         catalog,
@@ -37,20 +40,21 @@ pub async fn run() -> Result<(), BoxError> {
         Arc::clone(&store),
         auth.clone(),
     );
-    if let Some(workflows) = Workflows::from_env(&config) {
+    if let Some(workflows) = Workflows::from_settings(&settings, &config) {
         api = api.with_workflows(workflows);
     }
     // ACTIONDO_CONSOLE=on adds the console's pages (docs/architecture.md §11).
-    let router = if actiondo_api::console::enabled_by_env() {
+    let router = if actiondo_api::console::enabled(&settings) {
         actiondo_api::console::with_console(api.clone().into_router())
     } else {
         api.clone().into_router()
     };
     // `/mcp` when built with the feature `mcp` and ACTIONDO_MCP=on (docs/architecture.md §7.6).
     #[cfg(feature = "mcp")]
-    let router = actiondo_mcp::http::mount(router, &api, store, auth)?;
+    let router = actiondo_mcp::http::mount(router, &api, store, auth, &settings)?;
     #[cfg(not(feature = "mcp"))]
     drop((store, auth));
+    let triggers = TriggerSettings::from_settings(&settings);
     tracing::info!(actions = api.catalog().len(), "router ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let (api, router) = (api.clone(), router.clone());
@@ -63,6 +67,7 @@ pub async fn run() -> Result<(), BoxError> {
                     &api,
                     router,
                     LambdaEvent::new(payload.into_value()?, context),
+                    &triggers,
                 )
                 .await
             };
@@ -77,18 +82,23 @@ pub async fn handle(
     api: &Api,
     router: axum::Router,
     event: LambdaEvent<Value>,
+    triggers: &TriggerSettings,
 ) -> Result<Value, ActionError> {
     let LambdaEvent { payload, context } = event;
     match EventShape::of(&payload)? {
         EventShape::Sqs => {
             let batch = actiondo::trigger::sqs::parse_event(payload)?;
             let meta = Meta::from(&context);
-            let response = crate::intake::handle_batch_within(api, batch, &meta).await;
+            let response =
+                crate::intake::handle_batch_within(api, batch, &meta, triggers.sqs_concurrency)
+                    .await;
             serde_json::to_value(response).map_err(|e| {
                 ActionError::internal(format!("the batch response does not serialize: {e}"))
             })
         }
-        EventShape::Http => actiondo::trigger::http::serve_event(router, payload, context).await,
+        EventShape::Http => {
+            actiondo::trigger::http::serve_event(router, payload, context, triggers).await
+        }
         EventShape::EventBridge | EventShape::Direct => Err(ActionError::validation(
             "the router accepts API Gateway / function URL requests and SQS intake batches; invoke an action's own function for anything else",
         )),

@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use actiondo::config::Settings;
 use actiondo::{ActionError, Catalog, ErrorKind};
 use actiondo_api::{Api, Auth};
 use axum::extract::{Path, State};
@@ -127,84 +128,46 @@ fn env_catalog() -> Catalog {
     Catalog::new().with(Gated::default()).with(Flaky::default())
 }
 
-/// The scenario the child process checks (see `functions_come_from_the_environment`).
-const CASE_VAR: &str = "ROUTER_TEST_FUNCTIONS_CASE";
-
 #[test]
-fn functions_come_from_the_environment() {
-    // Here neither is set: both are named.
-    let err = LambdaDispatcher::functions_from_env(&env_catalog().descriptors())
-        .expect_err("none is set");
-    let message = err.to_string();
+fn functions_come_from_the_settings() {
+    let functions = |pairs: &[(&str, &str)]| {
+        LambdaDispatcher::functions(
+            &env_catalog().descriptors(),
+            &Settings::from_pairs(pairs.iter().copied()),
+        )
+    };
+    // Neither is set: both are named.
+    let message = functions(&[]).expect_err("none is set").to_string();
     for var in ["ACTIONDO_FUNCTION_GATED", "ACTIONDO_FUNCTION_FLAKY"] {
         assert!(message.contains(var), "{message}");
     }
-
-    // The environment is process-wide (and setting it is unsafe in Rust 2024): each
-    // other case runs in a child process of this test binary.
-    for (case, gated, flaky) in [
-        ("partial", Some(" gated-fn "), Some("   ")),
-        (
-            "complete",
-            Some(" gated-fn "),
-            Some("arn:aws:lambda:us-east-1:1:function:flaky"),
-        ),
-    ] {
-        let mut child =
-            std::process::Command::new(std::env::current_exe().expect("the test binary's path"));
-        child
-            .args([
-                "--exact",
-                "functions_from_env_child",
-                "--ignored",
-                "--test-threads=1",
-            ])
-            .env(CASE_VAR, case)
-            .env_remove("ACTIONDO_FUNCTION_GATED")
-            .env_remove("ACTIONDO_FUNCTION_FLAKY");
-        if let Some(v) = gated {
-            child.env("ACTIONDO_FUNCTION_GATED", v);
-        }
-        if let Some(v) = flaky {
-            child.env("ACTIONDO_FUNCTION_FLAKY", v);
-        }
-        let output = child.output().expect("the child runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains("1 passed"),
-            "{case}: {stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-}
-
-/// Run by `functions_come_from_the_environment` in a child process with the
-/// environment of one case.
-#[test]
-#[ignore = "run by functions_come_from_the_environment with its environment"]
-fn functions_from_env_child() {
-    let found = LambdaDispatcher::functions_from_env(&env_catalog().descriptors());
-    match std::env::var(CASE_VAR).as_deref() {
-        Ok("partial") => {
-            let message = found.expect_err("flaky is blank").to_string();
-            assert!(message.contains("ACTIONDO_FUNCTION_FLAKY"), "{message}");
-            assert!(!message.contains("ACTIONDO_FUNCTION_GATED"), "{message}");
-        }
-        Ok("complete") => {
-            let functions = found.expect("both are set");
-            assert_eq!(
-                functions,
-                BTreeMap::from([
-                    (
-                        "flaky",
-                        "arn:aws:lambda:us-east-1:1:function:flaky".to_owned()
-                    ),
-                    ("gated", "gated-fn".to_owned()),
-                ])
-            );
-        }
-        other => panic!("{CASE_VAR} is {other:?}; this test is run by its parent"),
-    }
+    // A blank one counts as unset, and only it is named.
+    let message = functions(&[
+        ("ACTIONDO_FUNCTION_GATED", " gated-fn "),
+        ("ACTIONDO_FUNCTION_FLAKY", "   "),
+    ])
+    .expect_err("flaky is blank")
+    .to_string();
+    assert!(message.contains("ACTIONDO_FUNCTION_FLAKY"), "{message}");
+    assert!(!message.contains("ACTIONDO_FUNCTION_GATED"), "{message}");
+    // Both set: trimmed names and ARNs.
+    assert_eq!(
+        functions(&[
+            ("ACTIONDO_FUNCTION_GATED", " gated-fn "),
+            (
+                "ACTIONDO_FUNCTION_FLAKY",
+                "arn:aws:lambda:us-east-1:1:function:flaky"
+            ),
+        ])
+        .expect("both are set"),
+        BTreeMap::from([
+            (
+                "flaky",
+                "arn:aws:lambda:us-east-1:1:function:flaky".to_owned()
+            ),
+            ("gated", "gated-fn".to_owned()),
+        ])
+    );
 }
 
 // ------------------------------------------------------------ a local Invoke endpoint

@@ -64,11 +64,13 @@ impl Tables {
     /// The names from `ACTIONDO_IDEMPOTENCY_TABLE`, `ACTIONDO_AUDIT_TABLE` and
     /// `ACTIONDO_ENTITIES_TABLE`; an error names every one that is missing.
     pub fn from_env() -> Result<Self, StoreError> {
+        Self::from_settings(&crate::config::Settings::from_env())
+    }
+
+    /// As [`from_env`](Self::from_env), with the names in `settings`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, StoreError> {
         let vars = [Self::IDEMPOTENCY_ENV, Self::AUDIT_ENV, Self::ENTITIES_ENV];
-        let values: Vec<Option<String>> = vars
-            .iter()
-            .map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-            .collect();
+        let values: Vec<Option<String>> = vars.iter().map(|v| settings.get(v)).collect();
         let missing: Vec<&str> = vars
             .iter()
             .zip(&values)
@@ -417,8 +419,13 @@ impl DynamoStore {
     /// endpoint by [`crate::aws::sdk_config_from_env`], table names by
     /// [`Tables::from_env`]. An error names every missing variable.
     pub fn from_env() -> Result<Self, StoreError> {
-        let tables = Tables::from_env();
-        let config = crate::aws::sdk_config_from_env();
+        Self::from_settings(&crate::config::Settings::from_env())
+    }
+
+    /// As [`from_env`](Self::from_env), with the variables of `settings`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, StoreError> {
+        let tables = Tables::from_settings(settings);
+        let config = crate::aws::sdk_config_from_settings(settings);
         match (tables, config) {
             (Ok(tables), Ok(config)) => Ok(Self::new(Self::client_for(&config), tables)),
             (Err(e), Ok(_)) => Err(e),

@@ -84,11 +84,21 @@ fn sqlite_default_path() -> std::path::PathBuf {
 }
 
 impl StoreConfig {
-    /// The store named by `ACTIONDO_STORE`, or `default` when it is unset.
+    /// The store named by `ACTIONDO_STORE` in the process environment, or `default` when
+    /// it is unset.
     pub fn from_env_or(default: StoreConfig) -> Result<Self, StoreError> {
-        match std::env::var(STORE_ENV) {
-            Ok(value) if !value.is_empty() => value.parse(),
-            _ => Ok(default),
+        Self::from_settings_or(&crate::config::Settings::from_env(), default)
+    }
+
+    /// The store named by `ACTIONDO_STORE` in `settings`, or `default` when it is unset
+    /// or blank.
+    pub fn from_settings_or(
+        settings: &crate::config::Settings,
+        default: StoreConfig,
+    ) -> Result<Self, StoreError> {
+        match settings.get_str(STORE_ENV) {
+            Some(value) => value.parse(),
+            None => Ok(default),
         }
     }
 
@@ -105,15 +115,26 @@ impl StoreConfig {
         StoreConfig::Sqlite(sqlite_default_path())
     }
 
-    /// Open the store (for DynamoDB: load the AWS configuration and table names).
+    /// Open the store (for DynamoDB: the AWS configuration and table names from the
+    /// process environment).
     pub async fn open(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        self.open_with(&crate::config::Settings::from_env()).await
+    }
+
+    /// Open the store; DynamoDB's AWS configuration and table names come from `settings`.
+    pub async fn open_with(
+        &self,
+        #[allow(unused_variables)] settings: &crate::config::Settings,
+    ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
         match self {
             #[cfg(feature = "sqlite")]
             StoreConfig::Sqlite(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?)),
             #[cfg(feature = "sqlite")]
             StoreConfig::SqliteMemory => Ok(std::sync::Arc::new(sqlite::SqliteStore::in_memory()?)),
             #[cfg(feature = "dynamodb")]
-            StoreConfig::DynamoDb => Ok(std::sync::Arc::new(dynamodb::DynamoStore::from_env()?)),
+            StoreConfig::DynamoDb => Ok(std::sync::Arc::new(dynamodb::DynamoStore::from_settings(
+                settings,
+            )?)),
             #[allow(unreachable_patterns)]
             other => Err(StoreError::InvalidRequest(format!(
                 "this program is built without the {} store: enable the actiondo feature \

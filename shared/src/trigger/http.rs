@@ -189,6 +189,7 @@ pub async fn handle_lambda_request(
     context: Context,
 ) -> Result<Reply, ActionError> {
     let meta = Meta::from(&context);
+    let settings = *handler.settings();
     let handler = handler.clone();
     let service = lambda_http::service_fn(move |request: lambda_http::Request| {
         let handler = handler.clone();
@@ -207,7 +208,9 @@ pub async fn handle_lambda_request(
             Ok::<_, Infallible>(response.map(lambda_http::Body::from))
         }
     });
-    serve_event(service, event, context).await.map(Reply::Json)
+    serve_event(service, event, context, &settings)
+        .await
+        .map(Reply::Json)
 }
 
 /// Serve one API Gateway (REST v1, HTTP v2) / function URL / ALB event with `service`, a
@@ -219,11 +222,13 @@ pub async fn handle_lambda_request(
 /// host and on a path a URI cannot hold (see `http_event`): each of those is answered
 /// `400` with an `ActionDo.Validation` body, without calling `service`. A panic in
 /// `service` is answered `500` (`ActionDo.Internal`). An event that does not have the
-/// fields of its origin is `Err(ActionDo.Validation)`, a function error.
+/// fields of its origin is `Err(ActionDo.Validation)`, a function error. `settings` says
+/// whether API Gateway's stage stays out of the path.
 pub async fn serve_event<S, R>(
     mut service: S,
     event: Value,
     context: Context,
+    settings: &crate::trigger::TriggerSettings,
 ) -> Result<Value, ActionError>
 where
     S: lambda_http::Service<lambda_http::Request, Response = R, Error = Infallible>,
@@ -232,33 +237,34 @@ where
     use lambda_http::RequestExt as _;
 
     let origin = Origin::of(&event);
-    let response = match HttpEvent::parse(origin, event)?.into_request() {
-        Ok(request) => {
-            let mut request = request.with_lambda_context(context.clone());
-            // As lambda_http's adapter: the trace id of the invocation as a header.
-            if let Some(trace) = context
-                .xray_trace_id
-                .as_deref()
-                .and_then(|t| HeaderValue::from_str(t).ok())
-            {
-                request.headers_mut().insert("x-amzn-trace-id", trace);
+    let response =
+        match HttpEvent::parse(origin, event)?.into_request(settings.ignore_stage_in_path) {
+            Ok(request) => {
+                let mut request = request.with_lambda_context(context.clone());
+                // As lambda_http's adapter: the trace id of the invocation as a header.
+                if let Some(trace) = context
+                    .xray_trace_id
+                    .as_deref()
+                    .and_then(|t| HeaderValue::from_str(t).ok())
+                {
+                    request.headers_mut().insert("x-amzn-trace-id", trace);
+                }
+                // A panic in the service is a 500 in the event source's shape, not a function
+                // error that API Gateway would turn into a bare 502.
+                let served = catch_panic(async {
+                    if let Err(never) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
+                        match never {}
+                    }
+                    match service.call(request).await {
+                        Ok(response) => Ok(response.into_response().await),
+                        Err(never) => match never {},
+                    }
+                })
+                .await;
+                served.unwrap_or_else(|e| error_response(&e, false).map(lambda_http::Body::from))
             }
-            // A panic in the service is a 500 in the event source's shape, not a function
-            // error that API Gateway would turn into a bare 502.
-            let served = catch_panic(async {
-                if let Err(never) = std::future::poll_fn(|cx| service.poll_ready(cx)).await {
-                    match never {}
-                }
-                match service.call(request).await {
-                    Ok(response) => Ok(response.into_response().await),
-                    Err(never) => match never {},
-                }
-            })
-            .await;
-            served.unwrap_or_else(|e| error_response(&e, false).map(lambda_http::Body::from))
-        }
-        Err(e) => error_response(&e, false).map(lambda_http::Body::from),
-    };
+            Err(e) => error_response(&e, false).map(lambda_http::Body::from),
+        };
     origin.response(response)
 }
 

@@ -153,21 +153,28 @@ impl HttpEvent {
     }
 
     /// The request this event carries, built as `lambda_http` builds it, with every step
-    /// that can fail answered as `ActionDo.Validation` (HTTP 400).
-    pub(crate) fn into_request(self) -> Result<lambda_http::Request, ActionError> {
+    /// that can fail answered as `ActionDo.Validation` (HTTP 400). `ignore_stage` keeps
+    /// API Gateway's stage out of the path ([`IGNORE_STAGE_ENV`]).
+    pub(crate) fn into_request(
+        self,
+        ignore_stage: bool,
+    ) -> Result<lambda_http::Request, ActionError> {
         match self {
-            HttpEvent::RestV1(ag) => rest_v1_request(*ag),
-            HttpEvent::HttpV2(ag) => http_v2_request(*ag),
+            HttpEvent::RestV1(ag) => rest_v1_request(*ag, ignore_stage),
+            HttpEvent::HttpV2(ag) => http_v2_request(*ag, ignore_stage),
             HttpEvent::Alb(alb) => alb_request(*alb),
         }
     }
 }
 
-fn http_v2_request(ag: ApiGatewayV2httpRequest) -> Result<lambda_http::Request, ActionError> {
+fn http_v2_request(
+    ag: ApiGatewayV2httpRequest,
+    ignore_stage: bool,
+) -> Result<lambda_http::Request, ActionError> {
     let body = body(ag.body.as_deref(), ag.is_base64_encoded)?;
     let method = ag.request_context.http.method.clone();
     let raw_path = ag.raw_path.unwrap_or_default();
-    let path = path_with_stage(ag.request_context.stage.as_deref(), &raw_path);
+    let path = path_with_stage(ag.request_context.stage.as_deref(), &raw_path, ignore_stage);
     let host = host(&ag.headers, ag.request_context.domain_name.as_deref());
     // As lambda_http: the parameters of the raw query string (API Gateway joins repeated
     // ones with commas in `queryStringParameters`).
@@ -196,10 +203,13 @@ fn http_v2_request(ag: ApiGatewayV2httpRequest) -> Result<lambda_http::Request, 
     Ok(request)
 }
 
-fn rest_v1_request(ag: ApiGatewayProxyRequest) -> Result<lambda_http::Request, ActionError> {
+fn rest_v1_request(
+    ag: ApiGatewayProxyRequest,
+    ignore_stage: bool,
+) -> Result<lambda_http::Request, ActionError> {
     let body = body(ag.body.as_deref(), ag.is_base64_encoded)?;
     let raw_path = ag.path.unwrap_or_default();
-    let path = path_with_stage(ag.request_context.stage.as_deref(), &raw_path);
+    let path = path_with_stage(ag.request_context.stage.as_deref(), &raw_path, ignore_stage);
     let host = host(&ag.headers, ag.request_context.domain_name.as_deref());
     // Multi-valued parameters are a superset of the single-valued ones: preferred when
     // present.
@@ -286,10 +296,13 @@ fn host(headers: &HeaderMap, domain_name: Option<&str>) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The variable that keeps API Gateway's stage out of request paths (as `lambda_http`).
+pub(super) const IGNORE_STAGE_ENV: &str = "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH";
+
 /// As lambda_http: API Gateway puts the stage in the path unless it is `$default`, already
-/// there, or `AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` is set.
-fn path_with_stage(stage: Option<&str>, path: &str) -> String {
-    if std::env::var_os("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH").is_some() {
+/// there, or [`IGNORE_STAGE_ENV`] is set (`ignore_stage`).
+fn path_with_stage(stage: Option<&str>, path: &str, ignore_stage: bool) -> String {
+    if ignore_stage {
         return path.to_owned();
     }
     match stage {
@@ -485,7 +498,7 @@ mod tests {
     const ALB: &str = include_str!("../../tests/fixtures/alb-request.json");
 
     fn request(event: &Value) -> Result<lambda_http::Request, ActionError> {
-        HttpEvent::parse(Origin::of(event), event.clone())?.into_request()
+        HttpEvent::parse(Origin::of(event), event.clone())?.into_request(false)
     }
 
     fn body_bytes(body: &Body) -> &[u8] {
@@ -557,6 +570,26 @@ mod tests {
         let err = request(&event).expect_err("not a host");
         assert_eq!(err.kind(), crate::ErrorKind::Validation);
         assert!(err.message().contains("host"), "{}", err.message());
+    }
+
+    /// The stage joins the path unless it is `$default`, already there, or the setting
+    /// says to leave it out.
+    #[test]
+    fn the_stage_joins_the_path_unless_the_setting_says_not() {
+        assert_eq!(
+            path_with_stage(Some("prod"), "/execute", false),
+            "/prod/execute"
+        );
+        assert_eq!(
+            path_with_stage(Some("prod"), "/prod/execute", false),
+            "/prod/execute"
+        );
+        assert_eq!(
+            path_with_stage(Some("$default"), "/execute", false),
+            "/execute"
+        );
+        assert_eq!(path_with_stage(None, "/execute", false), "/execute");
+        assert_eq!(path_with_stage(Some("prod"), "/execute", true), "/execute");
     }
 
     /// Characters a URI cannot hold are percent-encoded, as a URL parser does.

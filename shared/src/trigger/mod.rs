@@ -35,6 +35,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::action::{Action, DynAction};
+use crate::config::Settings;
 use crate::error::ActionError;
 use crate::executor::Executor;
 use crate::invocation::Source;
@@ -253,6 +254,50 @@ impl EventShape {
 pub struct Handler {
     executor: Executor,
     action: Arc<dyn DynAction>,
+    settings: TriggerSettings,
+}
+
+/// What the triggers take from the program's [`Settings`]: read once at the edge, never
+/// per event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerSettings {
+    /// How many records of a standard SQS queue run at once (`ACTIONDO_SQS_CONCURRENCY`,
+    /// else [`sqs::DEFAULT_CONCURRENCY`]).
+    pub sqs_concurrency: usize,
+    /// Whether API Gateway's stage stays out of the request path
+    /// (`AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH` set, as `lambda_http` reads it).
+    pub ignore_stage_in_path: bool,
+}
+
+impl Default for TriggerSettings {
+    fn default() -> Self {
+        Self {
+            sqs_concurrency: sqs::DEFAULT_CONCURRENCY,
+            ignore_stage_in_path: false,
+        }
+    }
+}
+
+impl TriggerSettings {
+    /// The trigger settings in `settings` (defaults for what is unset or unusable).
+    ///
+    /// ```
+    /// use actiondo::config::Settings;
+    /// use actiondo::trigger::TriggerSettings;
+    ///
+    /// let read = TriggerSettings::from_settings(&Settings::from_pairs([
+    ///     ("ACTIONDO_SQS_CONCURRENCY", "4"),
+    ///     ("AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH", ""),
+    /// ]));
+    /// assert_eq!(read, TriggerSettings { sqs_concurrency: 4, ignore_stage_in_path: true });
+    /// assert_eq!(TriggerSettings::from_settings(&Settings::default()), TriggerSettings::default());
+    /// ```
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            sqs_concurrency: sqs::concurrency(settings),
+            ignore_stage_in_path: settings.is_present(http_event::IGNORE_STAGE_ENV),
+        }
+    }
 }
 
 impl std::fmt::Debug for Handler {
@@ -267,7 +312,23 @@ impl std::fmt::Debug for Handler {
 impl Handler {
     /// `action` run by `executor`.
     pub fn new(executor: Executor, action: Arc<dyn DynAction>) -> Self {
-        Self { executor, action }
+        Self {
+            executor,
+            action,
+            settings: TriggerSettings::default(),
+        }
+    }
+
+    /// This handler with the triggers' `settings` (the defaults otherwise).
+    #[must_use]
+    pub fn with_settings(mut self, settings: TriggerSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The triggers' settings.
+    pub fn settings(&self) -> &TriggerSettings {
+        &self.settings
     }
 
     /// The executor.
@@ -418,12 +479,16 @@ impl<'de> Deserialize<'de> for RawEvent {
 /// ```
 pub async fn run<A: Action>(action: A) -> Result<(), BoxError> {
     lambda_runtime::tracing::init_default_subscriber();
-    let store = StoreConfig::from_env_or(StoreConfig::DynamoDb)?
-        .open()
+    // The one read of the environment: everything below is configured from it.
+    let settings = Settings::from_env();
+    let store = StoreConfig::from_settings_or(&settings, StoreConfig::DynamoDb)?
+        .open_with(&settings)
         .await?;
     // One EMF metrics line per execution in Lambda (docs/architecture.md §11).
-    let executor = Executor::from_arc(store).with_metrics(crate::metrics::Metrics::from_env());
-    let handler = Handler::new(executor, Arc::new(action));
+    let executor =
+        Executor::from_arc(store).with_metrics(crate::metrics::Metrics::from_settings(&settings));
+    let handler = Handler::new(executor, Arc::new(action))
+        .with_settings(TriggerSettings::from_settings(&settings));
     tracing::info!(action = A::NAME, "ready");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
         let handler = handler.clone();

@@ -41,12 +41,15 @@ impl Disposition {
     }
 }
 
-/// How many records of a standard queue run at once: `ACTIONDO_SQS_CONCURRENCY`, else
-/// [`DEFAULT_CONCURRENCY`].
-pub fn concurrency_from_env() -> usize {
-    std::env::var("ACTIONDO_SQS_CONCURRENCY")
-        .ok()
-        .and_then(|v| v.parse().ok())
+/// The setting of how many records of a standard queue run at once.
+pub const CONCURRENCY_ENV: &str = "ACTIONDO_SQS_CONCURRENCY";
+
+/// How many records of a standard queue run at once: [`CONCURRENCY_ENV`] in `settings`
+/// when it is a positive integer, else [`DEFAULT_CONCURRENCY`].
+pub fn concurrency(settings: &crate::config::Settings) -> usize {
+    settings
+        .get_str(CONCURRENCY_ENV)
+        .and_then(|v| v.trim().parse().ok())
         .filter(|n| *n > 0)
         .unwrap_or(DEFAULT_CONCURRENCY)
 }
@@ -70,12 +73,16 @@ pub fn concurrency_from_env() -> usize {
 pub async fn handle_batch(handler: &Handler, event: SqsEvent, meta: &Meta) -> SqsBatchResponse {
     let (executor, audits) = handler.executor().batching_audits();
     let executor = &executor;
-    let response = process_batch(event.records, concurrency_from_env(), |record| async move {
-        let execution = executor
-            .execute(handler.action(), invocation(record, meta))
-            .await;
-        Disposition::of(&execution.outcome)
-    })
+    let response = process_batch(
+        event.records,
+        handler.settings().sqs_concurrency,
+        |record| async move {
+            let execution = executor
+                .execute(handler.action(), invocation(record, meta))
+                .await;
+            Disposition::of(&execution.outcome)
+        },
+    )
     .await;
     audits.flush().await;
     response
