@@ -718,7 +718,9 @@ async fn the_console_in_a_real_browser() {
         .await;
     browser.click("#filters button").await;
     let failed = browser
-        .wait_text("#executions", |t| t.contains("#ProcessPayment"))
+        .wait_text("#executions", |t| {
+            t.contains("onboard-grace#ProcessPayment") && !t.contains("try-bob")
+        })
         .await;
     assert!(failed.contains("ActionDo.Rejected"), "{failed}");
     assert!(
