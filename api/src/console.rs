@@ -992,7 +992,17 @@ fn row(record: &Value, workflows: &[String]) -> Value {
         .and_then(|e| e.split_once('#'))
         .map_or("", |(_, key)| key);
     let correlation = record["correlationId"].as_str();
+    // A workflow Task's key and correlation id start with the execution's ARN: shown as
+    // `workflow:execution`, the whole value in the tooltip.
+    let short = |text: &str| match text.split_once('#') {
+        Some((arn, state)) => {
+            workflow_execution(arn).map(|(machine, name)| format!("{machine}:{name}#{state}"))
+        }
+        None => workflow_execution(text).map(|(machine, name)| format!("{machine}:{name}")),
+    };
     json!({
+        "keyLabel": short(key).unwrap_or_else(|| key.to_owned()),
+        "correlationLabel": correlation.map(|c| short(c).unwrap_or_else(|| c.to_owned())),
         "timestamp": record["timestamp"],
         "action": action,
         "key": key,
@@ -1030,7 +1040,33 @@ async fn execution(
 ) -> Response {
     let api = format!("/executions/{}/{}", segment(&name), segment(&key));
     let auth = headers.get(header::AUTHORIZATION);
-    let answer = console.call(Method::GET, &api, auth, None).await;
+    let mut answer = console.call(Method::GET, &api, auth, None).await;
+    let mut api = api;
+    // No record: a request refused before it was claimed (bad params, a payload that
+    // does not match) leaves only audit records. Those, if any, are the page.
+    let mut unrecorded = false;
+    if answer.status == StatusCode::NOT_FOUND {
+        let audit_api = format!(
+            "/audit?type={}&key={}&limit=100",
+            form_value(&name),
+            form_value(&key)
+        );
+        let audit = console.call(Method::GET, &audit_api, auth, None).await;
+        if audit.status.is_success()
+            && audit.body["records"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        {
+            answer.body = json!({
+                "execution": {"status": "NO RECORD"},
+                "audit": audit.body["records"],
+                "nextCursor": audit.body["nextCursor"],
+            });
+            answer.status = StatusCode::OK;
+            api = audit_api;
+            unrecorded = true;
+        }
+    }
     if !answer.status.is_success() {
         return console.failure(&answer, &api, &headers);
     }
@@ -1064,6 +1100,7 @@ async fn execution(
     // error, named where the page starts.
     let last = events.iter().rev().find(|e| e["status"] != "replayed");
     let failed = record["status"] == "FAILED"
+        || unrecorded
         || last.is_some_and(|e| e["status"] == "failed" || e["status"] == "rejected");
     let failure = failed
         .then(|| events.iter().rev().find(|e| e["errorType"].is_string()))
@@ -1075,6 +1112,7 @@ async fn execution(
         json!({
             "workflowHref": workflow,
             "failure": failure,
+            "unrecorded": unrecorded,
             "nav": "executions",
             "api": api,
             "name": name,
@@ -1268,7 +1306,32 @@ fn execution_failure(described: &Value) -> Option<Value> {
         Value::String(e) => (json!(e), described["cause"].clone()),
         _ => return None,
     };
-    Some(json!({"error": error, "cause": cause_text(&cause)}))
+    Some(json!({"error": error, "cause": cause_text(&cause), "message": cause_message(&cause)}))
+}
+
+/// The one-line message of a cause: the action's error `message` (in Lambda's
+/// `errorMessage` or as the cause itself), else a text cause that is not JSON.
+fn cause_message(cause: &Value) -> Option<String> {
+    let mut value = cause.clone();
+    for _ in 0..6 {
+        match value {
+            Value::String(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(parsed @ Value::Object(_)) => value = parsed,
+                _ => return Some(text),
+            },
+            Value::Object(ref map) => {
+                if let Some(message) = map.get("errorMessage") {
+                    value = message.clone();
+                } else if let Some(message) = value["error"]["message"].as_str() {
+                    return Some(message.to_owned());
+                } else {
+                    return value["message"].as_str().map(str::to_owned);
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 /// A cause as text for a `<pre>`: JSON (or JSON in a string, as Step Functions keeps it,
@@ -1617,18 +1680,81 @@ mod tests {
 
     #[test]
     fn state_outcomes_follow_the_history() {
+        let scheduled = |state: &str| {
+            json!({"type": "TaskScheduled", "details": {"name": state, "parameters": {
+                "FunctionName": "arn:aws:lambda:local:000000000000:function:process-payment",
+                "Payload": {"idempotencyKey": format!("arn:x#{state}")}}}})
+        };
         let history = json!({"events": [
             {"type": "ExecutionStarted"},
             {"type": "TaskStateEntered", "details": {"name": "CreateUser"}},
+            {"type": "TaskFailed", "details": {"error": "ActionDo.Transient"}},
+            {"type": "TaskSucceeded"},
             {"type": "TaskStateExited", "details": {"name": "CreateUser"}},
             {"type": "TaskStateEntered", "details": {"name": "ProcessPayment"}},
-            {"type": "TaskFailed"},
-            {"type": "ExecutionFailed"},
+            scheduled("ProcessPayment"),
+            {"type": "TaskFailed", "details": {"error": "ActionDo.Rejected", "cause": "{\"errorMessage\": \"{\\\"error\\\": {\\\"message\\\": \\\"declined\\\"}}\"}"}},
+            {"type": "TaskStateExited", "details": {"name": "ProcessPayment"}},
+            {"type": "PassStateEntered", "scope": "Branch#0", "details": {"name": "Inner"}},
+            {"type": "TaskStateEntered", "details": {"name": "Notify"}},
+            {"type": "TaskFailed", "details": {"error": "ActionDo.Transient"}},
+            {"type": "ExecutionFailed", "details": {"error": "ActionDo.Transient"}},
         ]});
         let outcomes = state_outcomes(&history);
-        assert_eq!(outcomes.get("CreateUser"), Some(&"succeeded"));
-        assert_eq!(outcomes.get("ProcessPayment"), Some(&"failed"));
-        assert_eq!(outcomes.len(), 2);
+        let outcome = |s: &str| outcomes.get(s).map(|o| o.outcome);
+        // Retried, then succeeded.
+        assert_eq!(outcome("CreateUser"), Some("succeeded"));
+        assert_eq!(outcomes["CreateUser"].failures, 1);
+        // Failed, and its Catch went on.
+        assert_eq!(outcome("ProcessPayment"), Some("caught"));
+        assert_eq!(
+            outcomes["ProcessPayment"].error.as_deref(),
+            Some("ActionDo.Rejected")
+        );
+        assert_eq!(
+            outcomes["ProcessPayment"].task_href.as_deref(),
+            Some("/console/executions/process-payment/arn%3Ax%23ProcessPayment")
+        );
+        assert!(
+            outcomes["ProcessPayment"]
+                .cause
+                .as_deref()
+                .is_some_and(|c| c.contains("declined")),
+            "{:?}",
+            outcomes["ProcessPayment"]
+        );
+        // The execution stopped in it.
+        assert_eq!(outcome("Notify"), Some("failed"));
+        // A branch's state is not the top level's.
+        assert_eq!(outcome("Inner"), None);
+        assert_eq!(outcomes.len(), 3);
+        // Redriven: entered again, then left.
+        let mut events = history["events"].as_array().cloned().unwrap_or_default();
+        events.extend([
+            json!({"type": "ExecutionRedriven"}),
+            json!({"type": "TaskStateEntered", "details": {"name": "Notify"}}),
+            json!({"type": "TaskSucceeded"}),
+            json!({"type": "TaskStateExited", "details": {"name": "Notify"}}),
+        ]);
+        let redriven = state_outcomes(&json!({"events": events}));
+        assert_eq!(redriven["Notify"].outcome, "succeeded");
+        assert_eq!(redriven["Notify"].entered, 2);
         assert!(state_outcomes(&json!({"events": "nope"})).is_empty());
+        assert_eq!(
+            cause_message(&json!(
+                "{\"errorMessage\": \"{\\\"error\\\": {\\\"message\\\": \\\"declined\\\"}}\"}"
+            ))
+            .as_deref(),
+            Some("declined")
+        );
+        assert_eq!(
+            cause_message(&json!("plain words")).as_deref(),
+            Some("plain words")
+        );
+        assert_eq!(
+            workflow_execution("arn:aws:states:local:000000000000:execution:user-onboarding:run-1"),
+            Some(("user-onboarding", "run-1"))
+        );
+        assert_eq!(workflow_execution("campaign-7"), None);
     }
 }

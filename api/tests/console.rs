@@ -232,6 +232,26 @@ async fn an_execution_shows_its_record_and_timeline() {
     let (status, html) = c.page("/console/executions/score-lead/never").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("ActionDo.NotFound"));
+
+    // Refused before any claim: no record, but the audit says why, at the top.
+    let bad = c
+        .run(
+            "create-user",
+            r#"{"email": "nope", "name": "X"}"#,
+            "user-bad",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let (status, html) = c.page("/console/executions/create-user/user-bad").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(r#"id="record-status">NO RECORD"#), "{html}");
+    let why = html.split(r#"id="why""#).nth(1).expect("why it failed");
+    assert!(why.contains("ActionDo.Validation"), "{why}");
+    assert!(html.contains(r#"class="event s-rejected""#));
+    assert!(
+        html.contains("GET /audit?type=create-user&amp;key=user-bad"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -431,7 +451,7 @@ fn rows(html: &str) -> Vec<(String, String, String, String)> {
             let href = cell(r#"class="execution-link" href="/console/executions/"#, "\"");
             let (action, key) = href.split_once('/').unwrap_or_default();
             (
-                cell(r#"<td class="mono">"#, "<"),
+                cell(r#"<td class="mono nowrap">"#, "<"),
                 action.to_owned(),
                 key.to_owned(),
                 cell(r#"<span class="badge s-"#, "\""),

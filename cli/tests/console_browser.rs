@@ -606,6 +606,11 @@ async fn the_console_in_a_real_browser() {
         url.as_str().unwrap_or_default().contains("status=rejected"),
         "{url}"
     );
+    // A request refused before it ran has no record; its page still says why.
+    browser.click("a.execution-link").await;
+    let why = browser.wait_text("#why", |t| !t.is_empty()).await;
+    assert!(why.contains("ActionDo.Validation"), "{why}");
+    browser.shot("rejected").await;
 
     // 3. By correlation id, then open the execution and read its timeline.
     browser
@@ -792,6 +797,12 @@ async fn the_console_in_a_real_browser() {
     assert!(
         api_types.contains(&json!("TaskFailed")) && api_types.contains(&json!("ExecutionFailed"))
     );
+    browser
+        .script(
+            "document.querySelector('svg#graph').scrollIntoView();",
+            json!([]),
+        )
+        .await;
     browser.shot("workflow-declined").await;
     // Its Task's execution: the attempt that failed, and why.
     browser.click("a.caught-link").await;
@@ -875,6 +886,12 @@ async fn the_console_in_a_real_browser() {
         entered.contains("2×"),
         "entered again by the redrive: {entered}"
     );
+    browser
+        .script(
+            "document.querySelector('svg#graph').scrollIntoView();",
+            json!([]),
+        )
+        .await;
     browser.shot("workflow-redriven").await;
     let alan = settled(&http, &base, &key, "onboard-alan").await;
     assert_eq!(alan["status"], "SUCCEEDED", "{alan}");
