@@ -630,18 +630,33 @@ async fn try_action(
 /// The filters of the executions page, as the API's `GET /audit` takes them.
 const FILTERS: [&str; 6] = ["type", "key", "correlationId", "status", "since", "cursor"];
 
+/// Rows on a page of the executions list.
+const PAGE_ROWS: usize = 25;
+
+/// The most `GET /audit` calls one page of the merged list makes (a status filter may
+/// leave pages empty); past it the page shows what it has and links to the rest.
+const MAX_MERGE_CALLS: usize = 200;
+
 /// A `datetime-local` value (`2024-05-01T10:00`, no zone) read as UTC RFC 3339.
 fn since_rfc3339(value: &str) -> String {
     let v = value.trim();
     let has_zone = v.ends_with('Z') || v.get(19..).is_some_and(|rest| rest.contains(['+', '-']));
     match v.len() {
         16 if !has_zone => format!("{v}:00Z"),
-        19 if !has_zone => format!("{v}Z"),
+        // Seconds, and maybe their fraction (`step` below a second).
+        n if n >= 19 && !has_zone => format!("{v}Z"),
         _ => v.to_owned(),
     }
 }
 
 /// `GET /console/executions`: audit records, newest first, filtered, paged.
+///
+/// With an action (`type`, and `key`) or a correlation id the page is one `GET /audit`
+/// page of the API, paged with its cursor. Without either, the page merges the `GET
+/// /audit?type=` pages of every action in the key's scope, newest first: the API's
+/// unfiltered `GET /audit` is a scan of the whole audit table that DynamoDB has no
+/// index for (the store refuses it there), while each action's records are one query of
+/// the `by-type` index on both stores. Its cursor then holds each action's API cursor.
 async fn executions(
     State(console): Shared,
     RawQuery(query): RawQuery,
@@ -651,61 +666,74 @@ async fn executions(
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
             .filter(|(name, value)| FILTERS.contains(&name.as_str()) && !value.trim().is_empty())
+            .map(|(name, value)| {
+                let value = if name == "since" {
+                    since_rfc3339(&value)
+                } else {
+                    value.trim().to_owned()
+                };
+                (name, value)
+            })
             .collect();
-    let api = {
-        let mut api_query = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in &given {
-            let value = if name == "since" {
-                since_rfc3339(value)
-            } else {
-                value.trim().to_owned()
-            };
-            api_query.append_pair(name, &value);
-        }
-        api_query.append_pair("limit", "25");
-        format!("/audit?{}", api_query.finish())
-    };
+    let across = !["type", "key", "correlationId"]
+        .iter()
+        .any(|f| given.contains_key(*f));
     let auth = headers.get(header::AUTHORIZATION);
-    let mut context = json!({
-        "nav": "executions",
-        "api": api,
-        "filters": given,
-        "statuses": crate::view::AUDIT_STATUSES,
-    });
     let actions = console.call(Method::GET, "/actions", auth, None).await;
-    if actions.status == StatusCode::UNAUTHORIZED {
+    if !actions.status.is_success() {
         return console.failure(&actions, "/actions", &headers);
     }
-    context["actions"] = json!(
-        actions.body["actions"]
-            .as_array()
-            .map(|l| l
-                .iter()
-                .filter_map(|a| a["name"].as_str())
-                .collect::<Vec<_>>())
-            .unwrap_or_default()
-    );
-    let answer = console.call(Method::GET, &api, auth, None).await;
-    if answer.status == StatusCode::UNAUTHORIZED {
-        return console.failure(&answer, &api, &headers);
-    }
-    if !answer.status.is_success() {
-        // A bad filter: the page stays, with the API's answer.
-        context["error"] = answer.error();
-        return console.render(answer.status, "executions.html", context, &headers);
-    }
-    let rows: Vec<Value> = answer.body["records"]
+    let names: Vec<String> = actions.body["actions"]
         .as_array()
-        .map(|records| records.iter().map(row).collect())
+        .map(|l| {
+            l.iter()
+                .filter_map(|a| a["name"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
+    // The filters as the form shows them (`since` as `datetime-local` takes it).
+    let mut shown = given.clone();
+    if let Some(since) = shown.get_mut("since") {
+        *since = since.trim_end_matches('Z').to_owned();
+    }
+    let mut context = json!({
+        "nav": "executions",
+        "filters": shown,
+        "statuses": crate::view::AUDIT_STATUSES,
+        "actions": names,
+        "across": across,
+    });
+    let page = if across {
+        merged_audit(&console, &given, &names, auth).await
+    } else {
+        single_audit(&console, &given, auth).await
+    };
+    let page = match page {
+        Ok(page) => page,
+        Err((answer, api)) if answer.status == StatusCode::UNAUTHORIZED => {
+            return console.failure(&answer, &api, &headers);
+        }
+        Err((answer, api)) => {
+            // A bad filter: the page stays, with the API's answer.
+            context["api"] = json!(api);
+            context["error"] = answer.error();
+            return console.render(answer.status, "executions.html", context, &headers);
+        }
+    };
+    context["api"] = json!(page.api);
+    if across {
+        context["apiNote"] = json!("for each action in the key's scope, merged newest first");
+    }
+    let workflows = workflow_names(&console, auth).await;
+    let rows: Vec<Value> = page.records.iter().map(|r| row(r, &workflows)).collect();
     context["rows"] = json!(rows);
-    if let Some(cursor) = answer.body["nextCursor"].as_str() {
+    if let Some(cursor) = page.next {
         let next = {
             let mut next = form_urlencoded::Serializer::new(String::new());
             for (name, value) in given.iter().filter(|(n, _)| n.as_str() != "cursor") {
                 next.append_pair(name, value);
             }
-            next.append_pair("cursor", cursor);
+            next.append_pair("cursor", &cursor);
             next.finish()
         };
         context["next"] = json!(format!("/console/executions?{next}"));
@@ -713,14 +741,270 @@ async fn executions(
     console.render(StatusCode::OK, "executions.html", context, &headers)
 }
 
+/// One page of the executions list: its records, newest first, the API route(s) it
+/// read, and the cursor of the next page.
+struct AuditRows {
+    records: Vec<Value>,
+    api: String,
+    next: Option<String>,
+}
+
+/// A failed API call and the route it called.
+type Failed = (Answer, String);
+
+/// The `GET /audit` query of `filters` (every filter but `cursor`, which the caller
+/// adds), with `extra` pairs first.
+fn audit_uri(filters: &BTreeMap<String, String>, extra: &[(&str, &str)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in extra {
+        query.append_pair(name, value);
+    }
+    for (name, value) in filters.iter().filter(|(n, _)| n.as_str() != "cursor") {
+        query.append_pair(name, value);
+    }
+    format!("/audit?{}", query.finish())
+}
+
+/// One page of `GET /audit` with the page's filters and cursor.
+async fn single_audit(
+    console: &Console,
+    given: &BTreeMap<String, String>,
+    auth: Option<&HeaderValue>,
+) -> Result<AuditRows, Failed> {
+    let limit = PAGE_ROWS.to_string();
+    let mut api = audit_uri(given, &[("limit", &limit)]);
+    if let Some(cursor) = given.get("cursor") {
+        api.push_str("&cursor=");
+        api.push_str(&form_value(cursor));
+    }
+    let answer = console.call(Method::GET, &api, auth, None).await;
+    if !answer.status.is_success() {
+        return Err((answer, api));
+    }
+    Ok(AuditRows {
+        records: answer.body["records"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        next: answer.body["nextCursor"].as_str().map(str::to_owned),
+        api,
+    })
+}
+
+/// Where the merged list stands in one action's records: the API cursor of the page
+/// being read (`None`: the first page), how many of that page's records were shown, and
+/// the newest timestamp that page held when first read (records written since are left
+/// out, so that they do not shift the count).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Position(Option<String>, usize, Option<String>);
+
+/// The merged list's cursor: a [`Position`] per action that has records left, as hex of
+/// its JSON (opaque, URL-safe).
+fn encode_positions(positions: &BTreeMap<String, Position>) -> String {
+    hex::encode(serde_json::to_vec(positions).unwrap_or_default())
+}
+
+fn decode_positions(cursor: &str) -> Option<BTreeMap<String, Position>> {
+    serde_json::from_slice(&hex::decode(cursor).ok()?).ok()
+}
+
+/// One action's records in the merged list.
+struct Source {
+    action: String,
+    /// The API cursor of the page in `records` (`None`: the first page).
+    page: Option<String>,
+    /// The records of that page not shown yet, newest first.
+    records: std::collections::VecDeque<Value>,
+    /// How many of that page's records were shown.
+    shown: usize,
+    /// The newest timestamp of that page when first read.
+    top: Option<String>,
+    /// The API's cursor after that page.
+    next: Option<String>,
+}
+
+/// The order of the merged list: newest first, as the stores order `GET /audit`
+/// (timestamp, then execution and seq).
+fn audit_order(record: &Value) -> (&str, &str, &str) {
+    (
+        record["timestamp"].as_str().unwrap_or_default(),
+        record["execution"].as_str().unwrap_or_default(),
+        record["seq"].as_str().unwrap_or_default(),
+    )
+}
+
+/// The audit records of every action in `actions`, newest first, one page of
+/// [`PAGE_ROWS`]: the `GET /audit?type=` pages of each, merged.
+async fn merged_audit(
+    console: &Console,
+    given: &BTreeMap<String, String>,
+    actions: &[String],
+    auth: Option<&HeaderValue>,
+) -> Result<AuditRows, Failed> {
+    let described = audit_uri(
+        given,
+        &[("type", "ACTION"), ("limit", &PAGE_ROWS.to_string())],
+    );
+    let positions: BTreeMap<String, Position> = match given.get("cursor") {
+        None => actions
+            .iter()
+            .map(|a| (a.clone(), Position(None, 0, None)))
+            .collect(),
+        Some(cursor) => match decode_positions(cursor) {
+            Some(positions) => positions,
+            None => {
+                let answer = Answer {
+                    status: StatusCode::BAD_REQUEST,
+                    headers: HeaderMap::new(),
+                    body: json!({"error": {"type": "ActionDo.Validation",
+                        "message": "the cursor is not one this page wrote; start again from the newest"}}),
+                };
+                return Err((answer, described));
+            }
+        },
+    };
+    let limit = PAGE_ROWS.to_string();
+    let mut calls = 0usize;
+    // Read one page of `action`'s records at `cursor`.
+    let read = |action: String, cursor: Option<String>| {
+        let mut api = audit_uri(given, &[("type", &action), ("limit", &limit)]);
+        if let Some(cursor) = &cursor {
+            api.push_str("&cursor=");
+            api.push_str(&form_value(cursor));
+        }
+        async move {
+            let answer = console.call(Method::GET, &api, auth, None).await;
+            if !answer.status.is_success() {
+                return Err((answer, api));
+            }
+            let records: Vec<Value> = answer.body["records"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            Ok((
+                records,
+                answer.body["nextCursor"].as_str().map(str::to_owned),
+            ))
+        }
+    };
+    let mut sources = Vec::new();
+    // Only actions in scope: a cursor names nothing else.
+    for (action, Position(page, shown, top)) in positions {
+        if !actions.contains(&action) {
+            continue;
+        }
+        calls += 1;
+        let (records, next) = read(action.clone(), page.clone()).await?;
+        let top = top.or_else(|| records.first().map(|r| audit_order(r).0.to_owned()));
+        let records: std::collections::VecDeque<Value> = records
+            .into_iter()
+            .filter(|r| top.as_deref().is_none_or(|t| audit_order(r).0 <= t))
+            .skip(shown)
+            .collect();
+        sources.push(Source {
+            action,
+            page,
+            records,
+            shown,
+            top,
+            next,
+        });
+    }
+    let mut rows = Vec::with_capacity(PAGE_ROWS);
+    let mut stopped = false;
+    while rows.len() < PAGE_ROWS {
+        // A source whose page is used up reads its next one before any is compared.
+        for source in sources.iter_mut() {
+            while source.records.is_empty() && source.next.is_some() {
+                if calls >= MAX_MERGE_CALLS {
+                    stopped = true;
+                    break;
+                }
+                calls += 1;
+                let cursor = source.next.take();
+                let (records, next) = read(source.action.clone(), cursor.clone()).await?;
+                source.top = records.first().map(|r| audit_order(r).0.to_owned());
+                source.page = cursor;
+                source.records = records.into();
+                source.shown = 0;
+                source.next = next;
+            }
+        }
+        if stopped {
+            break;
+        }
+        let newest = sources
+            .iter_mut()
+            .filter(|s| !s.records.is_empty())
+            .max_by(|a, b| audit_order(&a.records[0]).cmp(&audit_order(&b.records[0])));
+        let Some(source) = newest else {
+            break;
+        };
+        if let Some(record) = source.records.pop_front() {
+            source.shown += 1;
+            rows.push(record);
+        }
+    }
+    let positions: BTreeMap<String, Position> = sources
+        .into_iter()
+        .filter_map(|s| {
+            if !s.records.is_empty() {
+                Some((s.action, Position(s.page, s.shown, s.top)))
+            } else {
+                s.next.map(|next| (s.action, Position(Some(next), 0, None)))
+            }
+        })
+        .collect();
+    Ok(AuditRows {
+        records: rows,
+        api: described,
+        next: (!positions.is_empty()).then(|| encode_positions(&positions)),
+    })
+}
+
+/// The names of the workflows in the key's scope (for links from a correlation id that
+/// is one of their executions).
+async fn workflow_names(console: &Console, auth: Option<&HeaderValue>) -> Vec<String> {
+    let answer = console.call(Method::GET, "/workflows", auth, None).await;
+    answer.body["workflows"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|w| w["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The workflow and execution name of a Step Functions execution ARN
+/// (`arn:aws:states:REGION:ACCOUNT:execution:MACHINE:NAME`), the correlation id a
+/// workflow's Tasks give their actions.
+fn workflow_execution(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:aws:states:")?;
+    let (_, rest) = rest.split_once(":execution:")?;
+    let (machine, name) = rest.split_once(':')?;
+    (!machine.is_empty() && !name.is_empty() && !name.contains(':')).then_some((machine, name))
+}
+
 /// One audit record as a row of the executions table.
-fn row(record: &Value) -> Value {
+fn row(record: &Value, workflows: &[String]) -> Value {
     let action = record["type"].as_str().unwrap_or_default();
     let key = record["execution"]
         .as_str()
         .and_then(|e| e.split_once('#'))
         .map_or("", |(_, key)| key);
+    let correlation = record["correlationId"].as_str();
+    // A workflow Task's key and correlation id start with the execution's ARN: shown as
+    // `workflow:execution`, the whole value in the tooltip.
+    let short = |text: &str| match text.split_once('#') {
+        Some((arn, state)) => {
+            workflow_execution(arn).map(|(machine, name)| format!("{machine}:{name}#{state}"))
+        }
+        None => workflow_execution(text).map(|(machine, name)| format!("{machine}:{name}")),
+    };
     json!({
+        "keyLabel": short(key).unwrap_or_else(|| key.to_owned()),
+        "correlationLabel": correlation.map(|c| short(c).unwrap_or_else(|| c.to_owned())),
         "timestamp": record["timestamp"],
         "action": action,
         "key": key,
@@ -728,10 +1012,25 @@ fn row(record: &Value) -> Value {
         "attempt": record["attempt"],
         "durationMs": record["durationMs"],
         "source": record["source"],
-        "correlationId": record["correlationId"],
+        "correlationId": correlation,
         "href": format!("/console/executions/{}/{}", segment(action), segment(key)),
-        "correlationHref": record["correlationId"].as_str()
+        "correlationHref": correlation
             .map(|c| format!("/console/executions?correlationId={}", form_value(c))),
+        "workflowHref": correlation.and_then(|c| workflow_href(c, workflows)),
+        "error": record["details"]["error"]["type"],
+    })
+}
+
+/// The console page of the workflow execution a correlation id names (a Step Functions
+/// execution ARN of one of `workflows`), if it names one.
+fn workflow_href(correlation: &str, workflows: &[String]) -> Option<String> {
+    let (machine, name) = workflow_execution(correlation)?;
+    workflows.iter().any(|w| w == machine).then(|| {
+        format!(
+            "/console/workflows/{}?execution={}",
+            segment(machine),
+            form_value(name)
+        )
     })
 }
 
@@ -743,7 +1042,33 @@ async fn execution(
 ) -> Response {
     let api = format!("/executions/{}/{}", segment(&name), segment(&key));
     let auth = headers.get(header::AUTHORIZATION);
-    let answer = console.call(Method::GET, &api, auth, None).await;
+    let mut answer = console.call(Method::GET, &api, auth, None).await;
+    let mut api = api;
+    // No record: a request refused before it was claimed (bad params, a payload that
+    // does not match) leaves only audit records. Those, if any, are the page.
+    let mut unrecorded = false;
+    if answer.status == StatusCode::NOT_FOUND {
+        let audit_api = format!(
+            "/audit?type={}&key={}&limit=100",
+            form_value(&name),
+            form_value(&key)
+        );
+        let audit = console.call(Method::GET, &audit_api, auth, None).await;
+        if audit.status.is_success()
+            && audit.body["records"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        {
+            answer.body = json!({
+                "execution": {"status": "NO RECORD"},
+                "audit": audit.body["records"],
+                "nextCursor": audit.body["nextCursor"],
+            });
+            answer.status = StatusCode::OK;
+            api = audit_api;
+            unrecorded = true;
+        }
+    }
     if !answer.status.is_success() {
         return console.failure(&answer, &api, &headers);
     }
@@ -767,10 +1092,29 @@ async fn execution(
         let at = event["epochMs"].as_i64().unwrap_or(first_ms);
         event["offsetMs"] = json!(at - first_ms);
     }
+    // A workflow's Task: the workflow execution its correlation id names.
+    let workflows = workflow_names(&console, auth).await;
+    let workflow = events
+        .iter()
+        .find_map(|e| e["correlationId"].as_str())
+        .and_then(|c| workflow_href(c, &workflows));
+    // Why it failed (its record is FAILED, or its last request was refused): the last
+    // error, named where the page starts.
+    let last = events.iter().rev().find(|e| e["status"] != "replayed");
+    let failed = record["status"] == "FAILED"
+        || unrecorded
+        || last.is_some_and(|e| e["status"] == "failed" || e["status"] == "rejected");
+    let failure = failed
+        .then(|| events.iter().rev().find(|e| e["errorType"].is_string()))
+        .flatten()
+        .map(|e| json!({"attempt": e["attempt"], "status": e["status"], "type": e["errorType"], "message": e["errorMessage"]}));
     console.render(
         StatusCode::OK,
         "execution.html",
         json!({
+            "workflowHref": workflow,
+            "failure": failure,
+            "unrecorded": unrecorded,
             "nav": "executions",
             "api": api,
             "name": name,
@@ -820,6 +1164,10 @@ fn timeline_event(record: &Value) -> Value {
             event[field] = json!(pretty(v));
         }
     }
+    if let Some(error) = details.get("error") {
+        event["errorType"] = error["type"].clone();
+        event["errorMessage"] = error["message"].clone();
+    }
     if let Some(of) = details.get("replayOf") {
         event["replayOf"] = of.clone();
     }
@@ -860,7 +1208,9 @@ async fn workflows(State(console): Shared, headers: HeaderMap) -> Response {
 }
 
 /// `GET /console/workflows/{name}?execution=ID`: the state graph, coloured by the
-/// execution's history when one is asked for and the API serves it.
+/// execution's history when one is asked for and the API serves it, the states' outcomes
+/// with the action execution of each Task, the history events, and a redrive button
+/// when the execution failed.
 async fn workflow(
     State(console): Shared,
     Path(name): Path<String>,
@@ -885,66 +1235,305 @@ async fn workflow(
         "comment": answer.body["definition"]["Comment"],
         "definition": pretty(&answer.body["definition"]),
         "redrive": format!("/console/workflows/{}/redrive", segment(&name)),
+        "href": format!("/console/workflows/{}", segment(&name)),
     });
-    let mut outcomes = BTreeMap::new();
+    let mut outcomes: BTreeMap<String, StateOutcome> = BTreeMap::new();
     if let Some(id) = &execution {
         let base = format!("/workflows/{}/executions/{}", segment(&name), segment(id));
         let described = console.call(Method::GET, &base, auth, None).await;
+        let status = described.body["status"].as_str().unwrap_or_default();
         context["execution"] = json!({
             "id": id,
             "api": base,
             "status": described.status.as_u16(),
             "ok": described.status.is_success(),
             "body": pretty(&described.body),
-            "state": described.body["status"],
+            "state": status,
+            "startDate": described.body["startDate"],
+            "stopDate": described.body["stopDate"],
+            "redriveCount": described.body["redriveCount"],
+            "failure": execution_failure(&described.body),
+            "error": (!described.status.is_success()).then(|| described.error()),
+            // Step Functions redrives FAILED, TIMED_OUT and ABORTED executions.
+            "redrivable": matches!(status, "FAILED" | "TIMED_OUT" | "ABORTED"),
         });
-        let history_api = format!("{base}/history");
-        let history = console.call(Method::GET, &history_api, auth, None).await;
-        if history.status.is_success() {
-            outcomes = state_outcomes(&history.body);
-            context["execution"]["history"] = json!(history_api);
-        } else {
-            context["execution"]["historyError"] = json!({
-                "api": history_api,
-                "status": history.status.as_u16(),
-                "error": history.error(),
-            });
+        if described.status.is_success() {
+            let history_api = format!("{base}/history");
+            let history = console.call(Method::GET, &history_api, auth, None).await;
+            if history.status.is_success() {
+                outcomes = state_outcomes(&history.body);
+                context["execution"]["history"] = json!(history_api);
+                context["events"] = json!(history_events(&history.body));
+            } else {
+                context["execution"]["historyError"] = json!({
+                    "api": history_api,
+                    "status": history.status.as_u16(),
+                    "error": history.error(),
+                });
+            }
         }
     }
-    let graph = crate::graph::layout(&answer.body["definition"], &outcomes);
+    let colours: BTreeMap<String, &'static str> = outcomes
+        .iter()
+        .map(|(state, o)| (state.clone(), o.outcome))
+        .collect();
+    let graph = crate::graph::layout(&answer.body["definition"], &colours);
+    // The states' table: in the graph's order, those the execution reached.
+    let states: Vec<Value> = graph
+        .nodes
+        .iter()
+        .filter_map(|n| outcomes.get(&n.name).map(|o| (n, o)))
+        .map(|(n, o)| {
+            let mut row = serde_json::to_value(o).unwrap_or_default();
+            row["name"] = json!(n.name);
+            row["kind"] = json!(n.kind);
+            row
+        })
+        .collect();
     context["graph"] = serde_json::to_value(graph).unwrap_or_default();
-    context["outcomes"] = json!(outcomes);
+    context["outcomes"] = serde_json::to_value(&outcomes).unwrap_or_default();
+    context["states"] = json!(states);
     console.render(StatusCode::OK, "workflow.html", context, &headers)
 }
 
-/// Each state's outcome in a Step Functions execution history (`{events: [...]}`, the
-/// shape of `GetExecutionHistory`): `succeeded` once exited, `failed` when the execution
-/// failed (or a task failed) while in it, else `running`.
-pub fn state_outcomes(history: &Value) -> BTreeMap<String, &'static str> {
-    let mut outcomes = BTreeMap::new();
+/// Why an execution failed, from its description: `{error, cause}` (Step Functions'
+/// `error` and `cause`, or the local engine's `error: {error, cause}`), the cause
+/// indented when it is JSON.
+fn execution_failure(described: &Value) -> Option<Value> {
+    let (error, cause) = match &described["error"] {
+        Value::Object(e) => (
+            e.get("error").cloned().unwrap_or(Value::Null),
+            e.get("cause").cloned().unwrap_or(Value::Null),
+        ),
+        Value::String(e) => (json!(e), described["cause"].clone()),
+        _ => return None,
+    };
+    Some(json!({"error": error, "cause": cause_text(&cause), "message": cause_message(&cause)}))
+}
+
+/// The one-line message of a cause: the action's error `message` (in Lambda's
+/// `errorMessage` or as the cause itself), else a text cause that is not JSON.
+fn cause_message(cause: &Value) -> Option<String> {
+    let mut value = cause.clone();
+    for _ in 0..6 {
+        match value {
+            Value::String(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(parsed @ Value::Object(_)) => value = parsed,
+                _ => return Some(text),
+            },
+            Value::Object(ref map) => {
+                if let Some(message) = map.get("errorMessage") {
+                    value = message.clone();
+                } else if let Some(message) = value["error"]["message"].as_str() {
+                    return Some(message.to_owned());
+                } else {
+                    return value["message"].as_str().map(str::to_owned);
+                }
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A cause as text for a `<pre>`: JSON (or JSON in a string, as Step Functions keeps it,
+/// or in an `errorMessage`, as Lambda reports it) indented, else the text itself.
+fn cause_text(cause: &Value) -> Option<String> {
+    let parsed = match cause {
+        Value::Null => return None,
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
+            _ => return Some(text.clone()),
+        },
+        other => other.clone(),
+    };
+    // Lambda's `{errorMessage, errorType}` whose message is the action's JSON error.
+    if let Some(message) = parsed["errorMessage"].as_str()
+        && let Ok(inner @ Value::Object(_)) = serde_json::from_str::<Value>(message)
+    {
+        return Some(pretty(&inner));
+    }
+    Some(pretty(&parsed))
+}
+
+/// What happened in one state of a workflow execution, read from its history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateOutcome {
+    /// `succeeded` (left normally, maybe after retries), `caught` (its work failed and a
+    /// `Catch` went on elsewhere), `failed` (the execution stopped in it), or `running`
+    /// (entered, not left).
+    pub outcome: &'static str,
+    /// How many times it was entered (a redrive enters the failed state again).
+    pub entered: u32,
+    /// How many attempts of its work (Task, Parallel, Map) failed, retried or not.
+    pub failures: u32,
+    /// The last error in it (`States.TaskFailed`, `ActionDo.Transient`…).
+    pub error: Option<String>,
+    /// That error's cause, indented when it is JSON.
+    pub cause: Option<String>,
+    /// The console page of the action execution its Task ran (`lambda:invoke` of an
+    /// action with an `idempotencyKey`): `/console/executions/{action}/{key}`.
+    pub task_href: Option<String>,
+    /// That action's name.
+    pub action: Option<String>,
+}
+
+impl StateOutcome {
+    fn new() -> Self {
+        Self {
+            outcome: "running",
+            entered: 0,
+            failures: 0,
+            error: None,
+            cause: None,
+            task_href: None,
+            action: None,
+        }
+    }
+}
+
+/// The action execution a `TaskScheduled` event's parameters name: the function's
+/// name (the action) and the payload's `idempotencyKey`.
+fn task_execution(details: &Value) -> Option<(String, String)> {
+    let parameters = &details["parameters"];
+    let function = parameters["FunctionName"].as_str()?;
+    // `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`, or the bare name.
+    let action = match function.split_once(":function:") {
+        Some((_, rest)) => rest.split(':').next().unwrap_or(rest),
+        None => function,
+    };
+    let key = parameters["Payload"]["idempotencyKey"].as_str()?;
+    (!action.is_empty() && !key.is_empty()).then(|| (action.to_owned(), key.to_owned()))
+}
+
+/// Each top-level state's outcome in an execution history (`{events: [...]}`, the shape
+/// of `GetExecutionHistory` that the history route serves from Step Functions and from
+/// the local engine). A state is `running` once entered; when left it is `caught` if its
+/// last attempt failed (a `Catch` took over) and `succeeded` otherwise; the state the
+/// execution failed in is `failed`. Events of Parallel branches and Map iterations (a
+/// non-empty `scope`) are not the top level's.
+pub fn state_outcomes(history: &Value) -> BTreeMap<String, StateOutcome> {
+    let mut outcomes: BTreeMap<String, StateOutcome> = BTreeMap::new();
+    // The state being run, and whether its last attempt failed.
     let mut current: Option<String> = None;
+    let mut last_failed = false;
     for event in history["events"].as_array().into_iter().flatten() {
+        if event["scope"].as_str().is_some_and(|s| !s.is_empty()) {
+            continue;
+        }
         let kind = event["type"].as_str().unwrap_or_default();
-        // The history route's shape (`{type, details: {name, ...}}`), the same from Step
-        // Functions and from the local engine.
-        let state = event["details"]["name"].as_str();
-        if let (true, Some(name)) = (kind.ends_with("StateEntered"), state) {
-            outcomes.insert(name.to_owned(), "running");
-            current = Some(name.to_owned());
-        } else if let (true, Some(name)) = (kind.ends_with("StateExited"), state) {
-            outcomes.insert(name.to_owned(), "succeeded");
-            if current.as_deref() == Some(name) {
+        let details = &event["details"];
+        let named = details["name"].as_str();
+        if kind.ends_with("StateEntered") {
+            if let Some(name) = named {
+                let o = outcomes
+                    .entry(name.to_owned())
+                    .or_insert_with(StateOutcome::new);
+                o.outcome = "running";
+                o.entered += 1;
+                current = Some(name.to_owned());
+                last_failed = false;
+            }
+            continue;
+        }
+        if kind.ends_with("StateExited") {
+            if let Some(name) = named
+                && let Some(o) = outcomes.get_mut(name)
+            {
+                o.outcome = if last_failed { "caught" } else { "succeeded" };
+            }
+            current = None;
+            last_failed = false;
+            continue;
+        }
+        let Some(o) = current.as_ref().and_then(|c| outcomes.get_mut(c)) else {
+            continue;
+        };
+        match kind {
+            "TaskScheduled" => {
+                if let Some((action, key)) = task_execution(details) {
+                    o.task_href = Some(format!(
+                        "/console/executions/{}/{}",
+                        segment(&action),
+                        segment(&key)
+                    ));
+                    o.action = Some(action);
+                }
+            }
+            "TaskSucceeded" | "ParallelStateSucceeded" | "MapStateSucceeded" => {
+                last_failed = false;
+            }
+            "TaskFailed" | "TaskTimedOut" | "ParallelStateFailed" | "MapStateFailed" => {
+                last_failed = true;
+                o.failures += 1;
+                o.error = details["error"].as_str().map(str::to_owned);
+                o.cause = cause_text(&details["cause"]);
+            }
+            "ExecutionFailed" | "ExecutionTimedOut" | "ExecutionAborted" => {
+                o.outcome = "failed";
+                if o.error.is_none() || kind != "ExecutionFailed" {
+                    o.error = details["error"]
+                        .as_str()
+                        .map(str::to_owned)
+                        .or_else(|| Some(kind.to_owned()));
+                    o.cause = cause_text(&details["cause"]);
+                }
                 current = None;
             }
-        } else if (kind.ends_with("Failed")
-            || kind.ends_with("TimedOut")
-            || kind.ends_with("Aborted"))
-            && let Some(name) = &current
-        {
-            outcomes.insert(name.clone(), "failed");
+            _ => {}
         }
     }
     outcomes
+}
+
+/// The history events as rows: id, time, offset from the first, type, state, and what
+/// each says (error and cause, the action execution a Task ran).
+fn history_events(history: &Value) -> Vec<Value> {
+    let events = history["events"].as_array().cloned().unwrap_or_default();
+    let epoch = |e: &Value| {
+        e["timestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis())
+    };
+    let first = events.first().and_then(epoch).unwrap_or_default();
+    // Task events name no state in Step Functions' history: the last state entered.
+    let mut state: Option<String> = None;
+    events
+        .iter()
+        .map(|e| {
+            let kind = e["type"].as_str().unwrap_or_default();
+            let details = &e["details"];
+            if let Some(name) = details["name"].as_str() {
+                state = Some(name.to_owned());
+            }
+            let mut row = json!({
+                "id": e["id"],
+                "type": kind,
+                "timestamp": e["timestamp"],
+                "offsetMs": epoch(e).map(|t| t - first),
+                "state": details["name"].as_str().map(str::to_owned).or_else(|| state.clone()),
+                "scope": e["scope"].as_str().filter(|s| !s.is_empty()),
+                "error": details["error"],
+                "cause": cause_text(&details["cause"]),
+                "failed": kind.ends_with("Failed") || kind.ends_with("TimedOut") || kind.ends_with("Aborted"),
+            });
+            if kind == "TaskScheduled"
+                && let Some((action, key)) = task_execution(details)
+            {
+                row["task"] = json!({
+                    "action": action,
+                    "key": key,
+                    "href": format!("/console/executions/{}/{}", segment(&action), segment(&key)),
+                });
+            }
+            if kind.ends_with("StateExited") || kind.starts_with("Execution") {
+                state = None;
+            }
+            row
+        })
+        .collect()
 }
 
 /// `POST /console/workflows/{name}/redrive` (form `execution`): the API's redrive of
@@ -1078,6 +1667,10 @@ mod tests {
         assert_eq!(since_rfc3339("2024-05-01T10:00"), "2024-05-01T10:00:00Z");
         assert_eq!(since_rfc3339("2024-05-01T10:00:30"), "2024-05-01T10:00:30Z");
         assert_eq!(
+            since_rfc3339("2024-05-01T10:00:30.250"),
+            "2024-05-01T10:00:30.250Z"
+        );
+        assert_eq!(
             since_rfc3339("2024-05-01T10:00:00+02:00"),
             "2024-05-01T10:00:00+02:00"
         );
@@ -1089,18 +1682,81 @@ mod tests {
 
     #[test]
     fn state_outcomes_follow_the_history() {
+        let scheduled = |state: &str| {
+            json!({"type": "TaskScheduled", "details": {"name": state, "parameters": {
+                "FunctionName": "arn:aws:lambda:local:000000000000:function:process-payment",
+                "Payload": {"idempotencyKey": format!("arn:x#{state}")}}}})
+        };
         let history = json!({"events": [
             {"type": "ExecutionStarted"},
             {"type": "TaskStateEntered", "details": {"name": "CreateUser"}},
+            {"type": "TaskFailed", "details": {"error": "ActionDo.Transient"}},
+            {"type": "TaskSucceeded"},
             {"type": "TaskStateExited", "details": {"name": "CreateUser"}},
             {"type": "TaskStateEntered", "details": {"name": "ProcessPayment"}},
-            {"type": "TaskFailed"},
-            {"type": "ExecutionFailed"},
+            scheduled("ProcessPayment"),
+            {"type": "TaskFailed", "details": {"error": "ActionDo.Rejected", "cause": "{\"errorMessage\": \"{\\\"error\\\": {\\\"message\\\": \\\"declined\\\"}}\"}"}},
+            {"type": "TaskStateExited", "details": {"name": "ProcessPayment"}},
+            {"type": "PassStateEntered", "scope": "Branch#0", "details": {"name": "Inner"}},
+            {"type": "TaskStateEntered", "details": {"name": "Notify"}},
+            {"type": "TaskFailed", "details": {"error": "ActionDo.Transient"}},
+            {"type": "ExecutionFailed", "details": {"error": "ActionDo.Transient"}},
         ]});
         let outcomes = state_outcomes(&history);
-        assert_eq!(outcomes.get("CreateUser"), Some(&"succeeded"));
-        assert_eq!(outcomes.get("ProcessPayment"), Some(&"failed"));
-        assert_eq!(outcomes.len(), 2);
+        let outcome = |s: &str| outcomes.get(s).map(|o| o.outcome);
+        // Retried, then succeeded.
+        assert_eq!(outcome("CreateUser"), Some("succeeded"));
+        assert_eq!(outcomes["CreateUser"].failures, 1);
+        // Failed, and its Catch went on.
+        assert_eq!(outcome("ProcessPayment"), Some("caught"));
+        assert_eq!(
+            outcomes["ProcessPayment"].error.as_deref(),
+            Some("ActionDo.Rejected")
+        );
+        assert_eq!(
+            outcomes["ProcessPayment"].task_href.as_deref(),
+            Some("/console/executions/process-payment/arn%3Ax%23ProcessPayment")
+        );
+        assert!(
+            outcomes["ProcessPayment"]
+                .cause
+                .as_deref()
+                .is_some_and(|c| c.contains("declined")),
+            "{:?}",
+            outcomes["ProcessPayment"]
+        );
+        // The execution stopped in it.
+        assert_eq!(outcome("Notify"), Some("failed"));
+        // A branch's state is not the top level's.
+        assert_eq!(outcome("Inner"), None);
+        assert_eq!(outcomes.len(), 3);
+        // Redriven: entered again, then left.
+        let mut events = history["events"].as_array().cloned().unwrap_or_default();
+        events.extend([
+            json!({"type": "ExecutionRedriven"}),
+            json!({"type": "TaskStateEntered", "details": {"name": "Notify"}}),
+            json!({"type": "TaskSucceeded"}),
+            json!({"type": "TaskStateExited", "details": {"name": "Notify"}}),
+        ]);
+        let redriven = state_outcomes(&json!({"events": events}));
+        assert_eq!(redriven["Notify"].outcome, "succeeded");
+        assert_eq!(redriven["Notify"].entered, 2);
         assert!(state_outcomes(&json!({"events": "nope"})).is_empty());
+        assert_eq!(
+            cause_message(&json!(
+                "{\"errorMessage\": \"{\\\"error\\\": {\\\"message\\\": \\\"declined\\\"}}\"}"
+            ))
+            .as_deref(),
+            Some("declined")
+        );
+        assert_eq!(
+            cause_message(&json!("plain words")).as_deref(),
+            Some("plain words")
+        );
+        assert_eq!(
+            workflow_execution("arn:aws:states:local:000000000000:execution:user-onboarding:run-1"),
+            Some(("user-onboarding", "run-1"))
+        );
+        assert_eq!(workflow_execution("campaign-7"), None);
     }
 }

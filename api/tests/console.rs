@@ -6,7 +6,11 @@
 #[allow(dead_code)]
 mod common;
 
-use actiondo::Catalog;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actiondo::store::dynamodb::{DynamoStore, Tables};
+use actiondo::{Catalog, Store};
 use axum::body::Body;
 use common::{Reply, Setup, bearer, get, post_keyed, request};
 use http::{Request, StatusCode};
@@ -24,7 +28,15 @@ struct Console {
 
 impl Console {
     async fn new() -> Self {
-        let setup = Setup::with_keys(Catalog::new());
+        Self::with(Setup::with_keys(Catalog::new())).await
+    }
+
+    /// The same over `store` (DynamoDB Local, moto).
+    async fn over(store: Arc<dyn Store>) -> Self {
+        Self::with(Setup::over(store, Catalog::new(), true, |keys| keys)).await
+    }
+
+    async fn with(setup: Setup) -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../workflows");
         let definitions =
             actiondo_api::workflows::definitions_from_dir(&dir).expect("the workflows read");
@@ -220,6 +232,26 @@ async fn an_execution_shows_its_record_and_timeline() {
     let (status, html) = c.page("/console/executions/score-lead/never").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("ActionDo.NotFound"));
+
+    // Refused before any claim: no record, but the audit says why, at the top.
+    let bad = c
+        .run(
+            "create-user",
+            r#"{"email": "nope", "name": "X"}"#,
+            "user-bad",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let (status, html) = c.page("/console/executions/create-user/user-bad").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains(r#"id="record-status">NO RECORD"#), "{html}");
+    let why = html.split(r#"id="why""#).nth(1).expect("why it failed");
+    assert!(why.contains("ActionDo.Validation"), "{why}");
+    assert!(html.contains(r#"class="event s-rejected""#));
+    assert!(
+        html.contains("GET /audit?type=create-user&amp;key=user-bad"),
+        "{html}"
+    );
 }
 
 #[tokio::test]
@@ -402,4 +434,185 @@ async fn the_api_serves_what_the_console_added() {
     c.send(bearer(get("/workflows/crm-new-lead"), &actions_only))
         .await
         .error(403, "ActionDo.Forbidden");
+}
+
+/// The rows of an executions page: (timestamp, action, key, status), in order.
+fn rows(html: &str) -> Vec<(String, String, String, String)> {
+    html.split(r#"<tr class="row">"#)
+        .skip(1)
+        .map(|row| {
+            let cell = |after: &str, end: &str| {
+                row.split(after)
+                    .nth(1)
+                    .and_then(|r| r.split(end).next())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let href = cell(r#"class="execution-link" href="/console/executions/"#, "\"");
+            let (action, key) = href.split_once('/').unwrap_or_default();
+            (
+                cell(r#"<td class="mono nowrap">"#, "<"),
+                action.to_owned(),
+                key.to_owned(),
+                cell(r#"<span class="badge s-"#, "\""),
+            )
+        })
+        .collect()
+}
+
+/// Every row of the executions list from `uri` on, following the "older" links.
+async fn all_rows(c: &Console, uri: &str) -> (Vec<(String, String, String, String)>, usize) {
+    let mut all = Vec::new();
+    let mut pages = 0;
+    let mut uri = uri.to_owned();
+    loop {
+        let (status, html) = c.page(&uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {html}");
+        let page = rows(&html);
+        assert!(page.len() <= 25, "{uri}");
+        all.extend(page);
+        pages += 1;
+        match html
+            .split(r#"id="next-page" href=""#)
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+        {
+            Some(next) => uri = next.replace("&amp;", "&"),
+            None => return (all, pages),
+        }
+        assert!(pages < 20, "the pages never end");
+    }
+}
+
+/// The executions list, newest first, filtered and paged, on `c`'s store: 3 actions
+/// interleaved (32 executions, a replay and a rejection), so that a page of the merged
+/// list draws from several actions' pages.
+async fn executions_list_on(c: &Console) {
+    let lead =
+        |i: usize| format!(r#"{{"email": "p{i}@acme.com", "name": "P {i}", "freeMail": false}}"#);
+    let mut expected = BTreeSet::new();
+    for i in 0..30 {
+        let key = format!("k-{i:02}");
+        let (action, body) = match i % 3 {
+            0 => ("score-lead", lead(i)),
+            1 => (
+                "create-user",
+                format!(r#"{{"email": "u{i}@example.com", "name": "U"}}"#),
+            ),
+            _ => (
+                "validate-lead",
+                format!(r#"{{"email": "v{i}@acme.com", "name": "V {i}"}}"#),
+            ),
+        };
+        let reply = c.run(action, &body, &key).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{action} {key}: {}",
+            reply.text()
+        );
+        expected.insert((action.to_owned(), key, "completed".to_owned()));
+    }
+    // A replay and a rejection.
+    assert_eq!(
+        c.run("score-lead", &lead(0), "k-00").await.status,
+        StatusCode::OK
+    );
+    expected.insert((
+        "score-lead".to_owned(),
+        "k-00".to_owned(),
+        "replayed".to_owned(),
+    ));
+    let bad = c
+        .run(
+            "create-user",
+            r#"{"email": "nope", "name": "X"}"#,
+            "user-bad",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    expected.insert((
+        "create-user".to_owned(),
+        "user-bad".to_owned(),
+        "rejected".to_owned(),
+    ));
+
+    // No filter: every record once, newest first, over two pages.
+    let (all, pages) = all_rows(c, "/console/executions").await;
+    assert_eq!(pages, 2, "{all:?}");
+    let seen: BTreeSet<(String, String, String)> = all
+        .iter()
+        .map(|(_, a, k, s)| (a.clone(), k.clone(), s.clone()))
+        .collect();
+    assert_eq!(seen.len(), all.len(), "no record twice: {all:?}");
+    assert_eq!(seen, expected);
+    let times: Vec<&String> = all.iter().map(|(t, ..)| t).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    assert!(
+        all[..3].iter().any(|(_, _, k, _)| k == "user-bad"),
+        "the newest first: {all:?}"
+    );
+    assert!(all[25..].iter().any(|(_, _, k, _)| k == "k-01"), "{all:?}");
+
+    // One action: the API's own pages and cursor.
+    let (one, pages) = all_rows(c, "/console/executions?type=create-user").await;
+    assert_eq!(pages, 1);
+    assert_eq!(one.len(), 11, "{one:?}");
+    let (validated, _) = all_rows(c, "/console/executions?type=validate-lead").await;
+    assert_eq!(validated.len(), 10, "{validated:?}");
+    assert!(one.iter().all(|(_, a, ..)| a == "create-user"));
+    let (scored, pages) = all_rows(c, "/console/executions?type=score-lead").await;
+    assert_eq!((scored.len(), pages), (11, 1), "{scored:?}");
+
+    // By status, across actions and for one.
+    let (rejected, _) = all_rows(c, "/console/executions?status=rejected").await;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].2, "user-bad");
+    let (replayed, _) = all_rows(c, "/console/executions?type=score-lead&status=replayed").await;
+    assert_eq!(replayed.len(), 1);
+    assert_eq!(replayed[0].2, "k-00");
+
+    // Since: the newest record's time keeps it (and anything as new) only.
+    let newest = all[0].0.trim_end_matches('Z').to_owned();
+    let (recent, _) = all_rows(c, &format!("/console/executions?since={newest}")).await;
+    assert!(!recent.is_empty() && recent.len() < 5, "{recent:?}");
+    assert!(recent.iter().any(|(_, _, k, _)| k == "user-bad"));
+    let (none, _) = all_rows(c, "/console/executions?since=2999-01-01T00:00").await;
+    assert!(none.is_empty());
+
+    // A cursor the page did not write: the page says so.
+    let (status, html) = c.page("/console/executions?cursor=zz").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains(r#"id="api-error""#), "{html}");
+}
+
+#[tokio::test]
+async fn the_executions_list_pages_newest_first_on_sqlite() {
+    executions_list_on(&Console::new().await).await;
+}
+
+#[tokio::test]
+async fn the_executions_list_pages_newest_first_on_dynamodb_local_and_moto() {
+    for (var, what) in [
+        (
+            "ACTIONDO_TEST_DYNAMODB_LOCAL_URL",
+            "the console's executions list on DynamoDB Local",
+        ),
+        (
+            "ACTIONDO_TEST_MOTO_URL",
+            "the console's executions list on moto",
+        ),
+    ] {
+        let Some(url) = actiondo::testing::server_url(var, what) else {
+            continue;
+        };
+        let config = actiondo::testing::local_aws_config(&url);
+        let prefix = format!("c{}", uuid::Uuid::new_v4().simple());
+        let store = DynamoStore::with_tables(&config, Tables::with_prefix(&prefix));
+        store.create_tables().await.expect("tables created");
+        executions_list_on(&Console::over(Arc::new(store)).await).await;
+    }
 }

@@ -226,8 +226,14 @@ async fn an_execution_history_colours_the_console_graph() {
         html.contains(r#"data-state="A State" data-outcome="succeeded""#),
         "{html}"
     );
+    // Step Functions redrives failed executions only: nothing to redrive here.
     assert!(
-        html.contains(">Redrive</button>"),
-        "the redrive form is offered"
+        !html.contains(r#"id="redrive""#),
+        "no redrive for a succeeded execution"
+    );
+    assert!(
+        html.contains(r#"<table id="history">"#)
+            && html.contains(r#"data-type="ExecutionSucceeded""#),
+        "the history is listed: {html}"
     );
 }

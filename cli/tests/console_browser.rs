@@ -8,6 +8,7 @@
 //! them a plain `cargo test` says `skipped:`; under `CI=true` or
 //! `ACTIONDO_TEST_REQUIRE_INFRA=1` their absence fails the test.
 
+use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -52,16 +53,54 @@ fn actiondo(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// `actiondo serve` on a free loopback port; its base URL.
-fn serve(dir: &Path) -> (Running, String) {
+/// The stand-ins of the outside services user-onboarding calls
+/// (`tests/stand-ins/local_services.py`: a payment provider, `--down` for an outage, and
+/// a webhook receiver) on `port`, listening when this returns.
+fn stand_ins(port: u16, down: bool) -> Running {
+    let mut command = Command::new("python3");
+    command
+        .arg(repo_root().join("tests/stand-ins/local_services.py"))
+        .args(["--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if down {
+        command.arg("--down");
+    }
+    let running = Running(command.spawn().expect("python3 runs the stand-ins"));
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < PATIENCE, "the stand-ins never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
+}
+
+/// `actiondo serve` on a free loopback port, its outside services the stand-ins on
+/// `services` and the workflow engine's time 100 times faster (the Retry backoff); its
+/// base URL.
+fn serve(dir: &Path, services: u16) -> (Running, String) {
     // The project folder: its workflows/ (the graphs) and template.yaml (the engine).
     let project = repo_root();
     let mut child = Command::new(env!("CARGO_BIN_EXE_actiondo"))
         .current_dir(dir)
-        .args(["serve", "--addr", "127.0.0.1:0", "--dir"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--time-scale",
+            "100",
+            "--dir",
+        ])
         .arg(&project)
         .env_remove("ACTIONDO_STORE")
         .env_remove("RUST_LOG")
+        .env("PAYMENT_API_URL", format!("http://127.0.0.1:{services}"))
+        .env("PAYMENT_API_KEY", "sk_test_local")
+        .env(
+            "NOTIFY_WEBHOOK_URL",
+            format!("http://127.0.0.1:{services}/hook"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -298,6 +337,122 @@ impl Drop for Browser {
     }
 }
 
+/// The onboarding input of `who`, paying with `method`.
+fn onboarding(who: &str, method: &str) -> Value {
+    json!({
+        "user": {"email": format!("{who}@example.com"), "name": who},
+        "payment": {"amount": 1200, "currency": "eur", "paymentMethod": method},
+    })
+}
+
+/// Start user-onboarding execution `name` through the API.
+async fn start_onboarding(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    name: &str,
+    input: &Value,
+) {
+    let status = http
+        .post(format!("{base}/workflows/user-onboarding"))
+        .bearer_auth(key)
+        .header("idempotency-key", name)
+        .json(input)
+        .send()
+        .await
+        .expect("POST /workflows")
+        .status();
+    assert_eq!(status, 202, "{name} starts");
+}
+
+/// `GET /workflows/user-onboarding/executions/{name}` once it is no longer RUNNING.
+async fn settled(http: &reqwest::Client, base: &str, key: &str, name: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let body: Value = http
+            .get(format!(
+                "{base}/workflows/user-onboarding/executions/{name}"
+            ))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        if body["status"] != "RUNNING" {
+            return body;
+        }
+        assert!(started.elapsed() < PATIENCE, "{name} never settled: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The outcome each state of the graph shows (`data-outcome`), by state.
+async fn graph_outcomes(browser: &Browser) -> BTreeMap<String, String> {
+    let outcomes = browser
+        .script(
+            "return Array.from(document.querySelectorAll('svg#graph g.node')).map(g => [g.dataset.state, g.dataset.outcome]);",
+            json!([]),
+        )
+        .await;
+    outcomes
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| Some((pair[0].as_str()?.to_owned(), pair[1].as_str()?.to_owned())))
+        .collect()
+}
+
+/// The states of user-onboarding and the outcome each should show, `none` for the rest.
+fn expect_outcomes(shown: &BTreeMap<String, String>, expected: &[(&str, &str)]) {
+    let all = [
+        "CreateUser",
+        "ProvisionResources",
+        "ProcessPayment",
+        "SendWelcomeEmail",
+        "ReleaseResources",
+        "MarkUser",
+        "NotifyOnboardingFailed",
+        "UserRejected",
+        "OnboardingFailed",
+    ];
+    assert_eq!(
+        shown.keys().map(String::as_str).collect::<Vec<_>>().len(),
+        all.len(),
+        "{shown:?}"
+    );
+    for state in all {
+        let want = expected
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or("none", |(_, o)| *o);
+        assert_eq!(
+            shown.get(state).map(String::as_str),
+            Some(want),
+            "{state} in {shown:?}"
+        );
+    }
+}
+
+/// Open execution `name` of user-onboarding from the Workflows page (its name typed
+/// into the page's form), once its status badge reads `status`.
+async fn open_workflow_execution(browser: &Browser, name: &str, status: &str) {
+    browser.click("header a[href='/console/workflows']").await;
+    browser
+        .click("#workflows a[href='/console/workflows/user-onboarding']")
+        .await;
+    browser.element("svg#graph").await;
+    browser
+        .type_into("#execution-form input[name=execution]", name)
+        .await;
+    browser.click("#execution-form button").await;
+    browser.wait_text("h1", |t| t.contains(name)).await;
+    browser
+        .wait_text("#execution-status", |t| t == status)
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
@@ -315,10 +470,26 @@ async fn the_console_in_a_real_browser() {
     )
     .trim()
     .to_owned();
-    let (_server, base) = serve(dir.path());
+    let services = actiondo::testing::unused_port().expect("a free port");
+    let stand_in = stand_ins(services, false);
+    let (_server, base) = serve(dir.path(), services);
 
-    // Data: a completed execution and its replay, a rejected one, under a correlation id.
+    // Data: older executions (for a second page), a completed execution and its
+    // replay, a rejected one, under a correlation id; then two onboardings, one whose
+    // payment is declined (and compensated), one that succeeds.
     let http = reqwest::Client::new();
+    for i in 0..15 {
+        let status = http
+            .post(format!("{base}/actions/validate-lead"))
+            .bearer_auth(&key)
+            .header("idempotency-key", format!("bulk-{i:02}"))
+            .json(&json!({"email": format!("b{i}@acme.com"), "name": format!("B {i}")}))
+            .send()
+            .await
+            .expect("POST")
+            .status();
+        assert_eq!(status, 200);
+    }
     let lead = json!({"email": "ann@acme.com", "name": "Ann Lee", "freeMail": false});
     for _ in 0..2 {
         let status = http
@@ -343,6 +514,26 @@ async fn the_console_in_a_real_browser() {
         .expect("POST")
         .status();
     assert_eq!(status, 400);
+    start_onboarding(
+        &http,
+        &base,
+        &key,
+        "onboard-grace",
+        &onboarding("grace", "pm_card_chargeDeclined"),
+    )
+    .await;
+    let grace = settled(&http, &base, &key, "onboard-grace").await;
+    assert_eq!(grace["status"], "FAILED", "{grace}");
+    start_onboarding(
+        &http,
+        &base,
+        &key,
+        "onboard-ada",
+        &onboarding("ada", "pm_card_visa"),
+    )
+    .await;
+    let ada = settled(&http, &base, &key, "onboard-ada").await;
+    assert_eq!(ada["status"], "SUCCEEDED", "{ada}");
 
     let shots = repo_root().join(".tools/logs");
     let browser = Browser::start(&dir.path().join("profile"), shots).await;
@@ -360,6 +551,41 @@ async fn the_console_in_a_real_browser() {
         .await;
     assert_eq!(stored, json!(key), "the key is kept for the tab");
     browser.shot("executions").await;
+    if std::env::var("ACTIONDO_UPDATE_CONSOLE_PNG").is_ok_and(|v| v == "1") {
+        // README's screenshot (docs/console.png), from this page.
+        std::fs::copy(
+            repo_root().join(".tools/logs/console-executions.png"),
+            repo_root().join("docs/console.png"),
+        )
+        .expect("docs/console.png written");
+    }
+
+    // Paging with the API's cursors: the 15 oldest (validate-lead) spill onto page 2.
+    assert!(
+        !table.contains("bulk-00"),
+        "the oldest are on page 2: {table}"
+    );
+    let rows = browser
+        .script(
+            "return document.querySelectorAll('#executions tr.row').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(rows, json!(25), "a page holds 25 rows");
+    browser.click("#next-page").await;
+    let older = browser
+        .wait_text("#executions", |t| t.contains("bulk-00"))
+        .await;
+    assert!(
+        !older.contains("lead-ann") && !older.contains("onboard-"),
+        "{older}"
+    );
+    let url = browser.call(reqwest::Method::GET, "/url", None).await;
+    assert!(
+        url.as_str().unwrap_or_default().contains("cursor="),
+        "{url}"
+    );
+    browser.shot("executions-older").await;
 
     // 2. Filter by status: only the rejected request.
     browser
@@ -380,6 +606,11 @@ async fn the_console_in_a_real_browser() {
         url.as_str().unwrap_or_default().contains("status=rejected"),
         "{url}"
     );
+    // A request refused before it ran has no record; its page still says why.
+    browser.click("a.execution-link").await;
+    let why = browser.wait_text("#why", |t| !t.is_empty()).await;
+    assert!(why.contains("ActionDo.Validation"), "{why}");
+    browser.shot("rejected").await;
 
     // 3. By correlation id, then open the execution and read its timeline.
     browser
@@ -476,4 +707,193 @@ async fn the_console_in_a_real_browser() {
         .await;
     assert_eq!(drawn, json!(true), "the state boxes are drawn");
     browser.shot("workflow").await;
+
+    // 6. From the failed payment to its workflow execution: the executions filtered by
+    //    the execution's ARN (the correlation id its Tasks carry) and by status.
+    let arn = grace["executionArn"].as_str().expect("an execution ARN");
+    browser.click("header a[href='/console/executions']").await;
+    browser
+        .type_into("#filters input[name=correlationId]", arn)
+        .await;
+    browser
+        .script(
+            "document.querySelector('select[name=status]').value = 'failed';",
+            json!([]),
+        )
+        .await;
+    browser.click("#filters button").await;
+    let failed = browser
+        .wait_text("#executions", |t| {
+            t.contains("onboard-grace#ProcessPayment") && !t.contains("try-bob")
+        })
+        .await;
+    assert!(failed.contains("ActionDo.Rejected"), "{failed}");
+    assert!(
+        !failed.contains("#CreateUser"),
+        "only the failed attempt: {failed}"
+    );
+    browser.click("#executions a.workflow-link").await;
+    browser
+        .wait_text("#execution-status", |t| t == "FAILED")
+        .await;
+
+    // 7. The declined payment: each state's outcome, why it failed, the history.
+    expect_outcomes(
+        &graph_outcomes(&browser).await,
+        &[
+            ("CreateUser", "succeeded"),
+            ("ProvisionResources", "succeeded"),
+            ("ProcessPayment", "caught"),
+            ("ReleaseResources", "succeeded"),
+            ("MarkUser", "succeeded"),
+            ("NotifyOnboardingFailed", "succeeded"),
+            ("OnboardingFailed", "failed"),
+        ],
+    );
+    let why = browser
+        .wait_text("#execution-failure", |t| !t.is_empty())
+        .await;
+    assert!(
+        why.contains("ActionDo.Rejected") && why.contains("ProcessPayment"),
+        "{why}"
+    );
+    let title = browser
+        .script(
+            "return document.querySelector(\"svg#graph g[data-state='ProcessPayment'] title\").textContent;",
+            json!([]),
+        )
+        .await;
+    assert!(
+        title
+            .as_str()
+            .unwrap_or_default()
+            .contains("ActionDo.Rejected"),
+        "{title}"
+    );
+    let history: Value = http
+        .get(format!(
+            "{base}/workflows/user-onboarding/executions/onboard-grace/history"
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET history")
+        .json()
+        .await
+        .expect("JSON");
+    let listed = browser
+        .script(
+            "return Array.from(document.querySelectorAll('#history tbody tr')).map(r => r.dataset.type);",
+            json!([]),
+        )
+        .await;
+    let api_types: Vec<Value> = history["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["type"].clone())
+        .collect();
+    assert_eq!(listed, json!(api_types), "every history event, in order");
+    assert!(
+        api_types.contains(&json!("TaskFailed")) && api_types.contains(&json!("ExecutionFailed"))
+    );
+    browser
+        .script(
+            "document.querySelector('svg#graph').scrollIntoView();",
+            json!([]),
+        )
+        .await;
+    browser.shot("workflow-declined").await;
+    // Its Task's execution: the attempt that failed, and why.
+    browser.click("a.caught-link").await;
+    let why = browser.wait_text("#why", |t| !t.is_empty()).await;
+    assert!(why.contains("ActionDo.Rejected"), "{why}");
+    let timeline = browser
+        .wait_text("#timeline", |t| t.contains("failed"))
+        .await;
+    assert!(timeline.contains("attempt 1"), "{timeline}");
+    browser.element("#workflow-link").await;
+    browser.shot("workflow-task").await;
+
+    // 8. The onboarding that succeeded: its path succeeded, the compensations never ran,
+    //    and there is nothing to redrive.
+    open_workflow_execution(&browser, "onboard-ada", "SUCCEEDED").await;
+    expect_outcomes(
+        &graph_outcomes(&browser).await,
+        &[
+            ("CreateUser", "succeeded"),
+            ("ProvisionResources", "succeeded"),
+            ("ProcessPayment", "succeeded"),
+            ("SendWelcomeEmail", "succeeded"),
+        ],
+    );
+    assert!(
+        browser.find("#redrive").await.is_none(),
+        "no redrive for a success"
+    );
+
+    // 9. A provider outage outlasts ProcessPayment's retries; once the provider is back,
+    //    the console's redrive button finishes the execution.
+    drop(stand_in);
+    let stand_in = stand_ins(services, true);
+    start_onboarding(
+        &http,
+        &base,
+        &key,
+        "onboard-alan",
+        &onboarding("alan", "pm_card_visa"),
+    )
+    .await;
+    let alan = settled(&http, &base, &key, "onboard-alan").await;
+    assert_eq!(alan["status"], "FAILED", "{alan}");
+    drop(stand_in);
+    let _stand_in = stand_ins(services, false);
+    open_workflow_execution(&browser, "onboard-alan", "FAILED").await;
+    expect_outcomes(
+        &graph_outcomes(&browser).await,
+        &[
+            ("CreateUser", "succeeded"),
+            ("ProvisionResources", "succeeded"),
+            ("ProcessPayment", "failed"),
+        ],
+    );
+    let why = browser
+        .wait_text("#execution-failure", |t| !t.is_empty())
+        .await;
+    assert!(
+        why.contains("ActionDo.Transient") && why.contains("ProcessPayment"),
+        "{why}"
+    );
+    browser.shot("workflow-outage").await;
+    browser.click("#redrive").await;
+    // The page follows the running execution until it ends.
+    browser
+        .wait_text("#execution-status", |t| t == "SUCCEEDED")
+        .await;
+    expect_outcomes(
+        &graph_outcomes(&browser).await,
+        &[
+            ("CreateUser", "succeeded"),
+            ("ProvisionResources", "succeeded"),
+            ("ProcessPayment", "succeeded"),
+            ("SendWelcomeEmail", "succeeded"),
+        ],
+    );
+    let entered = browser
+        .wait_text("#states tr[data-state='ProcessPayment']", |t| !t.is_empty())
+        .await;
+    assert!(
+        entered.contains("2×"),
+        "entered again by the redrive: {entered}"
+    );
+    browser
+        .script(
+            "document.querySelector('svg#graph').scrollIntoView();",
+            json!([]),
+        )
+        .await;
+    browser.shot("workflow-redriven").await;
+    let alan = settled(&http, &base, &key, "onboard-alan").await;
+    assert_eq!(alan["status"], "SUCCEEDED", "{alan}");
+    assert_eq!(alan["redriveCount"], 1, "{alan}");
 }
