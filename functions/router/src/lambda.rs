@@ -56,7 +56,7 @@ pub async fn run() -> Result<(), BoxError> {
     drop((store, auth));
     let triggers = TriggerSettings::from_settings(&settings);
     tracing::info!(actions = api.catalog().len(), "router ready");
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<RawEvent>| {
         let (api, router) = (api.clone(), router.clone());
         async move {
             let LambdaEvent { payload, context } = event;

@@ -461,6 +461,13 @@ impl<'de> Deserialize<'de> for RawEvent {
 /// serve every invocation through [`Handler::handle_raw`], with one metrics line per
 /// execution on standard output ([`crate::metrics`]; `ACTIONDO_METRICS=off` turns it off).
 ///
+/// On Lambda Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY` above 1) the process serves
+/// that many invocations at once (`lambda_runtime::run_concurrent`), sharing one store
+/// client and one executor; elsewhere it serves one at a time, as `lambda_runtime::run`.
+/// Nothing of an execution lives in the process between invocations, so concurrency
+/// changes no guarantee: two invocations with one key meet at the store's conditional
+/// writes as two processes would (docs/architecture.md §4).
+///
 /// # Example
 ///
 /// ```no_run
@@ -490,7 +497,7 @@ pub async fn run<A: Action>(action: A) -> Result<(), BoxError> {
     let handler = Handler::new(executor, Arc::new(action))
         .with_settings(TriggerSettings::from_settings(&settings));
     tracing::info!(action = A::NAME, "ready");
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<RawEvent>| {
+    lambda_runtime::run_concurrent(service_fn(move |event: LambdaEvent<RawEvent>| {
         let handler = handler.clone();
         async move {
             handler
