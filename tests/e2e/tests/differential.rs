@@ -105,12 +105,7 @@ fn scenarios() -> Vec<Scenario> {
             onboarding_input("linus@example.com"),
             (Behaviour::Charge, 1),
         ),
-        s(
-            "crm",
-            "crm-new-lead",
-            crm_contact(),
-            (Behaviour::Charge, 0),
-        ),
+        s("crm", "crm-new-lead", crm_contact(), (Behaviour::Charge, 0)),
     ]
 }
 
@@ -164,14 +159,19 @@ impl Services {
                 })
             })
             .collect();
-        let emails: Vec<Value> = eml_files(self.outbox.path())
+        // Sorted by recipient and subject: a file's name holds a hash of the Task's key,
+        // which holds the execution ARN.
+        let mut emails: Vec<(String, String)> = eml_files(self.outbox.path())
             .iter()
             .map(|(_, eml)| {
-                json!({
-                    "to": scenarios::header(eml, "To"),
-                    "subject": scenarios::header(eml, "Subject"),
-                })
+                let header = |name| scenarios::header(eml, name).unwrap_or_default().to_owned();
+                (header("To"), header("Subject"))
             })
+            .collect();
+        emails.sort();
+        let emails: Vec<Value> = emails
+            .into_iter()
+            .map(|(to, subject)| json!({"to": to, "subject": subject}))
             .collect();
         json!({"charges": charges, "webhook": webhook, "emails": emails})
     }
@@ -286,28 +286,43 @@ fn timestamp_at(bytes: &[u8], at: usize) -> Option<usize> {
     }
 }
 
+/// What differs by side and is replaced: the execution ARN, and the outbox folder (a
+/// file of it is named after the Task's key, which holds the ARN).
+#[derive(Debug, Clone, Copy)]
+struct Side<'a> {
+    arn: &'a str,
+    outbox: &'a str,
+}
+
 /// `value` normalized: every string as [`normalize_text`], a string holding a JSON
-/// object or array parsed and normalized in place.
-fn normalize(value: &Value, arn: &str, ids: &mut BTreeMap<String, usize>) -> Value {
+/// object or array parsed and normalized in place, a path in the outbox folder
+/// `<outbox file>`.
+fn normalize(value: &Value, side: Side<'_>, ids: &mut BTreeMap<String, usize>) -> Value {
+    let arn = side.arn;
     match value {
+        Value::String(s) if !side.outbox.is_empty() && s.starts_with(side.outbox) => {
+            Value::String("<outbox file>".to_owned())
+        }
         Value::String(s) => match serde_json::from_str::<Value>(s) {
             Ok(inner @ (Value::Object(_) | Value::Array(_))) => {
-                json!({"<json>": normalize(&inner, arn, ids)})
+                json!({"<json>": normalize(&inner, side, ids)})
             }
             _ => Value::String(normalize_text(s, arn, ids)),
         },
-        Value::Array(items) => Value::Array(items.iter().map(|v| normalize(v, arn, ids)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| normalize(v, side, ids)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), normalize(v, arn, ids)))
+                .map(|(k, v)| (k.clone(), normalize(v, side, ids)))
                 .collect(),
         ),
         other => other.clone(),
     }
 }
 
-fn normalize_value(value: &Value, arn: &str) -> Value {
-    normalize(value, arn, &mut BTreeMap::new())
+fn normalize_value(value: &Value, side: Side<'_>) -> Value {
+    normalize(value, side, &mut BTreeMap::new())
 }
 
 fn normalize_audit(records: &mut [AuditRecord], arn: &str) -> Vec<(String, String, String)> {
@@ -360,21 +375,28 @@ fn call_of(state: &str, parameters: &Value, arn: &str) -> (String, String, Optio
     )
 }
 
-async fn under_moto(sfn: &mut StepFunctions, stack: &Stack, s: &Scenario, name: &str) -> Ending {
+async fn under_moto(
+    sfn: &mut StepFunctions,
+    stack: &Stack,
+    s: &Scenario,
+    name: &str,
+    outbox: &str,
+) -> Ending {
     let execution = sfn.run(s.workflow, name, &s.input).await;
     let arn = execution.arn.clone();
+    let side = Side { arn: &arn, outbox };
     let history = sfn.history(&arn).await;
     let mut records = stack
         .audit_records(AuditFilter::Correlation(arn.clone()))
         .await;
     Ending {
         status: execution.status.as_str().to_owned(),
-        output: execution.output.as_ref().map(|o| normalize_value(o, &arn)),
+        output: execution.output.as_ref().map(|o| normalize_value(o, side)),
         error: execution.error.clone(),
         cause: execution
             .cause
             .as_ref()
-            .map(|c| normalize_value(&Value::String(c.clone()), &arn)),
+            .map(|c| normalize_value(&Value::String(c.clone()), side)),
         calls: moto_calls(&history, &arn),
         audit: normalize_audit(&mut records, &arn),
     }
@@ -387,7 +409,15 @@ async fn under_moto(sfn: &mut StepFunctions, stack: &Stack, s: &Scenario, name: 
 fn actiondo_binary() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
-        .args(["build", "--offline", "--quiet", "-p", "actiondo-cli", "--bin", "actiondo"])
+        .args([
+            "build",
+            "--offline",
+            "--quiet",
+            "-p",
+            "actiondo-cli",
+            "--bin",
+            "actiondo",
+        ])
         .current_dir(workspace_root())
         .status()
         .expect("cargo runs");
@@ -408,6 +438,7 @@ struct Local {
     binary: PathBuf,
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    outbox: String,
 }
 
 impl Local {
@@ -456,13 +487,7 @@ impl Local {
             .unwrap_or_else(|| panic!("no executionArn in {view}"))
             .to_owned();
         let events = self.json(&[
-            "workflow",
-            "history",
-            workflow,
-            name,
-            "--json",
-            "--dir",
-            &root,
+            "workflow", "history", workflow, name, "--json", "--dir", &root,
         ]);
         let events = events.as_array().cloned().unwrap_or_default();
         let calls = events
@@ -481,16 +506,20 @@ impl Local {
             .iter()
             .rev()
             .find(|e| e["type"] == "ExecutionFailed" || e["type"] == "ExecutionTimedOut");
+        let side = Side {
+            arn: &arn,
+            outbox: &self.outbox,
+        };
         let page = self.json(&["audit", "--correlation", &arn, "--limit", "100", "--json"]);
         let mut page: AuditPage = serde_json::from_value(page).expect("an audit page");
         assert!(page.next_cursor.is_none(), "more than 100 audit records");
         Ending {
             status: view["status"].as_str().unwrap_or_default().to_owned(),
-            output: view.get("output").map(|o| normalize_value(o, &arn)),
+            output: view.get("output").map(|o| normalize_value(o, side)),
             error: failed
                 .and_then(|e| e["details"]["error"].as_str())
                 .map(str::to_owned),
-            cause: failed.map(|e| normalize_value(&e["details"]["cause"], &arn)),
+            cause: failed.map(|e| normalize_value(&e["details"]["cause"], side)),
             calls,
             audit: normalize_audit(&mut page.records, &arn),
         }
@@ -532,7 +561,9 @@ async fn the_seed_workflows_end_alike_under_moto_and_the_local_engine() {
             .expect("the build"),
         dir: tempfile::tempdir().expect("a temporary folder"),
         env: local_services.env(),
+        outbox: local_services.outbox.path().display().to_string(),
     };
+    let moto_outbox = moto_services.outbox.path().display().to_string();
     let local = std::sync::Arc::new(local);
 
     let mut problems = Vec::new();
@@ -543,11 +574,12 @@ async fn the_seed_workflows_end_alike_under_moto_and_the_local_engine() {
             services.provider.set(s.provider.0, s.provider.1);
         }
         let ours = {
-            let (local, name, input) = (std::sync::Arc::clone(&local), name.clone(), s.input.clone());
+            let (local, name, input) =
+                (std::sync::Arc::clone(&local), name.clone(), s.input.clone());
             let workflow = s.workflow;
             tokio::task::spawn_blocking(move || local.run(workflow, &input, &name))
         };
-        let theirs = under_moto(&mut sfn, &stack, &s, &name).await;
+        let theirs = under_moto(&mut sfn, &stack, &s, &name, &moto_outbox).await;
         let ours = ours.await.expect("the local run");
         let deviation = MOTO_DEVIATIONS.iter().find(|(n, _)| *n == s.name);
         if ours == theirs {
@@ -574,7 +606,15 @@ async fn the_seed_workflows_end_alike_under_moto_and_the_local_engine() {
         moto_services.received().await,
         local_services.received().await,
     );
-    let strip = |v: &Value| normalize_value(v, "");
+    let strip = |v: &Value| {
+        normalize_value(
+            v,
+            Side {
+                arn: "",
+                outbox: "",
+            },
+        )
+    };
     assert_eq!(
         strip(&local_seen)
             .to_string()

@@ -220,8 +220,6 @@ fn task_functions(workflow: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-
-
 // ---------------------------------------------------------------- lead-qualification
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,6 @@ pub(crate) const CRM_FUNCTIONS: &[&str] = &[
     "send-notification",
 ];
 
-
 // ---------------------------------------------------------------- the payment provider
 /// What the fake provider does with a charge request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,7 +196,6 @@ impl Respond for Provider {
     }
 }
 
-
 // ---------------------------------------------------------------- the webhook receiver
 
 /// A webhook receiver on 127.0.0.1: `POST /hooks/actiondo` answers `200 {"ok": true}`
@@ -225,7 +223,10 @@ pub(crate) fn function_env(
         ("EMAIL_TRANSPORT", "outbox".to_owned()),
         ("EMAIL_OUTBOX_DIR", outbox.display().to_string()),
         ("EMAIL_FROM", "action.do <hello@example.com>".to_owned()),
-        ("NOTIFY_WEBHOOK_URL", format!("{}{WEBHOOK_PATH}", webhook.uri())),
+        (
+            "NOTIFY_WEBHOOK_URL",
+            format!("{}{WEBHOOK_PATH}", webhook.uri()),
+        ),
         ("OWNERS", OWNERS.to_owned()),
     ]
     .into_iter()
@@ -290,7 +291,6 @@ pub(crate) fn eml_files(dir: &Path) -> Vec<(String, String)> {
     files.sort();
     files
 }
-
 
 /// A header of an RFC 5322 message (first occurrence, unfolded).
 pub(crate) fn header<'a>(eml: &'a str, name: &str) -> Option<&'a str> {
