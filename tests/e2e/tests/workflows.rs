@@ -199,7 +199,7 @@ fn execution_name() -> String {
     format!("e2e-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// A header of an RFC 5322 message (first occurrence, unfolded).
+/// The Lambda Tasks of `workflow` (its ASL file): state name → the action it invokes
 /// (the package its `${XFunctionArn}` names).
 fn task_functions(workflow: &str) -> BTreeMap<String, String> {
     let file = actiondo_e2e::workspace_root()

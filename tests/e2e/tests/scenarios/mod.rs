@@ -81,7 +81,7 @@ pub(crate) struct ProviderState {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Provider(pub Arc<ProviderState>);
+pub(crate) struct Provider(Arc<ProviderState>);
 
 impl Provider {
     pub(crate) fn new(behaviour: Behaviour, outages: u32) -> Self {
@@ -302,12 +302,12 @@ pub(crate) fn header<'a>(eml: &'a str, name: &str) -> Option<&'a str> {
         })
 }
 
-/// The Lambda Tasks of `workflow` (its ASL file): state name → the action it invokes
-
+/// The JSON body of a request a test server received.
 pub(crate) fn json_body(request: &Request) -> Value {
     serde_json::from_slice(&request.body).expect("a JSON body")
 }
 
+/// The `Idempotency-Key` header of a request a test server received.
 pub(crate) fn idempotency_key(request: &Request) -> Option<String> {
     request
         .headers
