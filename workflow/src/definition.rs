@@ -20,6 +20,9 @@ pub const MAX_ATTEMPTS_LIMIT: u64 = 99_999_999;
 /// The largest `TimeoutSeconds` / `IntervalSeconds` / `MaxDelaySeconds` Step Functions
 /// accepts (one year, in seconds).
 pub const MAX_SECONDS: u64 = 31_622_400;
+/// A Task's `TimeoutSeconds` when it has none (the States language's default); its
+/// `HeartbeatSeconds` must be smaller.
+pub const DEFAULT_TASK_TIMEOUT_SECONDS: u64 = 99_999_999;
 
 /// A parsed state machine (or a branch of a Parallel state, or a Map's processor).
 #[derive(Debug, Clone)]
@@ -145,6 +148,10 @@ pub struct Task {
     pub catch: Vec<Catcher>,
     /// `TimeoutSeconds` / `TimeoutSecondsPath`.
     pub timeout: Option<Seconds>,
+    /// `HeartbeatSeconds` / `HeartbeatSecondsPath`: checked (a positive integer smaller
+    /// than the timeout) and recorded in `TaskScheduled`; a Lambda Task sends no
+    /// heartbeats, so it is not enforced (docs/architecture.md §10.1).
+    pub heartbeat: Option<Seconds>,
 }
 
 /// A Pass state.
@@ -836,13 +843,36 @@ fn compile_state(name: &str, value: &Value) -> Result<State, DefinitionError> {
         .map_err(|e| DefinitionError::at(name, "", e.to_string()))?;
     let state = match raw {
         RawState::Task(t) => {
-            let _ = (
-                &t.comment,
-                &t.heartbeat_seconds,
-                &t.heartbeat_seconds_path,
-                &t.credentials,
-            );
+            let _ = (&t.comment, &t.credentials);
             jsonpath_only(name, t.query_language.as_ref())?;
+            let timeout = seconds(
+                name,
+                "TimeoutSeconds",
+                t.timeout_seconds.as_ref(),
+                "TimeoutSecondsPath",
+                t.timeout_seconds_path.as_deref(),
+            )?;
+            let heartbeat = seconds(
+                name,
+                "HeartbeatSeconds",
+                t.heartbeat_seconds.as_ref(),
+                "HeartbeatSecondsPath",
+                t.heartbeat_seconds_path.as_deref(),
+            )?;
+            if let Some(Seconds::Fixed(beat)) = heartbeat {
+                let (limit, of) = match timeout {
+                    Some(Seconds::Fixed(secs)) => (secs, "TimeoutSeconds"),
+                    Some(Seconds::Path(_)) => (u64::MAX, ""),
+                    None => (DEFAULT_TASK_TIMEOUT_SECONDS, "the default TimeoutSeconds"),
+                };
+                if beat >= limit {
+                    return Err(DefinitionError::at(
+                        name,
+                        "HeartbeatSeconds",
+                        format!("{beat} must be smaller than {of} ({limit})"),
+                    ));
+                }
+            }
             State {
                 name: name.to_owned(),
                 input_path: in_out(name, "InputPath", t.input_path.as_ref())?,
@@ -857,13 +887,8 @@ fn compile_state(name: &str, value: &Value) -> Result<State, DefinitionError> {
                     },
                     retry: retriers(name, &t.retry)?,
                     catch: catchers(name, &t.catch)?,
-                    timeout: seconds(
-                        name,
-                        "TimeoutSeconds",
-                        t.timeout_seconds.as_ref(),
-                        "TimeoutSecondsPath",
-                        t.timeout_seconds_path.as_deref(),
-                    )?,
+                    timeout,
+                    heartbeat,
                 }),
             }
         }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::clock::Timer;
 use crate::definition::{Kind, Results, Seconds, State, StateMachine, Text, WaitFor};
-use crate::error::{StatesError, WorkflowError, names};
+use crate::error::{StatesError, WorkflowError, names, within_payload_limit};
 use crate::history::{EventType, HistorySink};
 use crate::path::Path;
 use crate::retry::{OnError, decide};
@@ -433,6 +433,9 @@ impl<'a> Engine<'a> {
                     Transition::Next { output, .. } | Transition::End(output) => output.clone(),
                     Transition::Wait { .. } => Value::Null,
                 };
+                // Terminal: not caught, the state fails (AWS: "DataLimitExceeded is a
+                // terminal error").
+                within_payload_limit(&format!("the output of state {:?}", state.name), &output)?;
                 self.event(
                     EventType::StateExited(type_name),
                     &scope,
@@ -519,15 +522,34 @@ impl<'a> Engine<'a> {
                     Some(tpl) => tpl.render(effective, ctx)?,
                     None => effective.clone(),
                 };
+                within_payload_limit(
+                    &format!("the input of Task {:?} after Parameters", state.name),
+                    &parameters,
+                )?;
                 let timeout = t
                     .timeout
                     .as_ref()
                     .map(|s| seconds_of(s, effective, ctx, "TimeoutSecondsPath"))
                     .transpose()?;
+                let heartbeat = t
+                    .heartbeat
+                    .as_ref()
+                    .map(|s| seconds_of(s, effective, ctx, "HeartbeatSecondsPath"))
+                    .transpose()?;
+                if let Some(beat) = heartbeat {
+                    let limit = timeout.unwrap_or(crate::definition::DEFAULT_TASK_TIMEOUT_SECONDS);
+                    if beat == 0 || beat >= limit {
+                        return Err(StatesError::runtime(format!(
+                            "HeartbeatSeconds of Task {:?} must be a positive integer smaller than its TimeoutSeconds ({limit}), not {beat}",
+                            state.name
+                        ))
+                        .into());
+                    }
+                }
                 self.event(
                     EventType::TaskScheduled,
                     scope,
-                    json!({"name": state.name, "resource": t.resource, "parameters": parameters, "timeoutInSeconds": timeout}),
+                    json!({"name": state.name, "resource": t.resource, "parameters": parameters, "timeoutInSeconds": timeout, "heartbeatInSeconds": heartbeat}),
                 )?;
                 self.event(
                     EventType::TaskStarted,
@@ -551,6 +573,11 @@ impl<'a> Engine<'a> {
                     },
                     None => self.tasks.run(call).await,
                 };
+                // The connector's output counts against the payload limit too.
+                let result = result.and_then(|output| {
+                    within_payload_limit(&format!("the result of Task {:?}", state.name), &output)
+                        .map(|()| output)
+                });
                 match result {
                     Ok(output) => {
                         self.event(
@@ -575,6 +602,10 @@ impl<'a> Engine<'a> {
                     Some(tpl) => tpl.render(effective, ctx)?,
                     None => effective.clone(),
                 };
+                within_payload_limit(
+                    &format!("the input of Parallel {:?} after Parameters", state.name),
+                    &branch_input,
+                )?;
                 self.event(
                     EventType::ParallelStateStarted,
                     scope,

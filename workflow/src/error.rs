@@ -79,6 +79,31 @@ pub mod names {
     pub const DATA_LIMIT_EXCEEDED: &str = "States.DataLimitExceeded";
 }
 
+/// Step Functions' payload quota: 256 KiB, the UTF-8 bytes of the JSON text of an
+/// execution's input, a state's input after `Parameters`, a Task's result and a state's
+/// output (docs/architecture.md §10.1).
+pub const PAYLOAD_LIMIT_BYTES: usize = 262_144;
+
+/// The size of `value`'s JSON text in bytes.
+pub fn payload_bytes(value: &serde_json::Value) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |v| v.len())
+}
+
+/// `States.DataLimitExceeded` when `value` is over [`PAYLOAD_LIMIT_BYTES`]; `what` says
+/// which payload it is (`the output of state "A"`).
+pub fn within_payload_limit(what: &str, value: &serde_json::Value) -> Result<(), StatesError> {
+    let bytes = payload_bytes(value);
+    if bytes > PAYLOAD_LIMIT_BYTES {
+        return Err(StatesError::new(
+            names::DATA_LIMIT_EXCEEDED,
+            format!(
+                "{what} is {bytes} bytes, over the payload limit of {PAYLOAD_LIMIT_BYTES} bytes"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// An error inside an execution, as Step Functions names it: `Error` and `Cause`, what
 /// `Retry` and `Catch` match and what a Catch puts at its `ResultPath`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -407,6 +407,7 @@ impl LocalWorkflows {
     ) -> Result<Created, WorkflowError> {
         validate_name(name)?;
         self.project.machine(workflow)?;
+        validate_input(input)?;
         let arn = self.project.arns.execution(workflow, name);
         self.store
             .create(workflow, name, &arn, input, &self.owner, self.now())
@@ -595,6 +596,22 @@ pub fn validate_name(name: &str) -> Result<(), ActionError> {
         return Err(ActionError::validation(format!(
             "{name:?} cannot name a workflow execution: 1 to 80 characters, no whitespace and none of < > {{ }} [ ] ? * \" # % \\ ^ | ~ ` $ & , ; : /"
         )));
+    }
+    Ok(())
+}
+
+/// StartExecution's limit on the execution input: its JSON text at most
+/// [`PAYLOAD_LIMIT_BYTES`](crate::error::PAYLOAD_LIMIT_BYTES) bytes. Step Functions refuses
+/// a larger input with a validation error, and so does the local service: nothing
+/// starts.
+pub fn validate_input(input: &Value) -> Result<(), ActionError> {
+    let bytes = crate::error::payload_bytes(input);
+    let limit = crate::error::PAYLOAD_LIMIT_BYTES;
+    if bytes > limit {
+        return Err(ActionError::validation(format!(
+            "the execution input is {bytes} bytes; Step Functions takes at most {limit} bytes (256 KiB) of JSON"
+        ))
+        .with_details(json!({"bytes": bytes, "limit": limit})));
     }
     Ok(())
 }

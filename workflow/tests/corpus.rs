@@ -6,7 +6,9 @@
 //! The Tasks call four test functions by their Lambda ARN (`…:function:echo`):
 //! `echo` returns its parameters, `fail` fails with `{error, cause}` of its parameters,
 //! `flaky` fails `failures` times with `error` (cause `failure N`) and then returns
-//! `{"attempts": N}`, `slow` returns after `seconds`.
+//! `{"attempts": N}`, `slow` returns its parameters after `seconds`, `big` returns
+//! `{"bytes": N, "data": "xx…"}` whose JSON text is exactly `bytes` bytes (the payload
+//! limit's cases).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -56,6 +58,10 @@ impl TaskRunner for Functions {
                     Ok(json!({"attempts": n}))
                 }
             }
+            "big" => {
+                let bytes = p.get("bytes").and_then(Value::as_u64).unwrap_or(0);
+                Ok(big(bytes))
+            }
             "slow" => {
                 let secs = p.get("seconds").and_then(Value::as_u64).unwrap_or(0);
                 tokio::time::sleep(Duration::from_secs(secs)).await;
@@ -67,6 +73,13 @@ impl TaskRunner for Functions {
             )),
         }
     }
+}
+
+/// `{"bytes": n, "data": "xx…"}` with a JSON text of exactly `n` bytes (at least 21).
+fn big(n: u64) -> Value {
+    let overhead = r#"{"bytes":,"data":""}"#.len() + n.to_string().len();
+    let data = "x".repeat(usize::try_from(n).unwrap_or(0).saturating_sub(overhead));
+    json!({"bytes": n, "data": data})
 }
 
 /// Real time on tokio's (paused) clock, recording each completed wait in seconds.
@@ -211,6 +224,37 @@ async fn every_corpus_definition_ends_as_expected() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+#[tokio::test(start_paused = true)]
+async fn heartbeat_seconds_are_recorded_in_the_task_scheduled_event() {
+    let case = corpus()
+        .into_iter()
+        .find(|(name, _)| name == "40-heartbeat-lambda-task")
+        .map(|(_, case)| case)
+        .expect("the heartbeat case");
+    let machine = StateMachine::from_value(&case["definition"]).expect("parses");
+    let info = info(&case["input"]);
+    let history = MemoryHistory::new();
+    let timer = Recording::default();
+    let engine = Engine {
+        tasks: &Functions::default(),
+        timer: &timer,
+        history: &history,
+        info: &info,
+    };
+    let outcome = engine
+        .run(&machine, "T", case["input"].clone(), timer.now_ms())
+        .await
+        .expect("runs");
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let scheduled = history
+        .events()
+        .into_iter()
+        .find(|e| e.kind == "TaskScheduled")
+        .expect("TaskScheduled");
+    assert_eq!(scheduled.details["heartbeatInSeconds"], 1);
+    assert_eq!(scheduled.details["timeoutInSeconds"], 10);
+}
+
 #[test]
 fn malformed_definitions_are_refused_naming_the_state_and_the_field() {
     let cases: &[(&str, Option<&str>, &str)] = &[
@@ -280,6 +324,26 @@ fn malformed_definitions_are_refused_naming_the_state_and_the_field() {
             r#"{"StartAt": "A", "States": {"A": {"Type": "Parallel", "Branches": [{"StartAt": "B", "States": {"B": {"Type": "Pass", "Next": "Q"}}}], "End": true}}}"#,
             Some("B"),
             "Branches[0].Next",
+        ),
+        (
+            r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "r", "End": true, "HeartbeatSeconds": 0}}}"#,
+            Some("A"),
+            "HeartbeatSeconds",
+        ),
+        (
+            r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "r", "End": true, "HeartbeatSeconds": 1.5}}}"#,
+            Some("A"),
+            "HeartbeatSeconds",
+        ),
+        (
+            r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "r", "End": true, "TimeoutSeconds": 10, "HeartbeatSeconds": 10}}}"#,
+            Some("A"),
+            "HeartbeatSeconds",
+        ),
+        (
+            r#"{"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "r", "End": true, "HeartbeatSeconds": 5, "HeartbeatSecondsPath": "$.h"}}}"#,
+            Some("A"),
+            "HeartbeatSeconds",
         ),
     ];
     for (text, state, field) in cases {

@@ -263,3 +263,38 @@ fn an_execution_whose_owner_stopped_renewing_is_interrupted_and_redrivable() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn an_execution_input_over_256_kib_is_refused_and_nothing_starts() {
+    let def = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}});
+    let w = world(&[("limit", def)]);
+    // {"s":"…"} is 8 bytes plus the string: exactly the limit, then one byte over.
+    let at_limit = json!({"s": "x".repeat(262_144 - 8)});
+    assert_eq!(serde_json::to_vec(&at_limit).expect("JSON").len(), 262_144);
+    let done = w
+        .workflows
+        .run("limit", "at-limit", &at_limit)
+        .await
+        .expect("runs");
+    assert_eq!(done.status, Status::Succeeded);
+
+    let over = json!({"s": "x".repeat(262_144 - 7)});
+    let err = w
+        .workflows
+        .run("limit", "over-limit", &over)
+        .await
+        .expect_err("refused");
+    let err: ActionError = err.into();
+    assert_eq!(err.kind().wire_name(), "ActionDo.Validation");
+    assert!(err.message().contains("262145 bytes"), "{}", err.message());
+    assert_eq!(
+        err.details().map(|d| d["limit"].clone()),
+        Some(json!(262_144))
+    );
+    assert!(
+        w.workflows
+            .describe("limit", "over-limit")
+            .is_err_and(|e| ActionError::from(e).kind().wire_name() == "ActionDo.NotFound"),
+        "no execution was created"
+    );
+}

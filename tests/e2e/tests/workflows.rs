@@ -22,182 +22,21 @@
 //! `IntervalSeconds: 2` with `JitterStrategy: FULL` (moto applies it), so the one retry
 //! of [`a_payment_provider_outage_is_retried_and_charges_once`] waits 0–2 s.
 
+mod scenarios;
+
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 
 use actiondo::{AuditFilter, AuditRecord, AuditStatus, EntityKey};
 use actiondo_e2e::Stack;
-use actiondo_e2e::states::{Execution, StepFunctions, package_of_placeholder, percent_decode};
+use actiondo_e2e::states::{Execution, StepFunctions, package_of_placeholder};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEventType};
+use scenarios::{
+    Behaviour, CRM_FUNCTIONS, FIRST_OWNER, LEAD_FUNCTIONS, ONBOARDING_FUNCTIONS, Provider,
+    crm_contact, eml_files, function_env, header, idempotency_key, json_body, nurture_lead,
+    onboarding_input, qualified_lead, webhook_receiver,
+};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
-
-const OWNERS: &str = "ann@sales.example,bo@sales.example";
-const FIRST_OWNER: &str = "ann@sales.example";
-const WEBHOOK_PATH: &str = "/hooks/actiondo";
-
-const LEAD_FUNCTIONS: &[&str] = &[
-    "validate-lead",
-    "enrich-lead",
-    "score-lead",
-    "create-or-update-contact",
-    "assign-owner",
-    "send-email",
-];
-const ONBOARDING_FUNCTIONS: &[&str] = &[
-    "create-user",
-    "provision-resources",
-    "process-payment",
-    "send-welcome-email",
-    "release-resources",
-    "mark-user",
-    "send-notification",
-];
-const CRM_FUNCTIONS: &[&str] = &[
-    "create-or-update-contact",
-    "assign-owner",
-    "send-notification",
-];
-
-// ---------------------------------------------------------------- the payment provider
-
-/// What the fake provider does with a charge request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Behaviour {
-    /// Charge (once per Idempotency-Key).
-    Charge,
-    /// Decline every card: 402 `card_error` / `card_declined` / `insufficient_funds`.
-    Decline,
-}
-
-/// One charge the provider made.
-#[derive(Debug, Clone)]
-struct Charge {
-    idempotency_key: String,
-    form: BTreeMap<String, String>,
-    intent: Value,
-}
-
-/// A Stripe-shaped payment provider: `POST /v1/payment_intents` (form-encoded).
-#[derive(Debug)]
-struct ProviderState {
-    behaviour: Behaviour,
-    /// Requests still to be answered `503` (before anything is charged).
-    outages: AtomicU32,
-    charges: Mutex<Vec<Charge>>,
-}
-
-#[derive(Debug, Clone)]
-struct Provider(Arc<ProviderState>);
-
-impl Provider {
-    fn new(behaviour: Behaviour, outages: u32) -> Self {
-        Self(Arc::new(ProviderState {
-            behaviour,
-            outages: AtomicU32::new(outages),
-            charges: Mutex::new(Vec::new()),
-        }))
-    }
-
-    fn charges(&self) -> Vec<Charge> {
-        self.0.charges.lock().expect("not poisoned").clone()
-    }
-
-    /// A server on 127.0.0.1 answering as this provider.
-    async fn serve(&self) -> MockServer {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/v1/payment_intents"))
-            .respond_with(self.clone())
-            .mount(&server)
-            .await;
-        server
-    }
-}
-
-fn form_fields(body: &[u8]) -> BTreeMap<String, String> {
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| percent_decode(&s.replace('+', " "));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn stripe_error(status: u16, body: Value) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(body)
-}
-
-impl Respond for Provider {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
-        let state = &self.0;
-        let down = state
-            .outages
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if down {
-            return stripe_error(
-                503,
-                json!({"error": {"type": "api_error", "message": "The service is temporarily unavailable."}}),
-            );
-        }
-        let Some(key) = request
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-        else {
-            return stripe_error(
-                400,
-                json!({"error": {"type": "invalid_request_error", "message": "this test provider requires an Idempotency-Key"}}),
-            );
-        };
-        let form = form_fields(&request.body);
-        let mut charges = state.charges.lock().expect("not poisoned");
-        if let Some(previous) = charges.iter().find(|c| c.idempotency_key == key) {
-            // Stripe replays the first answer to a key (with the same parameters).
-            return ResponseTemplate::new(200)
-                .insert_header("Idempotent-Replayed", "true")
-                .set_body_json(previous.intent.clone());
-        }
-        let number = charges.len() + 1;
-        if state.behaviour == Behaviour::Decline {
-            return stripe_error(
-                402,
-                json!({"error": {
-                    "type": "card_error",
-                    "code": "card_declined",
-                    "decline_code": "insufficient_funds",
-                    "message": "Your card has insufficient funds.",
-                    "payment_intent": {"id": format!("pi_declined_{number}"), "status": "requires_payment_method"}
-                }}),
-            );
-        }
-        let amount: u64 = form
-            .get("amount")
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_default();
-        let intent = json!({
-            "id": format!("pi_test_{number}"),
-            "object": "payment_intent",
-            "status": "succeeded",
-            "amount": amount,
-            "currency": form.get("currency").cloned().unwrap_or_default(),
-        });
-        charges.push(Charge {
-            idempotency_key: key,
-            form,
-            intent: intent.clone(),
-        });
-        ResponseTemplate::new(200).set_body_json(intent)
-    }
-}
+use wiremock::{MockServer, Request};
 
 // ---------------------------------------------------------------- the world of one test
 
@@ -209,34 +48,14 @@ struct World {
     webhook: MockServer,
 }
 
-async fn webhook_receiver() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(WEBHOOK_PATH))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
-        .mount(&server)
-        .await;
-    server
-}
-
 /// The stack with `functions`, configured for the provider (when given), the webhook,
 /// the owners and the outbox; then moto with the workflows.
 async fn world(functions: &[&str], provider: Option<&MockServer>) -> Option<World> {
     let outbox = tempfile::tempdir().expect("a temporary folder");
     let webhook = webhook_receiver().await;
-    let mut builder = Stack::builder()
-        .env("EMAIL_TRANSPORT", "outbox")
-        .env("EMAIL_OUTBOX_DIR", outbox.path().display().to_string())
-        .env("EMAIL_FROM", "action.do <hello@example.com>")
-        .env(
-            "NOTIFY_WEBHOOK_URL",
-            format!("{}{WEBHOOK_PATH}", webhook.uri()),
-        )
-        .env("OWNERS", OWNERS);
-    if let Some(provider) = provider {
-        builder = builder
-            .env("PAYMENT_API_URL", provider.uri())
-            .env("PAYMENT_API_KEY", "sk_test_actiondo");
+    let mut builder = Stack::builder();
+    for (key, value) in function_env(outbox.path(), &webhook, provider) {
+        builder = builder.env(key, value);
     }
     for function in functions {
         builder = builder.function(*function);
@@ -380,38 +199,6 @@ fn execution_name() -> String {
     format!("e2e-{}", uuid::Uuid::new_v4().simple())
 }
 
-fn eml_files(dir: &Path) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
-                .map(|p| {
-                    let name = p
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
-                    let text = std::fs::read_to_string(&p).expect("an outbox file is text");
-                    (name, text)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-/// A header of an RFC 5322 message (first occurrence, unfolded).
-fn header<'a>(eml: &'a str, name: &str) -> Option<&'a str> {
-    eml.lines()
-        .take_while(|line| !line.is_empty())
-        .find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim())
-        })
-}
-
 /// The Lambda Tasks of `workflow` (its ASL file): state name → the action it invokes
 /// (the package its `${XFunctionArn}` names).
 fn task_functions(workflow: &str) -> BTreeMap<String, String> {
@@ -433,25 +220,6 @@ fn task_functions(workflow: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn json_body(request: &Request) -> Value {
-    serde_json::from_slice(&request.body).expect("a JSON body")
-}
-
-fn idempotency_key(request: &Request) -> Option<String> {
-    request
-        .headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-}
-
-fn onboarding_input(email: &str) -> Value {
-    json!({
-        "user": {"email": email, "name": "Ada Lovelace", "plan": "pro"},
-        "payment": {"amount": 1999, "currency": "EUR", "paymentMethod": "pm_card_visa"}
-    })
-}
-
 // ---------------------------------------------------------------- lead-qualification
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,10 +229,7 @@ async fn lead_qualification_qualifies_a_business_lead_and_nurtures_a_free_mail_o
     };
 
     // A qualified lead: business email, company, phone, full name, a demo request.
-    let lead = json!({"lead": {
-        "email": "  Ann.Lee@Acme.COM ", "name": " Ann   Lee ", "company": "Acme ",
-        "phone": "(201) 555-0123", "source": "demo request"
-    }});
+    let lead = qualified_lead();
     let qualified = w.run("lead-qualification", &lead).await;
     let out = w.succeeded(&qualified).await;
     assert_eq!(
@@ -541,8 +306,7 @@ async fn lead_qualification_qualifies_a_business_lead_and_nurtures_a_free_mail_o
     );
 
     // A lead that does not qualify: free mail, one name, no company, a newsletter.
-    let lead =
-        json!({"lead": {"email": "kim.free@gmail.com", "name": "Kim", "source": "newsletter"}});
+    let lead = nurture_lead();
     let nurtured = w.run("lead-qualification", &lead).await;
     let out = w.succeeded(&nurtured).await;
     assert_eq!(out["enrichLead"]["result"]["freeMail"], true);
@@ -900,7 +664,7 @@ async fn crm_new_lead_creates_the_contact_assigns_it_and_notifies_sales() {
         return;
     };
 
-    let input = json!({"contact": {"email": "Lin.Park@Globex.example", "name": "Lin Park", "company": "Globex"}});
+    let input = crm_contact();
     let execution = w.run("crm-new-lead", &input).await;
     let out = w.succeeded(&execution).await;
     let arn = execution.arn.as_str();
