@@ -744,7 +744,7 @@ mod tests {
     fn list_requests_are_read_strictly() {
         let q = list_request("demo", "status=FAILED&limit=5").expect("ok");
         assert_eq!(q.status.as_deref(), Some("FAILED"));
-        assert_eq!((q.limit, q.token), (5, None));
+        assert_eq!((q.limit, q.token.as_deref()), (5, None));
         assert_eq!(
             list_request("demo", "").expect("ok").limit,
             DEFAULT_LIST_LIMIT
