@@ -15,7 +15,8 @@
 //! | `POST /console/actions/{name}` (the try-it form) | `GET /actions/{name}`, then `POST /execute` |
 //! | `GET /console/executions?type=&key=&correlationId=&status=&since=&cursor=` | `GET /audit` |
 //! | `GET /console/executions/{name}/{key}` | `GET /executions/{name}/{key}` |
-//! | `GET /console/workflows` | `GET /workflows` |
+//! | `GET /console/workflows` | `GET /workflows`, and `GET /workflows/{name}/executions?limit=5` of each workflow run here |
+//! | `GET /console/workflows/{name}?status=&cursor=` | `GET /workflows/{name}`, `GET /workflows/{name}/executions?status=&limit=&cursor=` |
 //! | `GET /console/workflows/{name}?execution=` | `GET /workflows/{name}`, `GET /workflows/{name}/executions/{id}` and its `/history` |
 //! | `POST /console/workflows/{name}/redrive` | `POST /workflows/{name}/executions/{id}/redrive` |
 //!
@@ -1179,32 +1180,124 @@ fn timeline_event(record: &Value) -> Value {
 
 // ------------------------------------------------------------------ workflows
 
-/// `GET /console/workflows`.
+/// How many of each workflow's latest executions the Workflows page shows.
+const LATEST: usize = 5;
+
+/// The page size of a workflow's executions list.
+const EXECUTIONS_PAGE: usize = 20;
+
+/// The console page of execution `id` of workflow `name`.
+fn execution_href(name: &str, id: &str) -> String {
+    format!(
+        "/console/workflows/{}?execution={}",
+        segment(name),
+        form_value(id)
+    )
+}
+
+/// The executions of one API page, each with its console link.
+fn execution_rows(name: &str, body: &Value) -> Vec<Value> {
+    body["executions"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|e| {
+                    let mut e = e.clone();
+                    let id = e["executionName"].as_str().unwrap_or_default().to_owned();
+                    e["href"] = json!(execution_href(name, &id));
+                    e
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `GET /console/workflows`: the workflows in the key's scope, with the latest
+/// executions of each that runs here.
 async fn workflows(State(console): Shared, headers: HeaderMap) -> Response {
     let auth = headers.get(header::AUTHORIZATION);
     let answer = console.call(Method::GET, "/workflows", auth, None).await;
     if !answer.status.is_success() {
         return console.failure(&answer, "/workflows", &headers);
     }
-    let workflows: Vec<Value> = answer.body["workflows"]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|w| {
-                    let mut w = w.clone();
-                    let name = w["name"].as_str().unwrap_or_default().to_owned();
-                    w["href"] = json!(format!("/console/workflows/{}", segment(&name)));
-                    w
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut workflows = Vec::new();
+    for w in answer.body["workflows"].as_array().into_iter().flatten() {
+        let mut w = w.clone();
+        let name = w["name"].as_str().unwrap_or_default().to_owned();
+        w["href"] = json!(format!("/console/workflows/{}", segment(&name)));
+        if w["deployed"] == json!(true) {
+            let api = format!("/workflows/{}/executions?limit={LATEST}", segment(&name));
+            let latest = console.call(Method::GET, &api, auth, None).await;
+            if latest.status.is_success() {
+                w["latest"] = json!(execution_rows(&name, &latest.body));
+                w["more"] = json!(latest.body.get("cursor").is_some());
+            } else {
+                w["latestError"] = latest.error();
+            }
+        }
+        workflows.push(w);
+    }
     console.render(
         StatusCode::OK,
         "workflows.html",
-        json!({"nav": "workflows", "api": "/workflows", "workflows": workflows}),
+        json!({"nav": "workflows", "api": "/workflows", "workflows": workflows, "latestLimit": LATEST}),
         &headers,
     )
+}
+
+/// The executions list of the page of workflow `name` (no execution asked for): one
+/// API page, with its status filter and the link to the next page.
+async fn executions_list(
+    console: &Console,
+    name: &str,
+    params: &BTreeMap<String, String>,
+    auth: Option<&HeaderValue>,
+) -> Value {
+    let status = params.get("status").cloned().unwrap_or_default();
+    // The serializer is not `Send`: done with before the call.
+    let query = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        if !status.is_empty() {
+            query.append_pair("status", &status);
+        }
+        query.append_pair("limit", &EXECUTIONS_PAGE.to_string());
+        if let Some(cursor) = params.get("cursor") {
+            query.append_pair("cursor", cursor);
+        }
+        query.finish()
+    };
+    let api = format!("/workflows/{}/executions?{query}", segment(name));
+    let answer = console.call(Method::GET, &api, auth, None).await;
+    let mut list = json!({
+        "api": api,
+        "status": status,
+        "statuses": crate::workflows::EXECUTION_STATUSES,
+        "paged": params.contains_key("cursor"),
+        "first": if status.is_empty() {
+            format!("/console/workflows/{}", segment(name))
+        } else {
+            format!("/console/workflows/{}?status={}", segment(name), form_value(&status))
+        },
+    });
+    if !answer.status.is_success() {
+        list["error"] = answer.error();
+        list["errorStatus"] = json!(answer.status.as_u16());
+        return list;
+    }
+    list["rows"] = json!(execution_rows(name, &answer.body));
+    if let Some(cursor) = answer.body["cursor"].as_str() {
+        let mut next = form_urlencoded::Serializer::new(String::new());
+        if !status.is_empty() {
+            next.append_pair("status", &status);
+        }
+        next.append_pair("cursor", cursor);
+        list["next"] = json!(format!(
+            "/console/workflows/{}?{}",
+            segment(name),
+            next.finish()
+        ));
+    }
+    list
 }
 
 /// `GET /console/workflows/{name}?execution=ID`: the state graph, coloured by the
@@ -1223,10 +1316,13 @@ async fn workflow(
     if !answer.status.is_success() {
         return console.failure(&answer, &api, &headers);
     }
-    let execution = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .find(|(k, _)| k == "execution")
-        .map(|(_, v)| v.trim().to_owned())
-        .filter(|v| !v.is_empty());
+    let params: BTreeMap<String, String> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .map(|(k, v)| (k, v.trim().to_owned()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+    let execution = params.get("execution").cloned();
     let mut context = json!({
         "nav": "workflows",
         "api": api,
@@ -1237,6 +1333,9 @@ async fn workflow(
         "redrive": format!("/console/workflows/{}/redrive", segment(&name)),
         "href": format!("/console/workflows/{}", segment(&name)),
     });
+    if execution.is_none() && answer.body["deployed"] == json!(true) {
+        context["executions"] = executions_list(&console, &name, &params, auth).await;
+    }
     let mut outcomes: BTreeMap<String, StateOutcome> = BTreeMap::new();
     if let Some(id) = &execution {
         let base = format!("/workflows/{}/executions/{}", segment(&name), segment(id));

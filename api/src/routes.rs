@@ -10,6 +10,7 @@
 //! | `GET /audit?type=&key=&correlationId=&status=&since=&limit=&cursor=` | audit records, newest first |
 //! | `GET /workflows`, `GET /workflows/{name}` | the workflow definitions (`workflows/*.asl.json`) in the key's scope |
 //! | `POST /workflows/{name}`, `GET /workflows/{name}/executions/{id}` | start / inspect an execution, on the local engine (`actiondo serve`) or Step Functions (execution name = key; [`crate::workflows`]) |
+//! | `GET /workflows/{name}/executions?status=&limit=&cursor=` | its executions, newest first, `{executions, cursor?}` |
 //! | `GET /workflows/{name}/executions/{id}/history`, `POST .../redrive` | its events; redrive it |
 //!
 //! Every error has the body of docs/architecture.md §6, `{"error": {"type", "message", "retryable",
@@ -186,6 +187,10 @@ impl Api {
                 post(start_workflow)
                     .get(describe_workflow)
                     .fallback(method_not_allowed("GET, POST")),
+            )
+            .route(
+                "/workflows/{name}/executions",
+                get(list_workflow_executions).fallback(method_not_allowed("GET")),
             )
             .route(
                 "/workflows/{name}/executions/{id}",
@@ -853,6 +858,23 @@ async fn start_workflow(
         percent_encode_segment(&execution)
     );
     Ok(located(status, &body, &location, &execution, replayed))
+}
+
+/// `GET /workflows/{name}/executions?status=&limit=&cursor=`: `{workflow, executions:
+/// [{executionName, status, startDate, stopDate?, redriveCount?}], cursor?}`, newest
+/// first. The key's scope is checked first, then the query (400 for a bad `status`,
+/// `limit` or `cursor`), then the workflow (404 when unknown).
+async fn list_workflow_executions(
+    State(api): Shared,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    api.authorize(&headers).await?.check_workflow(&name)?;
+    let query = crate::workflows::list_request(&name, query.as_deref().unwrap_or_default())?;
+    let page = api.workflows(&name)?.list(&name, &query).await?;
+    let body = crate::workflows::list_body(&name, &query, &page);
+    Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }
 
 /// `GET /workflows/{name}/executions/{id}`.

@@ -6,6 +6,8 @@
 //!   execution, and a finished one with `ExecutionAlreadyExists`, which the router turns
 //!   into that execution's description (`Idempotent-Replayed: true`) when the input is the
 //!   same, or `ActionDo.PayloadMismatch` when it is not.
+//! - `GET /workflows/{name}/executions?status=&limit=&cursor=`: its executions, newest
+//!   first (`ListExecutions`), a page at a time ([`list_request`], [`list_body`]).
 //! - `GET /workflows/{name}/executions/{id}`: the execution's status, input, output and
 //!   error.
 //! - `GET /workflows/{name}/executions/{id}/history`: its events (`GetExecutionHistory`).
@@ -27,8 +29,11 @@ use async_trait::async_trait;
 use aws_sdk_sfn::config::http::HttpResponse;
 use aws_sdk_sfn::error::{DisplayErrorContext, SdkError};
 use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
+use aws_sdk_sfn::operation::list_executions::ListExecutionsError;
 use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_smithy_types::date_time::Format;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The prefix of the variables naming the state machines.
@@ -65,8 +70,204 @@ pub trait WorkflowService: Send + Sync + std::fmt::Debug + 'static {
     async fn history(&self, name: &str, execution: &str) -> Result<Value, ActionError>;
     /// Redrive a failed execution; its description once redriven.
     async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError>;
+    /// One page of the executions of workflow `name`, newest first: at most
+    /// `query.limit`, of `query.status` only when given, after `query.token` (the
+    /// `next_token` of the previous page). An unknown workflow is `ActionDo.NotFound`, a
+    /// token this service did not write `ActionDo.Validation`.
+    async fn list(&self, name: &str, query: &ListQuery) -> Result<ExecutionPage, ActionError>;
     /// Whether this service runs workflow `name` (what `GET /workflows` calls `deployed`).
     fn runs(&self, name: &str) -> bool;
+}
+
+/// The statuses `GET /workflows/{name}/executions?status=` filters on: Step Functions'
+/// (the local engine has no `ABORTED`: that filter lists nothing there).
+pub const EXECUTION_STATUSES: [&str; 5] =
+    ["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"];
+
+/// The page size of `GET /workflows/{name}/executions` without `limit`.
+pub const DEFAULT_LIST_LIMIT: usize = 20;
+
+/// The largest `limit` of `GET /workflows/{name}/executions`.
+pub const MAX_LIST_LIMIT: usize = 100;
+
+/// One page of executions asked of a [`WorkflowService`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only the executions of this status (one of [`EXECUTION_STATUSES`]).
+    pub status: Option<String>,
+    /// At most this many (1 to [`MAX_LIST_LIMIT`]).
+    pub limit: usize,
+    /// Where the page starts: the service's [`ExecutionPage::next_token`] of the page
+    /// before (`None`: the newest).
+    pub token: Option<String>,
+}
+
+/// One execution in a list: the fields of Step Functions' `ListExecutions` items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionSummary {
+    /// The execution's name (its idempotency key).
+    pub execution_name: String,
+    /// Its status (Step Functions' names).
+    pub status: String,
+    /// When it started, RFC 3339.
+    pub start_date: String,
+    /// When it ended, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_date: Option<String>,
+    /// How many times it was redriven, when the service says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redrive_count: Option<u32>,
+}
+
+/// One page of a workflow's executions, as a [`WorkflowService`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecutionPage {
+    /// The executions, newest first.
+    pub executions: Vec<ExecutionSummary>,
+    /// The service's token of the next page, when there may be one.
+    pub next_token: Option<String>,
+}
+
+/// What the API's cursor holds: the query it pages (workflow and status, so that a cursor
+/// is never used for another query) and the service's token.
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    w: String,
+    s: Option<String>,
+    t: String,
+}
+
+/// The API's opaque cursor after `page` of `query` on workflow `name`: URL-safe base64
+/// of the query and the service's token.
+pub fn encode_cursor(name: &str, query: &ListQuery, token: &str) -> String {
+    let cursor = Cursor {
+        w: name.to_owned(),
+        s: query.status.clone(),
+        t: token.to_owned(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&cursor).unwrap_or_default())
+}
+
+fn decode_cursor(name: &str, status: Option<&str>, cursor: &str) -> Result<String, String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| "is not a cursor this API wrote".to_owned())?;
+    let cursor: Cursor =
+        serde_json::from_slice(&bytes).map_err(|_| "is not a cursor this API wrote".to_owned())?;
+    if cursor.w != name || cursor.s.as_deref() != status {
+        return Err(
+            "belongs to another query (another workflow or status); page from the newest again"
+                .to_owned(),
+        );
+    }
+    Ok(cursor.t)
+}
+
+/// Read `status`, `limit` and `cursor` of `GET /workflows/{name}/executions`' query
+/// string: `status` one of [`EXECUTION_STATUSES`], `limit` 1 to [`MAX_LIST_LIMIT`]
+/// ([`DEFAULT_LIST_LIMIT`] without), `cursor` one this API wrote for the same workflow
+/// and status; any other parameter, or one given twice, is refused, every problem named
+/// (`ActionDo.Validation`).
+pub fn list_request(name: &str, query: &str) -> Result<ListQuery, ActionError> {
+    let mut errors = actiondo::FieldErrors::new();
+    let (mut status, mut limit, mut cursor) = (None, None, None);
+    for (field, value) in form_urlencoded::parse(query.as_bytes()) {
+        let slot = match field.as_ref() {
+            "status" => &mut status,
+            "limit" => &mut limit,
+            "cursor" => &mut cursor,
+            other => {
+                errors.add(
+                    other.to_owned(),
+                    "unknown parameter; use status, limit, cursor",
+                );
+                continue;
+            }
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            errors.add(field.into_owned(), "given twice");
+        }
+    }
+    list_fields(name, status, limit, cursor, errors)
+}
+
+/// [`list_request`] with its three parameters given apart (`actiondo workflow
+/// executions`).
+pub fn list_query(
+    name: &str,
+    status: Option<&str>,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<ListQuery, ActionError> {
+    list_fields(
+        name,
+        status.map(str::to_owned),
+        Some(limit.to_string()),
+        cursor.map(str::to_owned),
+        actiondo::FieldErrors::new(),
+    )
+}
+
+fn list_fields(
+    name: &str,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+    mut errors: actiondo::FieldErrors,
+) -> Result<ListQuery, ActionError> {
+    let status = status.filter(|s| !s.is_empty());
+    if let Some(s) = &status
+        && !EXECUTION_STATUSES.contains(&s.as_str())
+    {
+        errors.add(
+            "status",
+            format!(
+                "must be one of {}, got {s:?}",
+                EXECUTION_STATUSES.join(", ")
+            ),
+        );
+    }
+    let limit = match limit {
+        None => DEFAULT_LIST_LIMIT,
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => n,
+            _ => {
+                errors.add(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIST_LIMIT}, got {text:?}"),
+                );
+                DEFAULT_LIST_LIMIT
+            }
+        },
+    };
+    let token = match cursor.filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match decode_cursor(name, status.as_deref(), &c) {
+            Ok(token) => Some(token),
+            Err(why) => {
+                errors.add("cursor", why);
+                None
+            }
+        },
+    };
+    errors.into_result_with("the executions query is invalid")?;
+    Ok(ListQuery {
+        status,
+        limit,
+        token,
+    })
+}
+
+/// The body of `GET /workflows/{name}/executions`: `{workflow, executions, cursor?}`
+/// (`cursor`: pass it back for the next page; absent on the last one).
+pub fn list_body(name: &str, query: &ListQuery, page: &ExecutionPage) -> Value {
+    let mut body = json!({"workflow": name, "executions": page.executions});
+    if let Some(token) = &page.next_token {
+        body["cursor"] = json!(encode_cursor(name, query, token));
+    }
+    body
 }
 
 /// The state machines the router may start, and a Step Functions client.
@@ -225,6 +426,64 @@ impl Workflows {
         }
     }
 
+    /// One page of the executions of workflow `name` (`ListExecutions`, newest first,
+    /// with `statusFilter`, `maxResults` and `nextToken`).
+    pub async fn list(&self, name: &str, query: &ListQuery) -> Result<ExecutionPage, ActionError> {
+        let machine = self.machine(name)?;
+        let status = query
+            .status
+            .as_deref()
+            .map(aws_sdk_sfn::types::ExecutionStatus::from);
+        let listed = self
+            .client
+            .list_executions()
+            .state_machine_arn(machine)
+            .set_status_filter(status)
+            .max_results(i32::try_from(query.limit).unwrap_or(i32::MAX))
+            .set_next_token(query.token.clone())
+            .send()
+            .await;
+        let out = match listed {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e)) => match e.err() {
+                ListExecutionsError::InvalidToken(_) => {
+                    return Err(ActionError::validation(
+                        "the cursor is not valid any more (Step Functions' page tokens last 24 hours); page from the newest again",
+                    ));
+                }
+                ListExecutionsError::StateMachineDoesNotExist(_) => {
+                    return Err(ActionError::not_found(format!(
+                        "the state machine of workflow {name} does not exist"
+                    ))
+                    .with_details(json!({"workflow": name})));
+                }
+                _ => {
+                    return Err(sdk_error(
+                        "listing the executions of",
+                        name,
+                        &SdkError::ServiceError(e),
+                    ));
+                }
+            },
+            Err(e) => return Err(sdk_error("listing the executions of", name, &e)),
+        };
+        let executions = out
+            .executions()
+            .iter()
+            .map(|x| ExecutionSummary {
+                execution_name: x.name().to_owned(),
+                status: x.status().as_str().to_owned(),
+                start_date: date(x.start_date()).unwrap_or_default(),
+                stop_date: x.stop_date().and_then(date),
+                redrive_count: x.redrive_count().and_then(|n| u32::try_from(n).ok()),
+            })
+            .collect();
+        Ok(ExecutionPage {
+            executions,
+            next_token: out.next_token().map(str::to_owned),
+        })
+    }
+
     /// Start workflow `name` with `input` as execution `execution`.
     pub async fn start(
         &self,
@@ -315,6 +574,9 @@ impl WorkflowService for Workflows {
     }
     async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
         Workflows::redrive(self, name, execution).await
+    }
+    async fn list(&self, name: &str, query: &ListQuery) -> Result<ExecutionPage, ActionError> {
+        Workflows::list(self, name, query).await
     }
     fn runs(&self, name: &str) -> bool {
         self.has(name)
@@ -476,6 +738,56 @@ mod tests {
             Some("arn:aws:states:eu-west-1:123456789012:execution:user-onboarding-dev:k1")
         );
         assert_eq!(execution_arn("arn:aws:lambda:x", "k"), None);
+    }
+
+    #[test]
+    fn list_requests_are_read_strictly() {
+        let q = list_request("demo", "status=FAILED&limit=5").expect("ok");
+        assert_eq!(q.status.as_deref(), Some("FAILED"));
+        assert_eq!((q.limit, q.token.as_deref()), (5, None));
+        assert_eq!(
+            list_request("demo", "").expect("ok").limit,
+            DEFAULT_LIST_LIMIT
+        );
+        assert_eq!(list_request("demo", "status=").expect("ok").status, None);
+
+        let page = ExecutionPage {
+            executions: Vec::new(),
+            next_token: Some("tok/+=".to_owned()),
+        };
+        let body = list_body("demo", &q, &page);
+        let cursor = body["cursor"].as_str().expect("a cursor");
+        let again =
+            list_request("demo", &format!("status=FAILED&limit=5&cursor={cursor}")).expect("ok");
+        assert_eq!(again.token.as_deref(), Some("tok/+="));
+        // The cursor of another query is refused: another workflow or status.
+        for other in [
+            format!("status=FAILED&cursor={cursor}"),
+            format!("cursor={cursor}"),
+        ] {
+            let name = if other.starts_with("status") {
+                "other"
+            } else {
+                "demo"
+            };
+            let err = list_request(name, &other).expect_err("another query");
+            assert_eq!(err.kind(), actiondo::ErrorKind::Validation);
+        }
+        assert!(
+            list_body("demo", &q, &ExecutionPage::default())
+                .get("cursor")
+                .is_none()
+        );
+
+        let err = list_request("demo", "limit=0&status=DONE&cursor=%%%&sort=asc&limit=2")
+            .expect_err("bad");
+        let details = err.details().expect("details").to_string();
+        for field in ["limit", "status", "cursor", "sort"] {
+            assert!(details.contains(field), "{field} in {details}");
+        }
+        for bad in ["limit=101", "limit=x", "limit=-1", "cursor=bm90IGpzb24"] {
+            assert!(list_request("demo", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `POST /workflows/{name}` and `GET /workflows/{name}/executions/{id}` against a real
+//! `POST /workflows/{name}`, `GET /workflows/{name}/executions` and `GET
+//! /workflows/{name}/executions/{id}` against a real
 //! Step Functions API: moto's server (`ACTIONDO_TEST_MOTO_URL`, started by
 //! `./tests/run.sh`). Skipped without it under a plain `cargo test`; a failure when the run
 //! requires the servers (`ACTIONDO_TEST_REQUIRE_INFRA=1`).
@@ -236,4 +237,134 @@ async fn an_execution_history_colours_the_console_graph() {
             && html.contains(r#"data-type="ExecutionSucceeded""#),
         "the history is listed: {html}"
     );
+}
+
+/// `GET /workflows/{name}/executions` through the SDK's `ListExecutions`: newest first,
+/// paged with the API's cursor (Step Functions' `nextToken` inside), filtered by status.
+#[tokio::test]
+async fn a_workflows_executions_are_listed_newest_first_and_paged() {
+    let Some(url) = moto_url() else { return };
+    let client = sfn_client(&url);
+    let machine = client
+        .create_state_machine()
+        .name(format!("list-{}", uuid::Uuid::new_v4().simple()))
+        .definition(
+            json!({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": true}}})
+                .to_string(),
+        )
+        .role_arn("arn:aws:iam::123456789012:role/states")
+        .send()
+        .await
+        .expect("create state machine");
+    let store = Arc::new(SqliteStore::in_memory().expect("store"));
+    let api = Api::new(
+        actiondo_catalog::catalog(),
+        Arc::new(InProcess::new(
+            actiondo_catalog::catalog(),
+            Executor::from_arc(store.clone()),
+        )),
+        store,
+        Auth::Disabled,
+    )
+    .with_workflows(Workflows::new(
+        client.clone(),
+        BTreeMap::from([("demo".to_owned(), machine.state_machine_arn().to_owned())]),
+    ));
+    let app = api.into_router();
+    let get = |uri: &str| Request::get(uri).body(String::new()).expect("request");
+    let names = |body: &Value| -> Vec<String> {
+        body["executions"]
+            .as_array()
+            .expect("executions")
+            .iter()
+            .map(|e| e["executionName"].as_str().expect("a name").to_owned())
+            .collect()
+    };
+
+    // None yet: an empty list, no cursor.
+    let (status, _, empty) = call(&app, get("/workflows/demo/executions")).await;
+    assert_eq!(status, StatusCode::OK, "{empty:#}");
+    assert_eq!(empty["executions"], json!([]));
+    assert!(empty.get("cursor").is_none(), "{empty:#}");
+
+    let mut arns = BTreeMap::new();
+    for name in ["run-a", "run-b", "run-c"] {
+        let (status, _, body) = call(&app, start(Some(name), &json!({"n": name}))).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body:#}");
+        arns.insert(name, body["executionArn"].as_str().expect("arn").to_owned());
+    }
+    client
+        .stop_execution()
+        .execution_arn(&arns["run-b"])
+        .send()
+        .await
+        .expect("stop");
+
+    // Page 1 of 2: the two newest, and a cursor.
+    let (status, _, first) = call(&app, get("/workflows/demo/executions?limit=2")).await;
+    assert_eq!(status, StatusCode::OK, "{first:#}");
+    assert_eq!(names(&first), ["run-c", "run-b"], "{first:#}");
+    let run_c = &first["executions"][0];
+    assert_eq!(run_c["status"], "RUNNING");
+    assert!(
+        run_c["startDate"]
+            .as_str()
+            .is_some_and(|d| d.ends_with('Z')),
+        "{run_c}"
+    );
+    assert!(run_c.get("stopDate").is_none(), "{run_c}");
+    let run_b = &first["executions"][1];
+    assert_eq!(run_b["status"], "ABORTED");
+    assert!(run_b["stopDate"].is_string(), "{run_b}");
+    let cursor = first["cursor"].as_str().expect("a cursor").to_owned();
+
+    // Page 2: the oldest, and no cursor.
+    let (status, _, second) = call(
+        &app,
+        get(&format!(
+            "/workflows/demo/executions?limit=2&cursor={cursor}"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{second:#}");
+    assert_eq!(names(&second), ["run-a"], "{second:#}");
+    assert!(second.get("cursor").is_none(), "{second:#}");
+
+    // By status (Step Functions' statusFilter).
+    let (status, _, aborted) = call(&app, get("/workflows/demo/executions?status=ABORTED")).await;
+    assert_eq!(status, StatusCode::OK, "{aborted:#}");
+    assert_eq!(names(&aborted), ["run-b"], "{aborted:#}");
+    let (_, _, running) = call(&app, get("/workflows/demo/executions?status=RUNNING")).await;
+    assert_eq!(names(&running), ["run-c", "run-a"], "{running:#}");
+
+    // A cursor of another query, a token Step Functions never wrote, a bad limit: 400; an
+    // unknown workflow: 404.
+    let (status, _, body) = call(
+        &app,
+        get(&format!(
+            "/workflows/demo/executions?status=RUNNING&cursor={cursor}"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+    assert_eq!(body["error"]["type"], "ActionDo.Validation");
+    let forged = actiondo_api::workflows::encode_cursor(
+        "demo",
+        &actiondo_api::workflows::list_query("demo", None, 2, None).expect("a query"),
+        "not-a-token",
+    );
+    let (status, _, body) = call(
+        &app,
+        get(&format!(
+            "/workflows/demo/executions?limit=2&cursor={forged}"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+    assert_eq!(body["error"]["type"], "ActionDo.Validation");
+    let (status, _, body) = call(&app, get("/workflows/demo/executions?limit=1000")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
+    let (status, _, body) = call(&app, get("/workflows/nope/executions")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body:#}");
+    assert_eq!(body["error"]["type"], "ActionDo.NotFound");
 }

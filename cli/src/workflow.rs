@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! actiondo workflow list
+//! actiondo workflow executions NAME [--status S] [--limit N] [--cursor C] [--json]
 //! actiondo workflow run NAME --input JSON|@FILE [--name ID] [--time-scale F]
 //! actiondo workflow start NAME --input JSON|@FILE [--name ID] [--time-scale F]
 //! actiondo workflow describe NAME ID
@@ -49,6 +50,24 @@ pub enum WorkflowCommand {
     /// List the workflows and their latest executions.
     List {
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List one workflow's executions, newest first (a page; `--cursor` for the next).
+    Executions {
+        /// The workflow.
+        workflow: String,
+        /// Only the executions of this status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT).
+        #[arg(long, value_name = "S")]
+        status: Option<String>,
+        /// At most N executions (1 to 100).
+        #[arg(long, value_name = "N", default_value_t = actiondo_api::workflows::DEFAULT_LIST_LIMIT)]
+        limit: usize,
+        /// The cursor a previous page printed (its next page).
+        #[arg(long, value_name = "C")]
+        cursor: Option<String>,
+        /// Print `{workflow, executions, cursor?}` as JSON (the body of `GET
+        /// /workflows/NAME/executions`).
         #[arg(long)]
         json: bool,
     },
@@ -221,6 +240,53 @@ pub async fn run(
             }
             Ok(EXIT_OK)
         }
+        WorkflowCommand::Executions {
+            workflow,
+            status,
+            limit,
+            cursor,
+            json,
+        } => {
+            // The API's own reading of the query: the same checks and cursor.
+            let query = actiondo_api::workflows::list_query(
+                workflow,
+                status.as_deref(),
+                *limit,
+                cursor.as_deref(),
+            )
+            .map_err(|e| CliError::Usage(e.message().to_owned()))?;
+            let page = list(&local, workflow, &query).map_err(CliError::from_action)?;
+            let body = actiondo_api::workflows::list_body(workflow, &query, &page);
+            if *json {
+                crate::print_stdout(&pretty(&body)?)?;
+                return Ok(EXIT_OK);
+            }
+            if page.executions.is_empty() {
+                crate::print_stdout(&format!("no executions of {workflow}"))?;
+            } else {
+                let mut table = crate::audit::new_table([
+                    "execution",
+                    "status",
+                    "started (UTC)",
+                    "stopped (UTC)",
+                    "redrives",
+                ]);
+                for e in &page.executions {
+                    table.add_row(vec![
+                        e.execution_name.clone(),
+                        e.status.clone(),
+                        e.start_date.clone(),
+                        e.stop_date.clone().unwrap_or_default(),
+                        e.redrive_count.unwrap_or(0).to_string(),
+                    ]);
+                }
+                crate::print_stdout(&table.to_string())?;
+            }
+            if let Some(next) = body["cursor"].as_str() {
+                eprintln!("more executions: add --cursor {next}");
+            }
+            Ok(EXIT_OK)
+        }
         WorkflowCommand::Run(args) => {
             let input = read_input(&args.input)?;
             let name = args
@@ -316,6 +382,62 @@ pub async fn run(
             Ok(EXIT_OK)
         }
     }
+}
+
+/// One page of the executions of workflow `name` on the local engine (what `GET
+/// /workflows/{name}/executions` answers in `actiondo serve` and `actiondo workflow
+/// executions` prints): 404 for a workflow the project does not define, 400 for a
+/// token the store did not write.
+pub fn list(
+    local: &LocalWorkflows,
+    name: &str,
+    query: &actiondo_api::workflows::ListQuery,
+) -> Result<actiondo_api::workflows::ExecutionPage, actiondo::ActionError> {
+    use actiondo_api::workflows::{ExecutionPage, ExecutionSummary};
+    use actiondo_workflow::store::PagePosition;
+    let names = local.project().names()?;
+    if !names.iter().any(|n| n == name) {
+        return Err(actiondo::ActionError::not_found(format!(
+            "there is no workflow {name:?} (no workflows/{name}.asl.json)"
+        ))
+        .with_details(serde_json::json!({"workflow": name})));
+    }
+    let after = query
+        .token
+        .as_deref()
+        .map(|t| {
+            PagePosition::from_token(t).ok_or_else(|| {
+                actiondo::ActionError::validation(
+                    "the cursor is not one this engine wrote; page from the newest again",
+                )
+            })
+        })
+        .transpose()?;
+    // A status the local engine never has (ABORTED) lists nothing.
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(s) => match Status::named(s) {
+            Some(status) => Some(status),
+            None => return Ok(ExecutionPage::default()),
+        },
+    };
+    let (records, next) = local
+        .store()
+        .page(name, status, query.limit, after.as_ref())?;
+    let rfc3339 = actiondo_workflow::history::rfc3339_ms;
+    Ok(ExecutionPage {
+        executions: records
+            .iter()
+            .map(|r| ExecutionSummary {
+                execution_name: r.name.clone(),
+                status: r.status.as_str().to_owned(),
+                start_date: rfc3339(r.start_ms),
+                stop_date: r.stop_ms.map(rfc3339),
+                redrive_count: Some(r.redrive_count),
+            })
+            .collect(),
+        next_token: next.map(|n| n.to_token()),
+    })
 }
 
 fn local_now() -> i64 {
@@ -536,6 +658,17 @@ impl actiondo_api::WorkflowService for ServeWorkflows {
         }
         let events = self.local.history(name, execution)?;
         Ok(serde_json::json!({"workflow": name, "executionName": execution, "events": events}))
+    }
+
+    async fn list(
+        &self,
+        name: &str,
+        query: &actiondo_api::workflows::ListQuery,
+    ) -> Result<actiondo_api::workflows::ExecutionPage, actiondo::ActionError> {
+        if let Some(sfn) = self.remote(name) {
+            return sfn.list(name, query).await;
+        }
+        list(&self.local, name, query)
     }
 
     async fn redrive(&self, name: &str, execution: &str) -> Result<Value, actiondo::ActionError> {

@@ -1,7 +1,8 @@
 //! The console in a real headless Chromium (docs/architecture.md §11), driven over
 //! WebDriver (`chromedriver`, W3C protocol, spoken with reqwest): against an `actiondo
 //! serve` with data, type the API key into the page, filter the executions, open one and
-//! read its timeline, run an action from the try-it form, open a workflow's graph.
+//! read its timeline, run an action from the try-it form, open a workflow's graph, list a
+//! workflow's executions and open one from the list.
 //! Screenshots go to `.tools/logs/console-*.png`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`./tests/run.sh` installs them). Without
@@ -453,6 +454,39 @@ async fn open_workflow_execution(browser: &Browser, name: &str, status: &str) {
         .await;
 }
 
+/// The executions the open workflow page lists: (name, status) by row, top to bottom.
+async fn listed_executions(browser: &Browser) -> Vec<(String, String)> {
+    let rows = browser
+        .script(
+            "return Array.from(document.querySelectorAll('#workflow-executions tr.execution-row')).map(r => [r.dataset.name, r.querySelector('.badge').textContent, r.querySelector('a.workflow-execution-link').getAttribute('href')]);",
+            json!([]),
+        )
+        .await;
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|row| {
+            let name = row[0].as_str()?.to_owned();
+            // Each row links to its execution's page.
+            assert_eq!(
+                row[2].as_str(),
+                Some(format!("/console/workflows/user-onboarding?execution={name}").as_str()),
+                "{row}"
+            );
+            Some((name, row[1].as_str()?.to_owned()))
+        })
+        .collect()
+}
+
+/// Open the list of user-onboarding's executions from the Workflows page.
+async fn open_workflow_list(browser: &Browser) {
+    browser.click("header a[href='/console/workflows']").await;
+    browser
+        .click("#workflows a[href='/console/workflows/user-onboarding']")
+        .await;
+    browser.element("#workflow-executions").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
     if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
@@ -815,9 +849,66 @@ async fn the_console_in_a_real_browser() {
     browser.element("#workflow-link").await;
     browser.shot("workflow-task").await;
 
-    // 8. The onboarding that succeeded: its path succeeded, the compensations never ran,
-    //    and there is nothing to redrive.
-    open_workflow_execution(&browser, "onboard-ada", "SUCCEEDED").await;
+    // 8. The executions of user-onboarding, newest first with their statuses, on the
+    //    Workflows page (its latest) and the workflow's own list; filtered by status; the
+    //    one that succeeded opened from the list: its path succeeded, the compensations
+    //    never ran, and there is nothing to redrive.
+    browser.click("header a[href='/console/workflows']").await;
+    let latest = browser
+        .wait_text(
+            "#workflows tr[data-workflow='user-onboarding'] td.latest",
+            |t| t.contains("onboard-ada"),
+        )
+        .await;
+    let (ada_at, grace_at) = (
+        latest.find("onboard-ada").unwrap_or(usize::MAX),
+        latest.find("onboard-grace").unwrap_or(0),
+    );
+    assert!(ada_at < grace_at, "newest first: {latest}");
+    open_workflow_list(&browser).await;
+    assert_eq!(
+        listed_executions(&browser).await,
+        [
+            ("onboard-ada".to_owned(), "SUCCEEDED".to_owned()),
+            ("onboard-grace".to_owned(), "FAILED".to_owned()),
+        ],
+        "newest first, with their statuses"
+    );
+    let colour = browser
+        .script(
+            "return getComputedStyle(document.querySelector(\"#workflow-executions tr[data-name='onboard-grace'] .badge\")).color;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(colour, json!("rgb(179, 38, 30)"), "a failure is red");
+    browser.shot("workflow-executions").await;
+    browser
+        .script(
+            "document.querySelector('#status-filter select[name=status]').value = 'FAILED';",
+            json!([]),
+        )
+        .await;
+    browser.click("#status-filter button").await;
+    browser
+        .wait_text("#workflow-executions", |t| !t.contains("onboard-ada"))
+        .await;
+    assert_eq!(
+        listed_executions(&browser).await,
+        [("onboard-grace".to_owned(), "FAILED".to_owned())]
+    );
+    let url = browser.call(reqwest::Method::GET, "/url", None).await;
+    assert!(
+        url.as_str().unwrap_or_default().contains("status=FAILED"),
+        "{url}"
+    );
+    open_workflow_list(&browser).await;
+    browser
+        .click("#workflow-executions a.workflow-execution-link[href$='execution=onboard-ada']")
+        .await;
+    browser.wait_text("h1", |t| t.contains("onboard-ada")).await;
+    browser
+        .wait_text("#execution-status", |t| t == "SUCCEEDED")
+        .await;
     expect_outcomes(
         &graph_outcomes(&browser).await,
         &[
@@ -896,4 +987,57 @@ async fn the_console_in_a_real_browser() {
     let alan = settled(&http, &base, &key, "onboard-alan").await;
     assert_eq!(alan["status"], "SUCCEEDED", "{alan}");
     assert_eq!(alan["redriveCount"], 1, "{alan}");
+
+    // 10. Back to the list: the redriven execution is the newest (it keeps its start),
+    //     succeeded, redriven once; paging with the API's cursor reaches the oldest.
+    browser.click("#all-executions").await;
+    browser
+        .wait_text("#workflow-executions", |t| t.contains("onboard-alan"))
+        .await;
+    assert_eq!(
+        listed_executions(&browser).await,
+        [
+            ("onboard-alan".to_owned(), "SUCCEEDED".to_owned()),
+            ("onboard-ada".to_owned(), "SUCCEEDED".to_owned()),
+            ("onboard-grace".to_owned(), "FAILED".to_owned()),
+        ]
+    );
+    let redrives = browser
+        .wait_text("#workflow-executions tr[data-name='onboard-alan']", |t| {
+            !t.is_empty()
+        })
+        .await;
+    assert!(
+        redrives.trim_end().ends_with('1'),
+        "redriven once: {redrives}"
+    );
+    let page: Value = http
+        .get(format!(
+            "{base}/workflows/user-onboarding/executions?limit=2"
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET executions")
+        .json()
+        .await
+        .expect("JSON");
+    let cursor = page["cursor"].as_str().expect("a second page").to_owned();
+    let older: Value = http
+        .get(format!(
+            "{base}/workflows/user-onboarding/executions?limit=2&cursor={cursor}"
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("GET executions")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        older["executions"][0]["executionName"], "onboard-grace",
+        "{older}"
+    );
+    assert!(older.get("cursor").is_none(), "{older}");
+    browser.shot("workflow-executions-after").await;
 }

@@ -4,6 +4,7 @@
 //! receiver, delivers once per `Idempotency-Key`).
 //!
 //! - run, describe, history, list; the name as idempotency key;
+//! - one workflow's executions, newest first, by status, a page at a time;
 //! - a transient failure past the retries, then redrive: the first Task never runs again;
 //! - the process killed while a Task's request is blocked in the receiver: the execution
 //!   shows as interrupted, a redrive completes it, and no Task's effect happens twice.
@@ -319,6 +320,137 @@ fn a_redrive_after_a_transient_failure_sends_the_first_notification_once() {
         assert_eq!(first.len(), 1, "the first Task ran once overall: {s:?}");
         assert_eq!(s.delivered.len(), 2, "{s:?}");
     });
+}
+
+/// The names and statuses of `actiondo workflow executions … --json`, and its cursor.
+fn listed(out: &Output) -> (Vec<(String, String)>, Option<String>) {
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let body = json_of(out);
+    assert_eq!(body["workflow"], "notify", "{body}");
+    let rows = body["executions"]
+        .as_array()
+        .expect("executions")
+        .iter()
+        .map(|e| {
+            (
+                e["executionName"].as_str().expect("a name").to_owned(),
+                e["status"].as_str().expect("a status").to_owned(),
+            )
+        })
+        .collect();
+    (rows, body["cursor"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn executions_are_listed_newest_first_by_status_and_page() {
+    let p = Project::new();
+    let none = p.run(&["workflow", "executions", "notify"]);
+    assert_eq!(none.status.code(), Some(0), "{none:?}");
+    assert!(
+        String::from_utf8_lossy(&none.stdout).contains("no executions of notify"),
+        "{none:?}"
+    );
+    let ok = p.run(&[
+        "workflow", "run", "notify", "--input", INPUT, "--name", "e1",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    p.receiver.with(|s| s.fail = Some("two".into()));
+    let failed = p.run(&[
+        "workflow",
+        "--time-scale",
+        "20",
+        "run",
+        "notify",
+        "--input",
+        r#"{"one": "one", "two": "two"}"#,
+        "--name",
+        "e2",
+    ]);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    p.receiver.with(|s| s.fail = None);
+    let ok = p.run(&[
+        "workflow",
+        "run",
+        "notify",
+        "--input",
+        r#"{"one": "three", "two": "four"}"#,
+        "--name",
+        "e3",
+    ]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+
+    let pair = |n: &str, s: &str| (n.to_owned(), s.to_owned());
+    let (all, cursor) = listed(&p.run(&["workflow", "executions", "notify", "--json"]));
+    assert_eq!(
+        all,
+        [
+            pair("e3", "SUCCEEDED"),
+            pair("e2", "FAILED"),
+            pair("e1", "SUCCEEDED")
+        ]
+    );
+    assert_eq!(cursor, None);
+    let (failed, _) = listed(&p.run(&[
+        "workflow",
+        "executions",
+        "notify",
+        "--status",
+        "FAILED",
+        "--json",
+    ]));
+    assert_eq!(failed, [pair("e2", "FAILED")]);
+
+    // Two pages of two.
+    let (first, cursor) =
+        listed(&p.run(&["workflow", "executions", "notify", "--limit", "2", "--json"]));
+    assert_eq!(first, [pair("e3", "SUCCEEDED"), pair("e2", "FAILED")]);
+    let cursor = cursor.expect("a second page");
+    let (second, end) = listed(&p.run(&[
+        "workflow",
+        "executions",
+        "notify",
+        "--limit",
+        "2",
+        "--cursor",
+        &cursor,
+        "--json",
+    ]));
+    assert_eq!(second, [pair("e1", "SUCCEEDED")]);
+    assert_eq!(end, None);
+
+    // The table: one row per execution, newest first; the next page's cursor on stderr.
+    let table = p.run(&["workflow", "executions", "notify", "--limit", "2"]);
+    assert_eq!(table.status.code(), Some(0), "{table:?}");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("execution") && text.contains("status"),
+        "{text}"
+    );
+    let (e3, e2) = (text.find("e3"), text.find("e2"));
+    assert!(e3.is_some() && e3 < e2 && !text.contains("e1"), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(
+        String::from_utf8_lossy(&table.stderr).contains(&format!("--cursor {cursor}")),
+        "{table:?}"
+    );
+
+    // Bad options are usage errors; an unknown workflow is not found.
+    for bad in [
+        &["--limit", "0"][..],
+        &["--status", "DONE"],
+        &["--cursor", "forged"],
+    ] {
+        let mut args = vec!["workflow", "executions", "notify"];
+        args.extend_from_slice(bad);
+        let out = p.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+    }
+    let unknown = p.run(&["workflow", "executions", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("NotFound"),
+        "{unknown:?}"
+    );
 }
 
 fn kill(child: &mut Child) {

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS workflow_executions (
     PRIMARY KEY (workflow, name)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS workflow_executions_by_start ON workflow_executions (start_ms);
+CREATE INDEX IF NOT EXISTS workflow_executions_by_workflow_start ON workflow_executions (workflow, start_ms DESC, name);
 CREATE TABLE IF NOT EXISTS workflow_events (
     workflow    TEXT NOT NULL,
     name        TEXT NOT NULL,
@@ -79,6 +80,12 @@ impl Status {
             Status::Failed => "FAILED",
             Status::TimedOut => "TIMED_OUT",
         }
+    }
+
+    /// The status of a stored name (`RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT`);
+    /// `None` for any other.
+    pub fn named(s: &str) -> Option<Self> {
+        Self::parse(s).ok()
     }
 
     fn parse(s: &str) -> Result<Self, WorkflowError> {
@@ -163,6 +170,32 @@ impl ExecutionRecord {
             v["interrupted"] = json!(true);
         }
         v
+    }
+}
+
+/// Where a page of [`WorkflowStore::page`] ends: the start time and name of its last
+/// execution (the list is ordered by start time, newest first, then by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagePosition {
+    /// The start time of the last execution listed, Unix ms.
+    pub start_ms: i64,
+    /// Its name.
+    pub name: String,
+}
+
+impl PagePosition {
+    /// As text: `START_MS:NAME`.
+    pub fn to_token(&self) -> String {
+        format!("{}:{}", self.start_ms, self.name)
+    }
+
+    /// Read [`Self::to_token`]'s text; `None` for any other.
+    pub fn from_token(token: &str) -> Option<Self> {
+        let (start, name) = token.split_once(':')?;
+        Some(Self {
+            start_ms: start.parse().ok()?,
+            name: name.to_owned(),
+        })
     }
 }
 
@@ -355,6 +388,54 @@ impl WorkflowStore {
             )?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter().map(Self::record).collect()
+    }
+
+    /// One page of the executions of `workflow`: newest first (by start time, then
+    /// name), of `status` only when given, at most `limit`, after `after` (the position
+    /// the previous page answered). Also answers where the next page starts, when there
+    /// is one. A keyset query over `workflow_executions_by_workflow_start`: each page
+    /// costs the same, however deep.
+    pub fn page(
+        &self,
+        workflow: &str,
+        status: Option<Status>,
+        limit: usize,
+        after: Option<&PagePosition>,
+    ) -> Result<(Vec<ExecutionRecord>, Option<PagePosition>), WorkflowError> {
+        let limit = limit.max(1);
+        let conn = self.lock()?;
+        let sql = format!(
+            "SELECT {} FROM workflow_executions WHERE workflow = ?1 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR start_ms < ?3 OR (start_ms = ?3 AND name > ?4)) ORDER BY start_ms DESC, name LIMIT ?5",
+            Self::COLUMNS
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    workflow,
+                    status.map(Status::as_str),
+                    after.map(|a| a.start_ms),
+                    after.map(|a| a.name.as_str()),
+                    // One more than asked: whether a next page exists.
+                    i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+                ],
+                Self::read,
+            )?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut records = rows
+            .into_iter()
+            .map(Self::record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| PagePosition {
+                start_ms: r.start_ms,
+                name: r.name.clone(),
+            })
+        } else {
+            None
+        };
+        Ok((records, next))
     }
 
     /// Create execution `name` of `workflow` owned by `owner`, and its
@@ -617,5 +698,93 @@ impl HistorySink for StoredHistory<'_> {
             timestamp_ms,
             &details,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pages of `page`, followed to the end: the names on each.
+    fn pages(
+        store: &WorkflowStore,
+        workflow: &str,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let (records, next) = store
+                .page(workflow, status, limit, after.as_ref())
+                .expect("a page");
+            out.push(records.into_iter().map(|r| r.name).collect());
+            match next {
+                Some(n) => {
+                    assert_eq!(PagePosition::from_token(&n.to_token()), Some(n.clone()));
+                    after = Some(n);
+                }
+                None => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn executions_are_paged_newest_first_by_workflow_and_status() {
+        let store = WorkflowStore::in_memory().expect("store");
+        // e0..e4 of `flow`, one a millisecond; e5 and e6 start together (ties: by name);
+        // one execution of another workflow.
+        let starts = [10, 11, 12, 13, 14, 15, 15];
+        for (i, start) in starts.iter().enumerate() {
+            let name = format!("e{i}");
+            store
+                .create("flow", &name, "arn", &json!({"i": i}), "me", *start)
+                .expect("created");
+            let status = if i % 2 == 0 {
+                Status::Succeeded
+            } else {
+                Status::Failed
+            };
+            store
+                .finish("flow", &name, "me", status, None, None, start + 1)
+                .expect("finished");
+        }
+        store
+            .create("other", "x", "arn", &json!({}), "me", 99)
+            .expect("created");
+
+        let names = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            pages(&store, "flow", None, 3),
+            vec![
+                names(&["e5", "e6", "e4"]),
+                names(&["e3", "e2", "e1"]),
+                names(&["e0"])
+            ]
+        );
+        assert_eq!(
+            pages(&store, "flow", None, 7),
+            vec![names(&["e5", "e6", "e4", "e3", "e2", "e1", "e0"])]
+        );
+        assert_eq!(
+            pages(&store, "flow", Some(Status::Failed), 2),
+            vec![names(&["e5", "e3"]), names(&["e1"])]
+        );
+        assert_eq!(
+            pages(&store, "flow", Some(Status::Running), 2),
+            vec![Vec::<String>::new()]
+        );
+        assert_eq!(pages(&store, "other", None, 5), vec![names(&["x"])]);
+        assert_eq!(pages(&store, "none", None, 5), vec![Vec::<String>::new()]);
+        assert_eq!(PagePosition::from_token("soon:x"), None);
+        assert_eq!(
+            PagePosition::from_token("12:a:b"),
+            Some(PagePosition {
+                start_ms: 12,
+                name: "a:b".to_owned()
+            })
+        );
+        assert_eq!(Status::named("TIMED_OUT"), Some(Status::TimedOut));
+        assert_eq!(Status::named("ABORTED"), None);
     }
 }

@@ -45,6 +45,7 @@ const fn case(
 
 pub(crate) const FORBIDDEN: &str = "ActionDo.Forbidden";
 pub(crate) const NOT_FOUND: &str = "ActionDo.NotFound";
+pub(crate) const VALIDATION: &str = "ActionDo.Validation";
 const EXECUTE_INTERNAL: &str = r#"{"name": "create-api-key", "params": {}}"#;
 const EXECUTE_OUT: &str = r#"{"name": "create-user", "params": {}}"#;
 
@@ -302,6 +303,72 @@ pub(crate) const CASES: &[Case] = &[
         Some("{}"),
         404,
         NOT_FOUND,
+    ),
+    // The list of a workflow's executions: the scope first (403 whatever the query, no
+    // names from outside the scope), then the query (400), then the workflow (404).
+    case(
+        "star",
+        "GET",
+        "/workflows/crm-new-lead/executions",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "lead",
+        "GET",
+        "/workflows/crm-new-lead/executions?status=FAILED",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "user-flows",
+        "GET",
+        "/workflows/crm-new-lead/executions?limit=0",
+        None,
+        403,
+        FORBIDDEN,
+    ),
+    case(
+        "user-flows",
+        "GET",
+        "/workflows/user-nope/executions",
+        None,
+        404,
+        NOT_FOUND,
+    ),
+    case(
+        "user-flows",
+        "GET",
+        "/workflows/user-onboarding/executions?limit=0",
+        None,
+        400,
+        VALIDATION,
+    ),
+    case(
+        "all-flows",
+        "GET",
+        "/workflows/user-onboarding/executions?limit=101",
+        None,
+        400,
+        VALIDATION,
+    ),
+    case(
+        "user-flows",
+        "GET",
+        "/workflows/user-onboarding/executions?cursor=not-a-cursor",
+        None,
+        400,
+        VALIDATION,
+    ),
+    case(
+        "user-flows",
+        "GET",
+        "/workflows/user-onboarding/executions?status=DONE",
+        None,
+        400,
+        VALIDATION,
     ),
     // A workflow pattern opens no action.
     case(

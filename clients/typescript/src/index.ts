@@ -395,6 +395,33 @@ export class AuditResource {
   }
 }
 
+/** The filters of `GET /workflows/{name}/executions`. */
+export interface WorkflowExecutionsFilter {
+  /** `RUNNING`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or `ABORTED`. */
+  status?: string;
+  /** Executions per page (1 to 100; 20 by default). */
+  limit?: number;
+  /** Start from this page (a `cursor`). */
+  cursor?: string;
+}
+
+/** One execution of a workflow's list. */
+export interface WorkflowExecutionSummary {
+  executionName: string;
+  status: string;
+  startDate: string;
+  stopDate?: string;
+  redriveCount?: number;
+}
+
+/** One page of `GET /workflows/{name}/executions`, newest first. */
+export interface WorkflowExecutionsPage {
+  workflow: string;
+  executions: WorkflowExecutionSummary[];
+  /** The next page's cursor; absent on the last page. */
+  cursor?: string;
+}
+
 /** `do.workflows`: workflow.do executions (routes of docs/architecture.md §8). */
 export class WorkflowsResource {
   constructor(private readonly transport: Transport) {}
@@ -404,6 +431,23 @@ export class WorkflowsResource {
   start(name: string, input: unknown, options: { idempotencyKey?: string } = {}): Promise<Record<string, unknown>> {
     const headers: Record<string, string> = options.idempotencyKey ? { 'idempotency-key': options.idempotencyKey } : {};
     return this.transport.json('POST', `/workflows/${seg(name)}`, input ?? {}, headers);
+  }
+
+  /** The pages of `GET /workflows/{name}/executions`, newest first, following `cursor`
+   * until the last: `for await (const page of do.workflows.list('user-onboarding', {
+   * status: 'FAILED' }))`. */
+  async *list(name: string, filter: WorkflowExecutionsFilter = {}): AsyncGenerator<WorkflowExecutionsPage, void, undefined> {
+    let cursor = filter.cursor;
+    do {
+      const query = new URLSearchParams();
+      for (const [k, v] of Object.entries({ ...filter, cursor })) {
+        if (v !== undefined && v !== null) query.set(k, String(v));
+      }
+      const q = query.toString();
+      const page = await this.transport.json<WorkflowExecutionsPage>('GET', `/workflows/${seg(name)}/executions${q ? `?${q}` : ''}`);
+      yield page;
+      cursor = page.cursor ?? undefined;
+    } while (cursor);
   }
 
   /** `GET /workflows/{name}/executions/{id}`: status, input, output, error. */

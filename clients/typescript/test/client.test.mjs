@@ -267,5 +267,11 @@ describe('the rest of the API', () => {
     await assert.rejects(client.workflows.start('user-onboarding', { email: 'w@example.com' }, { idempotencyKey: 'w1' }), notFound);
     await assert.rejects(client.workflows.get('user-onboarding', 'w1'), notFound);
     await assert.rejects(client.workflows.redrive('user-onboarding', 'w1'), notFound);
+    await assert.rejects(client.workflows.list('user-onboarding').next(), notFound);
+    // The query is checked before the workflow: a bad limit is a validation error.
+    await assert.rejects(
+      client.workflows.list('user-onboarding', { limit: 0 }).next(),
+      (e) => e instanceof ActionDoError && e.type === 'ActionDo.Validation' && e.status === 400,
+    );
   });
 });
