@@ -772,14 +772,30 @@ async fn audit(
 impl Api {
     /// The workflow service for a request on workflow `name`: 401 without a valid key,
     /// 403 unless the key's scope has a `workflow:` pattern matching `name`, 404 when
-    /// the router has no workflows. Every execution route starts here.
+    /// the router has no workflows or does not run `name`. Every execution route starts
+    /// here. The 404 names no other workflow: the services' own not-found errors list
+    /// every workflow they run, which a scoped key must not learn (`GET /workflows`
+    /// lists the ones in its scope).
     async fn workflow_service(
         &self,
         headers: &HeaderMap,
         name: &str,
     ) -> Result<&dyn WorkflowService, ApiError> {
         self.authorize(headers).await?.check_workflow(name)?;
-        self.workflows(name)
+        self.running(name)
+    }
+
+    /// The service that runs workflow `name`, or 404 naming no other workflow.
+    fn running(&self, name: &str) -> Result<&dyn WorkflowService, ApiError> {
+        let service = self.workflows(name)?;
+        if !service.runs(name) {
+            return Err(ActionError::not_found(format!(
+                "there is no workflow {name:?} here (GET /workflows lists the ones your key may run)"
+            ))
+            .with_details(json!({"workflow": name}))
+            .into());
+        }
+        Ok(service)
     }
 
     /// The workflows, or 404 when the router has none.
@@ -872,7 +888,7 @@ async fn list_workflow_executions(
 ) -> Result<Response, ApiError> {
     api.authorize(&headers).await?.check_workflow(&name)?;
     let query = crate::workflows::list_request(&name, query.as_deref().unwrap_or_default())?;
-    let page = api.workflows(&name)?.list(&name, &query).await?;
+    let page = api.running(&name)?.list(&name, &query).await?;
     let body = crate::workflows::list_body(&name, &query, &page);
     Ok(into_axum(json_response(StatusCode::OK, body.to_string())))
 }

@@ -257,3 +257,56 @@ async fn in_scope_the_same_routes_answer() {
     assert_eq!(audit.status, StatusCode::OK);
     assert_eq!(audit.json()["records"].as_array().map(Vec::len), Some(2));
 }
+
+/// A key scoped to `workflow:user-*` asking for workflows the router does not run, on a
+/// router that runs the project's workflows on Step Functions: 404, and the answer names
+/// no workflow outside the scope (the service's own not-found error lists every one).
+/// No request reaches Step Functions: its client points at an unroutable endpoint.
+#[tokio::test]
+async fn an_unknown_workflow_names_no_workflow_outside_the_scope() {
+    let mut s = Setup::with_keys(Catalog::new());
+    let names = [
+        "crm-new-lead".to_owned(),
+        "lead-qualification".to_owned(),
+        "user-onboarding".to_owned(),
+    ];
+    let machines = names
+        .iter()
+        .map(|name| {
+            let arn = format!("arn:aws:states:us-east-1:123456789012:stateMachine:{name}");
+            (name.clone(), arn)
+        })
+        .collect();
+    let client =
+        aws_sdk_sfn::Client::new(&actiondo::testing::local_aws_config("http://127.0.0.1:9"));
+    s.router = s
+        .api
+        .clone()
+        .with_workflows(actiondo_api::Workflows::new(client, machines))
+        .into_router();
+    let key = s
+        .keys
+        .create(vec!["workflow:user-*".to_owned()], None)
+        .await
+        .expect("a key is created")
+        .key;
+    for (method, uri, body) in [
+        ("POST", "/workflows/user-nope", Some("{}")),
+        ("GET", "/workflows/user-nope/executions/x", None),
+        ("GET", "/workflows/user-nope/executions/x/history", None),
+        (
+            "POST",
+            "/workflows/user-nope/executions/x/redrive",
+            Some("{}"),
+        ),
+        ("GET", "/workflows/user-nope/executions", None),
+    ] {
+        let reply = s.send(bearer(build(method, uri, body), &key)).await;
+        let text = reply.text();
+        assert_eq!(reply.status.as_u16(), 404, "{method} {uri}: {text}");
+        assert_eq!(reply.json()["error"]["type"], "ActionDo.NotFound", "{text}");
+        for name in ["crm-new-lead", "lead-qualification"] {
+            assert!(!text.contains(name), "{method} {uri} names {name}: {text}");
+        }
+    }
+}
