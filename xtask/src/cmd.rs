@@ -38,6 +38,8 @@ pub(crate) struct Ctx {
     pub(crate) logs: PathBuf,
     /// Set for every command, in order (later wins).
     env: Vec<(OsString, OsString)>,
+    /// Removed from every command's environment.
+    unset: Vec<OsString>,
 }
 
 impl Ctx {
@@ -55,6 +57,7 @@ impl Ctx {
             tools,
             root,
             env: Vec::new(),
+            unset: Vec::new(),
         };
         for (key, value) in [
             ("DEBIAN_FRONTEND", "noninteractive"),
@@ -77,6 +80,11 @@ impl Ctx {
             .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
     }
 
+    /// Remove `key` from the environment of every command run from now on.
+    pub(crate) fn unset(&mut self, key: impl AsRef<OsStr>) {
+        self.unset.push(key.as_ref().to_owned());
+    }
+
     /// `program` with the run's environment, in the workspace root.
     pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = Command::new(program);
@@ -91,6 +99,9 @@ impl Ctx {
             }) {
                 command.env_remove(key.as_ref());
             }
+        }
+        for key in &self.unset {
+            command.env_remove(key);
         }
         command
             .current_dir(&self.root)

@@ -21,12 +21,16 @@ use crate::{Options, info, section, signals, warn};
 /// How long each server gets to answer HTTP, by default (`ACTIONDO_SERVER_WAIT_SECS`).
 const SERVER_WAIT_SECS: u64 = 60;
 
+/// Where the inner run writes the `tests: …` line for the outer run (internal).
+pub(crate) const TOTALS_ENV: &str = "ACTIONDO_XTASK_TOTALS";
+
 /// The inner run; its exit status.
 pub(crate) fn main(options: &Options) -> anyhow::Result<i32> {
     if std::process::id() == 1 {
         return init();
     }
     let mut ctx = Ctx::new()?;
+    ctx.unset(TOTALS_ENV);
     if std::env::var("ACTIONDO_IN_NETNS").is_ok_and(|v| v == "1") {
         cmd::run_or(
             ctx.command(crate::outer::ip_command())
@@ -72,7 +76,11 @@ pub(crate) fn main(options: &Options) -> anyhow::Result<i32> {
             .args(scope)
             .args(["--offline", "--no-fail-fast"])
             .args(rest);
-        tee(command, &ctx.logs.join("cargo-test.log"), std::io::stdout())?
+        let (code, totals) = tee(command, &ctx.logs.join("cargo-test.log"), std::io::stdout())?;
+        if let (Some(file), Some(line)) = (std::env::var_os(TOTALS_ENV), totals) {
+            let _ = std::fs::write(file, format!("{line}\n"));
+        }
+        code
     };
     Ok(code)
 }
@@ -92,12 +100,13 @@ fn scope(args: &[String]) -> &'static [&'static str] {
 }
 
 /// Run `command` with stdout and stderr into one pipe, copied to `out` (our stdout) and to
-/// `log`; its exit status. On a signal, the command and everything below it are stopped.
+/// `log`; its exit status and the `tests: …` line of its `test result:` lines. On a
+/// signal, the command and everything below it are stopped.
 fn tee(
     mut command: Command,
     log: &Path,
     mut out: impl std::io::Write + Send + 'static,
-) -> anyhow::Result<i32> {
+) -> anyhow::Result<(i32, Option<String>)> {
     let mut file =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
     let (mut reader, writer) = std::io::pipe()?;
@@ -108,6 +117,8 @@ fn tee(
     let mut child = spawned.context("cannot run cargo test")?;
     let copier = std::thread::spawn(move || {
         let mut buf = [0u8; 8192];
+        // Complete lines are searched for `test result:`; `line` holds the last partial one.
+        let (mut line, mut results) = (Vec::new(), String::new());
         loop {
             match reader.read(&mut buf) {
                 Ok(0) | Err(_) => break,
@@ -115,9 +126,22 @@ fn tee(
                     let _ = out.write_all(&buf[..n]);
                     let _ = out.flush();
                     let _ = file.write_all(&buf[..n]);
+                    for &byte in &buf[..n] {
+                        if byte == b'\n' {
+                            let text = String::from_utf8_lossy(&line);
+                            if text.contains("test result:") {
+                                results.push_str(&text);
+                                results.push('\n');
+                            }
+                            line.clear();
+                        } else {
+                            line.push(byte);
+                        }
+                    }
                 }
             }
         }
+        crate::outer::test_totals(&results)
     });
     let status = cmd::wait(&mut child)?;
     // Everything written before the exit is read; a process that outlives cargo and
@@ -126,10 +150,12 @@ fn tee(
     while !copier.is_finished() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    if copier.is_finished() {
-        let _ = copier.join();
-    }
-    Ok(cmd::code(status))
+    let totals = if copier.is_finished() {
+        copier.join().ok().flatten()
+    } else {
+        None
+    };
+    Ok((cmd::code(status), totals))
 }
 
 /// The servers of the run (stopped on drop, each with its process group).
@@ -340,9 +366,16 @@ mod tests {
     fn tee_copies_the_output_to_the_log_and_returns_the_status() {
         let log = std::env::temp_dir().join(format!("xtask-tee-{}.log", std::process::id()));
         let mut command = Command::new("sh");
-        command.args(["-c", "echo out; echo err >&2; exit 3"]);
-        let code = tee(command, &log, std::io::sink()).expect("tee");
+        command.args([
+            "-c",
+            "echo out; echo err >&2; printf 'test result: ok. 2 passed; 1 failed; 3 ignored;\\n'; exit 3",
+        ]);
+        let (code, totals) = tee(command, &log, std::io::sink()).expect("tee");
         assert_eq!(code, 3);
+        assert_eq!(
+            totals.as_deref(),
+            Some("tests: 2 passed, 1 failed, 3 skipped")
+        );
         let text = std::fs::read_to_string(&log).expect("log");
         assert!(text.contains("out\n") && text.contains("err\n"), "{text}");
         let _ = std::fs::remove_file(&log);

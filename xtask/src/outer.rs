@@ -160,9 +160,14 @@ fn phases(options: &Options, run: &mut Run) -> anyhow::Result<i32> {
         },
     );
     // Per run (pids mean nothing in another run's namespace); made here so that it is
-    // removed even when the namespace is killed.
-    let pid_dir = PidDir::create()?;
-    ctx.set(actiondo_harness::PID_DIR_ENV, &pid_dir.0);
+    // removed even when the namespace is killed. It also receives the inner run's test
+    // totals: `.tools/logs` may be shared with other checkouts (a symlinked `.tools`).
+    let run_dir = RunDir::create()?;
+    let pids = run_dir.0.join("pids");
+    std::fs::create_dir(&pids)?;
+    ctx.set(actiondo_harness::PID_DIR_ENV, &pids);
+    let totals_file = run_dir.0.join("totals");
+    ctx.set(crate::inside::TOTALS_ENV, &totals_file);
 
     let mut inner = namespace.command(&ctx, &exe);
     inner.args(["test", "--inside"]);
@@ -179,7 +184,8 @@ fn phases(options: &Options, run: &mut Run) -> anyhow::Result<i32> {
         inner.arg("--").args(&options.rest);
         run_inner(&mut inner, &namespace)?
     };
-    drop(pid_dir);
+    let totals = std::fs::read_to_string(&totals_file).ok();
+    drop(run_dir);
 
     if options.servers_only {
         section(&format!(
@@ -199,10 +205,12 @@ fn phases(options: &Options, run: &mut Run) -> anyhow::Result<i32> {
     ));
     // The last line, in the plain 'N passed, N failed, N skipped' form, summed over every
     // test binary (cargo prints one 'test result:' line per binary).
-    if let Ok(log) = std::fs::read_to_string(ctx.logs.join("cargo-test.log"))
-        && let Some(line) = test_totals(&log)
-    {
-        println!("{line}");
+    let line = totals.or_else(|| {
+        let log = std::fs::read_to_string(ctx.logs.join("cargo-test.log")).ok()?;
+        test_totals(&log)
+    });
+    if let Some(line) = line.filter(|l| !l.trim().is_empty()) {
+        println!("{}", line.trim_end());
     }
     Ok(code)
 }
@@ -235,10 +243,11 @@ fn run_inner(inner: &mut Command, namespace: &Namespace) -> anyhow::Result<i32> 
     }
 }
 
-/// The folder of `ACTIONDO_E2E_PID_DIR`, removed on drop.
-struct PidDir(PathBuf);
+/// A temporary folder of the run (`pids/`: `ACTIONDO_E2E_PID_DIR`; `totals`), removed on
+/// drop.
+struct RunDir(PathBuf);
 
-impl PidDir {
+impl RunDir {
     fn create() -> anyhow::Result<Self> {
         let base = std::env::temp_dir();
         for attempt in 0..100u32 {
@@ -246,7 +255,7 @@ impl PidDir {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
             let dir = base.join(format!(
-                "actiondo-e2e-pids.{}.{nanos:x}{attempt}",
+                "actiondo-xtask.{}.{nanos:x}{attempt}",
                 std::process::id()
             ));
             match std::fs::create_dir(&dir) {
@@ -259,7 +268,7 @@ impl PidDir {
     }
 }
 
-impl Drop for PidDir {
+impl Drop for RunDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
