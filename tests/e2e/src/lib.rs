@@ -310,9 +310,8 @@ async fn start_watch(cargo_lambda: &Path, env: &[(String, String)], prefix: &str
     // A free port is picked, released and handed over; another process may take it in
     // between, so a watch that cannot listen is retried on another port.
     for _ in 0..3 {
-        let port = match std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr())
-        {
-            Ok(addr) => addr.port(),
+        let port = match actiondo_harness::net::free_port() {
+            Ok(port) => port,
             Err(e) => panic!("no free port on 127.0.0.1: {e}"),
         };
         let log = std::env::temp_dir().join(format!("actiondo-{prefix}-watch-{port}.log"));

@@ -44,15 +44,14 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::fs::File;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actiondo_harness::Group;
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{Method, Request, Response, StatusCode};
@@ -61,13 +60,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustix::process::{Pid, Signal, kill_process_group};
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::proxy::{FUNCTION_ERROR_HEADER, is_invoke_path};
-use crate::watch::PID_DIR_ENV;
 use crate::{REGION, Stack, TOOLS_DIR_ENV, infra_required, workspace_root};
 
 /// The limit of one execution, in seconds (see the module documentation).
@@ -396,17 +393,14 @@ async fn relay(
 /// A running `moto_server` in a process group of its own (stopped on drop).
 #[derive(Debug)]
 struct MotoServer {
-    child: Child,
+    group: Group,
     addr: SocketAddr,
-    log: PathBuf,
-    pid_file: Option<PathBuf>,
 }
 
 impl MotoServer {
     fn spawn(moto_server: &Path, port: u16, moto_port: u16, log: PathBuf) -> std::io::Result<Self> {
-        let out = File::create(&log)?;
-        let err = out.try_clone()?;
-        let child = Command::new(moto_server)
+        let mut command = Command::new(moto_server);
+        command
             .args(["-H", "127.0.0.1", "-p"])
             .arg(port.to_string())
             .env("MOTO_PORT", moto_port.to_string())
@@ -419,71 +413,36 @@ impl MotoServer {
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .env_remove("ALL_PROXY")
-            .env_remove("all_proxy")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0)
-            .spawn()?;
-        let pid_file = std::env::var_os(PID_DIR_ENV)
-            .map(|dir| PathBuf::from(dir).join(child.id().to_string()))
-            .filter(|file| std::fs::write(file, format!("moto_server on port {port}\n")).is_ok());
+            .env_remove("all_proxy");
+        let mut group =
+            Group::spawn("moto_server", &mut command, log)?.with_stop_grace(MOTO_STOP_GRACE);
+        group.register_pid_file(&format!("moto_server on port {port}"));
         Ok(Self {
-            child,
+            group,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            log,
-            pid_file,
         })
     }
 
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    fn exited(&self) -> Option<ExitStatus> {
+        self.group.exited()
     }
 
     fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    fn stop(&mut self) {
-        if self.exited().is_some() {
-            return;
-        }
-        let group = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw);
-        if let Some(group) = group {
-            let _ = kill_process_group(group, Signal::TERM);
-        }
-        let deadline = Instant::now() + MOTO_STOP_GRACE;
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // Whatever of the group is left (moto is one process; a helper it may start is
-        // not waited for by its SIGTERM handler).
-        if let Some(group) = group {
-            let _ = kill_process_group(group, Signal::KILL);
-        }
-        let _ = self.child.wait();
+        self.group.log_tail(n)
     }
 }
 
 impl Drop for MotoServer {
     fn drop(&mut self) {
-        self.stop();
-        if let Some(file) = &self.pid_file {
-            let _ = std::fs::remove_file(file);
-        }
+        self.group.stop();
         if std::thread::panicking() {
             eprintln!(
                 "--- moto_server log ({}), last lines:\n{}\n---",
-                self.log.display(),
+                self.group.log_path().display(),
                 self.log_tail(60)
             );
         } else {
-            let _ = std::fs::remove_file(&self.log);
+            let _ = std::fs::remove_file(self.group.log_path());
         }
     }
 }
@@ -849,9 +808,8 @@ async fn start_moto(
     let client: Upstream = Client::builder(TokioExecutor::new()).build_http();
     let mut last_error = String::new();
     for _ in 0..3 {
-        let port = match std::net::TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr())
-        {
-            Ok(addr) => addr.port(),
+        let port = match actiondo_harness::net::free_port() {
+            Ok(port) => port,
             Err(e) => panic!("no free port on 127.0.0.1: {e}"),
         };
         let routes = Routes {
@@ -874,27 +832,17 @@ async fn start_moto(
 
 /// Wait until moto answers, then configure it to execute state machines.
 async fn wait_moto(client: &Upstream, moto: &mut MotoServer) -> Result<(), String> {
-    let deadline = Instant::now() + MOTO_START_LIMIT;
+    let started = Instant::now();
+    let what = format!("answer on {}", moto.addr);
     loop {
-        if moto_api(client, moto.addr, Method::GET, "/moto-api/", "")
+        let ready = moto_api(client, moto.addr, Method::GET, "/moto-api/", "")
             .await
-            .is_ok()
+            .is_ok();
+        if moto
+            .group
+            .readiness(&what, ready, started, MOTO_START_LIMIT)?
         {
             break;
-        }
-        if let Some(status) = moto.exited() {
-            return Err(format!(
-                "moto_server exited ({status}) before answering on {}; its log:\n{}",
-                moto.addr,
-                moto.log_tail(40)
-            ));
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "moto_server did not answer on {} within {MOTO_START_LIMIT:?}; its log:\n{}",
-                moto.addr,
-                moto.log_tail(40)
-            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
