@@ -120,10 +120,17 @@ mod tests {
         let calls = Calls::default();
         let p = json!({"v": 1});
         assert_eq!(respond("echo", &p, &calls).await.ok(), Some(p.clone()));
-        let e = respond("fail", &json!({"error": "Custom.Bad", "cause": "nope"}), &calls)
-            .await
-            .expect_err("fails");
-        assert_eq!((e.error_type.as_str(), e.error_message.as_str()), ("Custom.Bad", "nope"));
+        let e = respond(
+            "fail",
+            &json!({"error": "Custom.Bad", "cause": "nope"}),
+            &calls,
+        )
+        .await
+        .expect_err("fails");
+        assert_eq!(
+            (e.error_type.as_str(), e.error_message.as_str()),
+            ("Custom.Bad", "nope")
+        );
         let flaky = json!({"failures": 1, "error": "Custom.T"});
         let first = respond("flaky", &flaky, &calls).await.expect_err("first");
         assert_eq!(first.error_message, "failure 1");
@@ -132,7 +139,9 @@ mod tests {
             Some(json!({"attempts": 2}))
         );
         for n in [21, 100, 262_144] {
-            let v = respond("big", &json!({"bytes": n}), &calls).await.expect("big");
+            let v = respond("big", &json!({"bytes": n}), &calls)
+                .await
+                .expect("big");
             assert_eq!(v.to_string().len() as u64, n);
         }
         assert!(respond("nope", &p, &calls).await.is_err());
