@@ -14,7 +14,7 @@
 //!   process, its lifetime; in-process, one execution);
 //! - `slow` returns its payload after `seconds` seconds (tokio's clock);
 //! - `big` returns `{"bytes": N, "data": "xx…"}` whose JSON text is exactly `bytes`
-//!   bytes (at least 21).
+//!   bytes (for `bytes` of at least 22).
 //!
 //! A failure is a function error, as Lambda reports it: lambda_runtime's [`Diagnostic`]
 //! `{"errorType", "errorMessage"}`.
@@ -53,7 +53,8 @@ fn error(error_type: impl Into<String>, error_message: impl Into<String>) -> Dia
     }
 }
 
-/// `{"bytes": n, "data": "xx…"}` with a JSON text of exactly `n` bytes (at least 21).
+/// `{"bytes": n, "data": "xx…"}` with a JSON text of exactly `n` bytes (for `n` of at
+/// least 22).
 pub fn big(n: u64) -> Value {
     let overhead = r#"{"bytes":,"data":""}"#.len() + n.to_string().len();
     let data = "x".repeat(usize::try_from(n).unwrap_or(0).saturating_sub(overhead));
@@ -138,7 +139,7 @@ mod tests {
             respond("flaky", &flaky, &calls).await.ok(),
             Some(json!({"attempts": 2}))
         );
-        for n in [21, 100, 262_144] {
+        for n in [22, 100, 262_144] {
             let v = respond("big", &json!({"bytes": n}), &calls)
                 .await
                 .expect("big");

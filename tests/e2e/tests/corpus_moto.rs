@@ -436,6 +436,7 @@ async fn the_task_corpus_ends_alike_under_moto_with_real_functions_and_the_engin
     let Some(stack) = builder.start().await else {
         return;
     };
+    let functions_ready = began.elapsed();
     let Some(sfn) = StepFunctions::start(&stack).await else {
         return;
     };
@@ -503,8 +504,9 @@ async fn the_task_corpus_ends_alike_under_moto_with_real_functions_and_the_engin
         }
     }
     eprintln!(
-        "corpus differential ({} definitions; functions and moto ready after {:.1?}, all done after {:.1?}):\n  {}",
+        "corpus differential ({} definitions; functions ready after {:.1?}, moto after {:.1?}, all done after {:.1?}):\n  {}",
         cases.len(),
+        functions_ready,
         ready,
         began.elapsed(),
         table.join("\n  ")
