@@ -1,6 +1,6 @@
-//! Differential fidelity: the corpus definitions without Task states (their Tasks call
-//! test functions that exist only in `tests/corpus.rs`) run under moto's Step Functions
-//! interpreter (`ACTIONDO_TEST_MOTO_URL`, started by `./tests/run.sh`) and under this
+//! Differential fidelity: the corpus definitions without Task states (those with Tasks
+//! need real Lambda functions: `tests/e2e/tests/corpus_moto.rs` runs them) run under
+//! moto's Step Functions interpreter (`ACTIONDO_TEST_MOTO_URL`, started by `./tests/run.sh`) and under this
 //! engine; both must end in the same status and output, and the same error (and cause,
 //! where the definition sets it).
 //!

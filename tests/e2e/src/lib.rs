@@ -65,6 +65,7 @@
 #![warn(missing_docs, rust_2018_idioms)]
 #![forbid(unsafe_code)]
 
+pub mod corpus;
 pub mod faults;
 pub mod proxy;
 pub mod states;

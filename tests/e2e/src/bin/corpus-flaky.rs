@@ -1,0 +1,7 @@
+//! `corpus-flaky`: the corpus' `flaky` function as a Lambda function (`actiondo_e2e::corpus`),
+//! for `cargo lambda watch`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    actiondo_e2e::corpus::serve("flaky").await
+}
