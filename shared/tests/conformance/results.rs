@@ -129,6 +129,16 @@ fn longest_in_record(id: &str) -> usize {
 /// A result whose record is exactly at the item limit stays in the record; the same
 /// result under a key one byte longer goes to the object store.
 pub(crate) async fn results_just_under_and_just_over_the_record_limit(backend: Backend) {
+    if backend == Backend::Moto {
+        // moto sizes a binary attribute by its base64 text (4/3 of its bytes), so it
+        // refuses a record with 400 KB of gzip that DynamoDB (and DynamoDB Local) takes:
+        // this scenario would test moto, not the limit. It runs against SQLite and
+        // DynamoDB Local.
+        eprintln!(
+            "*** NOT RUN on moto: a record at the item limit (moto counts binary attributes as base64) ***"
+        );
+        return;
+    }
     let Some(h) = Harness::new(backend).await else {
         return;
     };
