@@ -95,26 +95,28 @@ impl Executor {
             (record, AuditStatus::Failed, Vec::new(), Err(e))
         };
         let (record, status, writes, outcome) = match handled {
-            Ok((raw, writes)) => match self.store_result(&p, raw.get(), lease_expires_at_ms).await {
-                Ok(stored) => (
-                    finish_write(
-                        &p,
-                        &lease_owner,
-                        RecordStatus::Completed,
-                        Some(stored),
-                        None,
-                        now_ms,
+            Ok((raw, writes)) => {
+                match self.store_result(&p, raw.get(), lease_expires_at_ms).await {
+                    Ok(stored) => (
+                        finish_write(
+                            &p,
+                            &lease_owner,
+                            RecordStatus::Completed,
+                            Some(stored),
+                            None,
+                            now_ms,
+                        ),
+                        AuditStatus::Completed,
+                        writes,
+                        Ok(raw),
                     ),
-                    AuditStatus::Completed,
-                    writes,
-                    Ok(raw),
-                ),
-                Err(ResultFailure::Refused(e)) => failed(e),
-                Err(ResultFailure::Unavailable(err)) => {
-                    let e = store_failure(&p, err);
-                    return self.held_until_lease_end(&p, attempt, lease_expires_at_ms, e);
+                    Err(ResultFailure::Refused(e)) => failed(e),
+                    Err(ResultFailure::Unavailable(err)) => {
+                        let e = store_failure(&p, err);
+                        return self.held_until_lease_end(&p, attempt, lease_expires_at_ms, e);
+                    }
                 }
-            },
+            }
             Err(e) if e.kind().is_terminal() => failed(e),
             Err(e) => (
                 release_write(&p, &lease_owner),

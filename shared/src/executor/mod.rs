@@ -21,10 +21,10 @@ use crate::action::{ActionOptions, DynAction, Mode};
 use crate::audit::{self, AuditRecord, AuditStatus};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ActionError;
+use crate::error::StoreError;
 use crate::hash;
 use crate::invocation::{Invocation, Params, idempotency_key, parse_params};
 use crate::metrics::{Metrics, Observed};
-use crate::error::StoreError;
 use crate::store::objects::{MAX_RESULT_BYTES, ObjectRef, result_key};
 use crate::store::{Commit, IdempotencyRecord, RecordStatus, StagedWrite, Store, StoredResult};
 

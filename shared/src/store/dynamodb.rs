@@ -240,7 +240,9 @@ fn record_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
         result: match item.get("result") {
             Some(AttributeValue::S(json)) => Some(StoredResult::Json(json.clone())),
             Some(AttributeValue::B(gz)) => Some(StoredResult::Gzip(gz.clone().into_inner())),
-            Some(AttributeValue::M(reference)) => Some(StoredResult::Object(object_ref(reference)?)),
+            Some(AttributeValue::M(reference)) => {
+                Some(StoredResult::Object(object_ref(reference)?))
+            }
             _ => None,
         },
         error: get_opt_s(item, "error"),
@@ -468,8 +470,10 @@ impl DynamoStore {
         let tables = Tables::from_env();
         let config = crate::aws::sdk_config_from_env();
         match (tables, config) {
-            (Ok(tables), Ok(config)) => Ok(Self::new(Self::client_for(&config), tables)
-                .with_results_bucket_from_env(&config)),
+            (Ok(tables), Ok(config)) => {
+                Ok(Self::new(Self::client_for(&config), tables)
+                    .with_results_bucket_from_env(&config))
+            }
             (Err(e), Ok(_)) => Err(e),
             (Ok(_), Err(e)) => Err(StoreError::InvalidRequest(e.to_string())),
             (Err(tables), Err(config)) => {

@@ -134,11 +134,20 @@ mod tests {
     #[test]
     fn keys_are_derived_from_the_execution_and_the_content() {
         let a = result_key("send-email", "send-email#k 1/x", &"a".repeat(64));
-        assert_eq!(a, result_key("send-email", "send-email#k 1/x", &"a".repeat(64)));
+        assert_eq!(
+            a,
+            result_key("send-email", "send-email#k 1/x", &"a".repeat(64))
+        );
         assert!(a.starts_with("results/send-email/"), "{a}");
         assert!(!a.contains(' ') && !a.contains('#'), "{a}");
-        assert_ne!(a, result_key("send-email", "send-email#k 2", &"a".repeat(64)));
-        assert_ne!(a, result_key("send-email", "send-email#k 1/x", &"b".repeat(64)));
+        assert_ne!(
+            a,
+            result_key("send-email", "send-email#k 2", &"a".repeat(64))
+        );
+        assert_ne!(
+            a,
+            result_key("send-email", "send-email#k 1/x", &"b".repeat(64))
+        );
         assert!(result_key("a b/c", "id", "h").starts_with("results/a_b_c/"));
     }
 
@@ -152,7 +161,10 @@ mod tests {
             sha256: crate::hash::sha256_hex(text.as_bytes()),
             gzip: false,
         };
-        assert_eq!(reference.decode(text.as_bytes().to_vec()).expect("same"), text);
+        assert_eq!(
+            reference.decode(text.as_bytes().to_vec()).expect("same"),
+            text
+        );
         assert!(reference.decode(br#"{"a":2}"#.to_vec()).is_err());
         assert!(reference.decode(br#"{"a":1} "#.to_vec()).is_err());
         assert!(

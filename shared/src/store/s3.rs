@@ -111,7 +111,13 @@ impl S3Objects {
     /// Create the bucket if it does not exist (local stacks and tests; in AWS,
     /// `template.yaml` creates it).
     pub async fn create_bucket(&self) -> Result<(), StoreError> {
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
+        match self
+            .client
+            .create_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
             Ok(_) => Ok(()),
             Err(err)
                 if err.as_service_error().is_some_and(|e| {
@@ -149,7 +155,14 @@ impl ObjectStore for S3Objects {
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let output = match self.client.get_object().bucket(bucket).key(key).send().await {
+        let output = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(output) => output,
             Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
                 return Ok(None);

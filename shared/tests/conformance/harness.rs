@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use actiondo::store::ObjectStore;
 use actiondo::store::dynamodb::{CallCounter, DynamoStore, Tables};
-use actiondo::store::s3::S3Objects;
 use actiondo::store::faulty::FaultyStore;
+use actiondo::store::s3::S3Objects;
 use actiondo::store::sqlite::SqliteStore;
 use actiondo::store::{Commit, IdempotencyRecord, RecordWrite, StagedWrite};
 use actiondo::{
@@ -209,10 +209,7 @@ impl Harness {
     /// The stored bytes of one result object.
     pub(crate) async fn object(&self, key: &str) -> Option<Vec<u8>> {
         let store = self.faulty.objects().expect("an object store");
-        store
-            .get(store.bucket(), key)
-            .await
-            .expect("object get")
+        store.get(store.bucket(), key).await.expect("object get")
     }
 
     pub(crate) fn reset_calls(&self) {

@@ -19,8 +19,8 @@ use actiondo::{
     Lease, Mode, Params, Source, Store,
 };
 use boundaries::*;
-use results::*;
 use harness::{Backend, Behavior, Harness, Probe};
+use results::*;
 use serde_json::{Value, json};
 use storable::*;
 use write_units::*;
@@ -1039,6 +1039,7 @@ conformance!(
     a_fault_between_the_object_and_the_commit_is_repaired_by_the_retry,
     an_object_store_outage_holds_the_key_until_its_lease_ends,
     optimistic_large_results_are_objects_too,
+    write_units_by_result_size,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

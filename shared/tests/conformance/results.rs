@@ -86,7 +86,11 @@ pub(crate) async fn large_results_are_stored_as_objects_and_replayed_byte_identi
             .execute(&probe, inv(params("big", len, Some(&pk)), &key))
             .await;
         assert!(replay.replayed);
-        assert_eq!(replay.outcome.expect("replayed").get(), text, "byte-identical");
+        assert_eq!(
+            replay.outcome.expect("replayed").get(),
+            text,
+            "byte-identical"
+        );
         h.assert_round_trips(&["UpdateItem", "GetObject", "PutItem"]);
         assert_eq!(probe.calls(), i + 1, "the handler ran once per key");
 
@@ -108,10 +112,7 @@ pub(crate) async fn large_results_are_stored_as_objects_and_replayed_byte_identi
 /// search ends with that length fitting and the next not).
 fn longest_in_record(id: &str) -> usize {
     let fits = |len: usize| {
-        result_fits_in_record(
-            id,
-            &StoredResult::compress(steady_output_text("edge", len)),
-        )
+        result_fits_in_record(id, &StoredResult::compress(steady_output_text("edge", len)))
     };
     let (mut low, mut high) = (300_000, 700_000);
     assert!(fits(low) && !fits(high));
@@ -157,7 +158,11 @@ pub(crate) async fn results_just_under_and_just_over_the_record_limit(backend: B
         .await;
     let text = under.outcome.expect("stored").get().to_owned();
     let record = h.record(&format!("probe#{at}")).await.expect("record");
-    assert_eq!(record.result.as_ref(), Some(&stored), "in the record, compressed");
+    assert_eq!(
+        record.result.as_ref(),
+        Some(&stored),
+        "in the record, compressed"
+    );
     assert!(h.object_keys().await.is_empty(), "no object for it");
 
     let over_ex = h
@@ -296,7 +301,10 @@ pub(crate) async fn a_fault_between_the_object_and_the_commit_is_repaired_by_the
     assert_eq!(keys.len(), 1, "the object was written before the commit");
     let first_body = h.object(&keys[0]).await.expect("object");
     let record = h.record("probe#k").await.expect("record");
-    assert_eq!((record.status, record.result), (RecordStatus::InProgress, None));
+    assert_eq!(
+        (record.status, record.result),
+        (RecordStatus::InProgress, None)
+    );
     assert!(h.entity("thing#retry").await.is_none(), "nothing committed");
 
     h.clock.advance_ms(30_001);
@@ -307,7 +315,11 @@ pub(crate) async fn a_fault_between_the_object_and_the_commit_is_repaired_by_the
     assert_eq!(retried.attempt, 2);
     // The injected put failure never reached S3: one PutObject went out.
     h.assert_round_trips(&["UpdateItem", "PutItem", "PutObject", "TransactWriteItems"]);
-    assert_eq!(h.object_keys().await, keys, "the same object, not a second one");
+    assert_eq!(
+        h.object_keys().await,
+        keys,
+        "the same object, not a second one"
+    );
     assert_eq!(h.object(&keys[0]).await.expect("object"), first_body);
     let reference = object_ref(&h, "probe#k").await;
     assert_eq!(reference.key, keys[0]);
@@ -404,4 +416,55 @@ pub(crate) async fn optimistic_large_results_are_objects_too(backend: Backend) {
         .await;
     assert_eq!(replay.outcome.expect("replayed").get(), text);
     assert_eq!(h.entity("thing#opt").await.expect("once").version, 1);
+}
+
+/// Write units and bytes written per first execution by result size (BENCHMARKS.md,
+/// issue 13): 1 KB, 100 KB and 1 MB results of the probe's fixed pseudo-random text
+/// (gzip shrinks it to about three quarters; typical JSON shrinks much more). In the
+/// record up to 400 KB stored, in an object above: the transaction then costs what a
+/// small result's does.
+pub(crate) async fn write_units_by_result_size(backend: Backend) {
+    let Some(h) = Harness::new(backend).await else {
+        return;
+    };
+    let probe = Probe::new(ActionOptions::default());
+    // (text length, units DynamoDB Local reports: claim, commit)
+    let cases: [(usize, f64, f64); 3] = [
+        (1_000, 1.0, 12.0),
+        (100_000, 1.0, 308.0),
+        (1_000_000, 1.0, 12.0),
+    ];
+    for (len, claim_units, commit_units) in cases {
+        let key = format!("size-{len}");
+        h.reset_calls();
+        let ex = h
+            .executor
+            .execute(&probe, inv(params("w", len, None), &key))
+            .await;
+        let text = ex.outcome.expect("stored").get().to_owned();
+        let units = h.write_units();
+        let record = h.record(&format!("probe#{key}")).await.expect("record");
+        let (place, stored) = match &record.result {
+            Some(StoredResult::Object(reference)) => (
+                "object",
+                h.object(&reference.key).await.expect("object").len(),
+            ),
+            Some(other) => ("record", other.stored_len()),
+            None => panic!("no result"),
+        };
+        println!(
+            "result of {} bytes: {place}, {stored} bytes stored; units {units:?}",
+            text.len()
+        );
+        if let Some(units) = units {
+            assert_eq!(
+                units,
+                [
+                    ("UpdateItem".to_owned(), claim_units),
+                    ("TransactWriteItems".to_owned(), commit_units)
+                ],
+                "{len}"
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The stored forms of docs/architecture.md §5, to the byte: digests, compressed text,
 //! bounded audit details, results at the size limit, and the store configuration.
 
+use actiondo::Store;
 use actiondo::audit::{self, MAX_DETAILS_BYTES};
 use actiondo::hash;
 use actiondo::limits::{MAX_ITEM_BYTES, RECORD_FIXED_BYTES, result_fits_in_record};
@@ -8,7 +9,6 @@ use actiondo::store::objects::result_key;
 use actiondo::store::{
     COMPRESS_ABOVE_BYTES, MAX_RESULT_BYTES, ObjectRef, StoreConfig, StoredResult,
 };
-use actiondo::Store;
 use serde_json::json;
 
 #[test]
@@ -112,7 +112,10 @@ fn a_result_fits_in_its_record_up_to_the_item_limit() {
         gzip: true,
     });
     assert!(reference.stored_len() < 512, "{}", reference.stored_len());
-    assert!(reference.decode().is_err(), "an object is read from its store");
+    assert!(
+        reference.decode().is_err(),
+        "an object is read from its store"
+    );
 }
 
 /// A file written before results could be objects (no `result_ref` column) opens, reads
@@ -135,7 +138,11 @@ async fn an_embedded_store_of_the_former_schema_gains_result_references() {
         .expect("the former schema");
     }
     let store = actiondo::store::sqlite::SqliteStore::open(&path).expect("opens");
-    let old = store.get_record("a#k").await.expect("reads").expect("there");
+    let old = store
+        .get_record("a#k")
+        .await
+        .expect("reads")
+        .expect("there");
     assert_eq!(old.result, Some(StoredResult::Json(r#"{"x":1}"#.into())));
     let objects = store.objects().expect("the objects table");
     objects
@@ -143,10 +150,16 @@ async fn an_embedded_store_of_the_former_schema_gains_result_references() {
         .await
         .expect("put");
     assert_eq!(
-        objects.get(objects.bucket(), "results/a/k").await.expect("get"),
+        objects
+            .get(objects.bucket(), "results/a/k")
+            .await
+            .expect("get"),
         Some(b"{}".to_vec())
     );
-    assert_eq!(objects.get("other", "results/a/k").await.expect("get"), None);
+    assert_eq!(
+        objects.get("other", "results/a/k").await.expect("get"),
+        None
+    );
     assert_eq!(store.object_keys().expect("keys"), ["results/a/k"]);
 }
 
