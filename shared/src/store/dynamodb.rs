@@ -450,13 +450,21 @@ impl DynamoStore {
     }
 
     /// The bucket of `ACTIONDO_RESULTS_BUCKET`, when set and this build has S3 (feature
-    /// `s3`), as this store's object store.
+    /// `s3`), as this store's object store. Set in a build without S3, it is said in the
+    /// log once, at start: results too large for a record are then refused.
     fn with_results_bucket_from_env(self, config: &SdkConfig) -> Self {
         #[cfg(feature = "s3")]
         if let Some(objects) =
             crate::store::s3::S3Objects::from_lookup(config, |name| std::env::var(name).ok())
         {
             return self.with_objects(std::sync::Arc::new(objects));
+        }
+        #[cfg(not(feature = "s3"))]
+        if std::env::var(crate::store::objects::RESULTS_BUCKET_ENV).is_ok_and(|b| !b.is_empty()) {
+            tracing::warn!(
+                "ACTIONDO_RESULTS_BUCKET is set, but this program is built without S3 (actiondo feature `s3`; \
+                 a function: `--features results-bucket`): results too large for a record will be refused"
+            );
         }
         let _ = config;
         self
