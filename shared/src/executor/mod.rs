@@ -494,13 +494,13 @@ impl Executor {
             key = %key,
             "the result is stored as an object"
         );
-        Ok(StoredResult::Object(ObjectRef {
+        Ok(StoredResult::Object(Box::new(ObjectRef {
             bucket: objects.bucket().to_owned(),
             key,
             bytes: u64::try_from(json.len()).unwrap_or(u64::MAX),
             sha256,
             gzip,
-        }))
+        })))
     }
 
     /// A stored result held as an object: read, checked against the record's size and

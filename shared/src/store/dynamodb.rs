@@ -241,7 +241,7 @@ fn record_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
             Some(AttributeValue::S(json)) => Some(StoredResult::Json(json.clone())),
             Some(AttributeValue::B(gz)) => Some(StoredResult::Gzip(gz.clone().into_inner())),
             Some(AttributeValue::M(reference)) => {
-                Some(StoredResult::Object(object_ref(reference)?))
+                Some(StoredResult::Object(Box::new(object_ref(reference)?)))
             }
             _ => None,
         },

@@ -174,8 +174,8 @@ pub enum StoredResult {
     /// The same text, gzip-compressed.
     Gzip(Vec<u8>),
     /// The object that holds the text ([`objects`]); read it with
-    /// [`ObjectStore::get`] and [`ObjectRef::decode`].
-    Object(ObjectRef),
+    /// [`ObjectStore::get`] and [`ObjectRef::decode`]. Boxed: records stay small.
+    Object(Box<ObjectRef>),
 }
 
 /// Text (a result, audit `details`) longer than this is stored gzip-compressed when that

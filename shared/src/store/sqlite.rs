@@ -199,7 +199,7 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<(IdempotencyRecord, String)> {
     // is COMPLETED without one.
     let reference = result_ref
         .and_then(|text| serde_json::from_str::<ObjectRef>(&text).ok())
-        .map(StoredResult::Object);
+        .map(|reference| StoredResult::Object(Box::new(reference)));
     let record = IdempotencyRecord {
         id: row.get(0)?,
         status: RecordStatus::InProgress, // replaced below, once the text is checked

@@ -29,7 +29,7 @@ fn params(value: &str, len: usize, pk: Option<&str>) -> Value {
 /// The reference the record of `id` holds, which must be an object's.
 async fn object_ref(h: &Harness, id: &str) -> ObjectRef {
     match h.record(id).await.expect("record").result {
-        Some(StoredResult::Object(reference)) => reference,
+        Some(StoredResult::Object(reference)) => *reference,
         other => panic!("{id}: expected an object reference, found {other:?}"),
     }
 }
@@ -171,7 +171,7 @@ pub(crate) async fn results_just_under_and_just_over_the_record_limit(backend: B
         .await;
     assert_eq!(over_ex.outcome.expect("stored").get(), text);
     let reference = object_ref(&h, &format!("probe#{over}")).await;
-    assert_eq!(h.object_keys().await, [reference.key.clone()]);
+    assert_eq!(h.object_keys().await, std::slice::from_ref(&reference.key));
 
     for key in [&at, &over] {
         let replay = h

@@ -104,13 +104,13 @@ fn a_result_fits_in_its_record_up_to_the_item_limit() {
         id,
         &StoredResult::Json("x".repeat(room + 1))
     ));
-    let reference = StoredResult::Object(ObjectRef {
+    let reference = StoredResult::Object(Box::new(ObjectRef {
         bucket: "b".repeat(63),
         key: result_key("probe", id, &"0".repeat(64)),
         bytes: MAX_RESULT_BYTES as u64,
         sha256: "0".repeat(64),
         gzip: true,
-    });
+    }));
     assert!(reference.stored_len() < 512, "{}", reference.stored_len());
     assert!(
         reference.decode().is_err(),
