@@ -15,6 +15,10 @@ problem when anything is off; nothing is skipped.
 - a state machine's DefinitionSubstitutions are exactly the ${...} of its definition, each
   `XFunctionArn: !GetAtt XFunction.Arn`, and its LambdaInvokePolicy entries are exactly
   the functions it invokes (least privilege both ways);
+- results too large for a record (docs/architecture.md §4.6): the functions' Globals set
+  ACTIONDO_RESULTS_BUCKET to ResultsBucket, which is encrypted, blocks public access and
+  expires its objects after ResultsRetentionDays; every S3 permission the template grants
+  is s3:PutObject / s3:GetObject on `${ResultsBucket.Arn}/results/*` and nothing wider;
 - every Lambda Task sends the envelope of docs/architecture.md §7: {"params", "idempotencyKey":
   States.Format('{}#{}', $$.Execution.Id, $$.State.Name), "correlationId":
   $$.Execution.Id}, unwraps the invoke result with ResultSelector, retries the
@@ -110,6 +114,50 @@ def check_functions(resources: dict) -> None:
     for code, name in packages.items():
         if code not in seen:
             problem(f"{code} (package {name}) has no AWS::Serverless::Function in template.yaml")
+
+
+RESULTS_OBJECTS = {"Fn::Sub": "${ResultsBucket.Arn}/results/*"}
+
+
+def check_results_bucket(template: dict) -> None:
+    resources = template.get("Resources", {})
+    env = (template.get("Globals", {}).get("Function", {}).get("Environment", {})
+           .get("Variables", {}))
+    if env.get("ACTIONDO_RESULTS_BUCKET") != {"Ref": "ResultsBucket"}:
+        problem("Globals: ACTIONDO_RESULTS_BUCKET must be !Ref ResultsBucket")
+    bucket = resources.get("ResultsBucket", {})
+    if bucket.get("Type") != "AWS::S3::Bucket":
+        problem("ResultsBucket: must be an AWS::S3::Bucket")
+        return
+    props = bucket.get("Properties", {})
+    if not props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration"):
+        problem("ResultsBucket: BucketEncryption is required")
+    block = props.get("PublicAccessBlockConfiguration", {})
+    for flag in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+        if block.get(flag) is not True:
+            problem(f"ResultsBucket: PublicAccessBlockConfiguration.{flag} must be true")
+    rules = props.get("LifecycleConfiguration", {}).get("Rules", [])
+    if not any(r.get("Status") == "Enabled"
+               and r.get("ExpirationInDays") == {"Ref": "ResultsRetentionDays"} for r in rules):
+        problem("ResultsBucket: an enabled lifecycle rule must expire objects after "
+                "!Ref ResultsRetentionDays (the idempotency retention)")
+    for logical, res in resources.items():
+        if res.get("Type") not in ("AWS::IAM::ManagedPolicy", "AWS::IAM::Policy"):
+            continue
+        statements = res.get("Properties", {}).get("PolicyDocument", {}).get("Statement", [])
+        for st in statements if isinstance(statements, list) else [statements]:
+            actions = st.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            s3 = [a for a in actions if str(a).lower().startswith("s3:")]
+            if not s3 or st.get("Effect") != "Allow":
+                continue
+            if set(s3) - {"s3:PutObject", "s3:GetObject"}:
+                problem(f"{logical}: S3 actions {sorted(set(s3))}; results need only "
+                        "s3:PutObject and s3:GetObject")
+            resource = st.get("Resource")
+            if resource != RESULTS_OBJECTS and resource != [RESULTS_OBJECTS]:
+                problem(f"{logical}: S3 permissions on {resource!r}; only "
+                        "!Sub '${ResultsBucket.Arn}/results/*'")
 
 
 def check_router(resources: dict) -> None:
@@ -393,6 +441,7 @@ def main() -> int:
     else:
         resources = template.get("Resources", {})
         check_functions(resources)
+        check_results_bucket(template)
         check_router(resources)
         check_state_machines(resources)
     for p in problems:

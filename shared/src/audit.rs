@@ -247,6 +247,10 @@ pub fn details_from_stored(stored: &StoredResult) -> Result<Value, StoreError> {
 /// (docs/architecture.md §5.2).
 pub const OUTPUT_IN_RECORD: &str = "outputInRecord";
 
+/// The field that stands for `output` when the record refers to an object holding it
+/// (docs/architecture.md §4.6): `{bucket, key, bytes, sha256}`.
+pub const OUTPUT_OBJECT: &str = "outputObject";
+
 /// The field that replaces `output` when the record that held it is gone (expired, or
 /// claimed again after its retention).
 pub const OUTPUT_UNAVAILABLE: &str = "outputUnavailable";
@@ -295,6 +299,23 @@ pub fn resolve_outputs(
             r.lease_owner == owner && r.status == crate::store::RecordStatus::Completed
         });
         let output = match held.as_ref().and_then(|r| r.result.as_ref()) {
+            // An output too large for its record is in an object: the audit names it
+            // rather than read up to 6 MiB per record of the page.
+            Some(StoredResult::Object(reference)) => {
+                if let Value::Object(map) = &mut record.details {
+                    map.remove(OUTPUT_IN_RECORD);
+                    map.insert(
+                        OUTPUT_OBJECT.into(),
+                        serde_json::json!({
+                            "bucket": reference.bucket,
+                            "key": reference.key,
+                            "bytes": reference.bytes,
+                            "sha256": reference.sha256,
+                        }),
+                    );
+                }
+                continue;
+            }
             Some(stored) => {
                 let text = stored.decode()?;
                 Some(serde_json::from_str::<Value>(&text).map_err(|e| {

@@ -384,9 +384,20 @@ fn check_audit_sized(record: &AuditRecord, details_bytes: usize) -> Result<usize
     Ok(size)
 }
 
+/// The bytes an idempotency record takes besides its id, `result` and `error` (an upper
+/// bound: attribute names, status, payload hash, lease owner, times and counters).
+pub const RECORD_FIXED_BYTES: usize = 256;
+
+/// Whether the record `id` with `result` fits in an item: the test that keeps a result in
+/// its record or sends it to the object store (docs/architecture.md §4.6). The same
+/// measure as the commit check, so a result that passes it is never refused.
+pub fn result_fits_in_record(id: &str, result: &crate::store::StoredResult) -> bool {
+    RECORD_FIXED_BYTES + id.len() + result.stored_len() <= MAX_ITEM_BYTES
+}
+
 /// The size of the idempotency record a write leaves (an upper bound).
 fn record_write_size(write: &RecordWrite) -> usize {
-    const FIXED: usize = 256; // names, status, hash, owner, times and counters
+    const FIXED: usize = RECORD_FIXED_BYTES;
     match write {
         RecordWrite::Finish {
             id, result, error, ..

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
-    Execution, Executor, Prepared, completion_details, entity_conflict, error_text,
+    Execution, Executor, Prepared, ResultFailure, completion_details, entity_conflict, error_text,
     outcome_details, refused, retention_s, store_failure,
 };
 use crate::audit::{self, AuditStatus};
@@ -95,22 +95,28 @@ impl Executor {
             (record, AuditStatus::Failed, Vec::new(), Err(e))
         };
         let (record, status, writes, outcome) = match handled {
-            Ok((raw, writes)) => match StoredResult::encode(raw.get()) {
-                Ok(stored) => (
-                    finish_write(
-                        &p,
-                        &lease_owner,
-                        RecordStatus::Completed,
-                        Some(stored),
-                        None,
-                        now_ms,
+            Ok((raw, writes)) => {
+                match self.store_result(&p, raw.get(), lease_expires_at_ms).await {
+                    Ok(stored) => (
+                        finish_write(
+                            &p,
+                            &lease_owner,
+                            RecordStatus::Completed,
+                            Some(stored),
+                            None,
+                            now_ms,
+                        ),
+                        AuditStatus::Completed,
+                        writes,
+                        Ok(raw),
                     ),
-                    AuditStatus::Completed,
-                    writes,
-                    Ok(raw),
-                ),
-                Err(e) => failed(e),
-            },
+                    Err(ResultFailure::Refused(e)) => failed(e),
+                    Err(ResultFailure::Unavailable(err)) => {
+                        let e = store_failure(&p, err);
+                        return self.held_until_lease_end(&p, attempt, lease_expires_at_ms, e);
+                    }
+                }
+            }
             Err(e) if e.kind().is_terminal() => failed(e),
             Err(e) => (
                 release_write(&p, &lease_owner),
@@ -202,18 +208,11 @@ impl Executor {
             Err(store_err) => {
                 // The outcome may or may not be stored; the record keeps its lease until
                 // it ends, and the next attempt after that takes it over (or replays).
-                let left_ms = (lease_expires_at_ms - self.clock.now_ms())
-                    .max(0)
-                    .unsigned_abs();
                 let e = match outcome {
                     Err(e) if status == AuditStatus::Retrying => e,
                     _ => store_failure(&p, store_err),
                 };
-                tracing::warn!(
-                    left_ms,
-                    "the outcome could not be committed; the key stays locked until its lease ends"
-                );
-                self.finish(&p, attempt, false, Err(e.with_retry_after_ms(left_ms)))
+                self.held_until_lease_end(&p, attempt, lease_expires_at_ms, e)
             }
         }
     }

@@ -21,10 +21,12 @@ use crate::action::{ActionOptions, DynAction, Mode};
 use crate::audit::{self, AuditRecord, AuditStatus};
 use crate::clock::{Clock, SystemClock};
 use crate::error::ActionError;
+use crate::error::StoreError;
 use crate::hash;
 use crate::invocation::{Invocation, Params, idempotency_key, parse_params};
 use crate::metrics::{Metrics, Observed};
-use crate::store::{Commit, IdempotencyRecord, RecordStatus, StagedWrite, Store};
+use crate::store::objects::{MAX_RESULT_BYTES, ObjectRef, result_key};
+use crate::store::{Commit, IdempotencyRecord, RecordStatus, StagedWrite, Store, StoredResult};
 
 /// What an execution returned: the output (or error) and how it was obtained.
 #[derive(Debug)]
@@ -156,6 +158,15 @@ struct Prepared<'a> {
     started: Instant,
     /// Set when the claim took over an ended lease (for the metrics).
     taken_over: &'a AtomicBool,
+}
+
+/// Why a result was not stored.
+enum ResultFailure {
+    /// It can never be (too large, or no object store for it): a terminal error, recorded
+    /// as `FAILED` like any other.
+    Refused(ActionError),
+    /// The object store failed in a way a retry may fix, after the executor's resends.
+    Unavailable(StoreError),
 }
 
 /// How a handler run ended.
@@ -371,6 +382,7 @@ impl Executor {
                 return self.finish(p, record.attempt, false, Err(e));
             }
             RecordStatus::Completed => match &record.result {
+                Some(StoredResult::Object(reference)) => self.fetch_result(p, reference).await,
                 Some(stored) => stored.decode().map_err(ActionError::from).and_then(|text| {
                     RawValue::from_string(text).map_err(|e| {
                         ActionError::internal(format!("stored result is not JSON: {e}"))
@@ -399,6 +411,150 @@ impl Executor {
                 .await;
         }
         self.finish(p, record.attempt, true, outcome)
+    }
+
+    /// The stored form of a result (docs/architecture.md §4.6): in the record, compressed
+    /// when large, if it fits there; else written to the store's object store first (the
+    /// same key for the same execution and result, sent again like a commit after a
+    /// failure a retry may fix, never past `lease_end_ms`) and referred to by the record.
+    async fn store_result(
+        &self,
+        p: &Prepared<'_>,
+        json: &str,
+        lease_end_ms: i64,
+    ) -> Result<StoredResult, ResultFailure> {
+        if json.len() > MAX_RESULT_BYTES {
+            return Err(ResultFailure::Refused(
+                ActionError::validation(format!(
+                    "the result of {} is too large to store: {} bytes; the limit is {MAX_RESULT_BYTES} bytes, Lambda's response limit",
+                    p.id,
+                    json.len()
+                ))
+                .with_details(serde_json::json!({
+                    "reason": "result_too_large",
+                    "resultBytes": json.len(),
+                    "limitBytes": MAX_RESULT_BYTES,
+                })),
+            ));
+        }
+        let stored = StoredResult::compress(json.to_owned());
+        if crate::limits::result_fits_in_record(&p.id, &stored) {
+            return Ok(stored);
+        }
+        let Some(objects) = self.store.objects() else {
+            let limit = crate::limits::MAX_ITEM_BYTES
+                .saturating_sub(crate::limits::RECORD_FIXED_BYTES + p.id.len());
+            return Err(ResultFailure::Refused(
+                ActionError::validation(format!(
+                    "the result of {} does not fit in its idempotency record: {} bytes ({} stored); \
+                     the limit is {limit} bytes stored, and no results bucket is configured \
+                     (ACTIONDO_RESULTS_BUCKET, in a program built with actiondo's feature `s3`) \
+                     for results up to {MAX_RESULT_BYTES} bytes",
+                    p.id,
+                    json.len(),
+                    stored.stored_len()
+                ))
+                .with_details(serde_json::json!({
+                    "reason": "result_too_large",
+                    "resultBytes": json.len(),
+                    "storedBytes": stored.stored_len(),
+                    "limitBytes": limit,
+                })),
+            ));
+        };
+        let sha256 = hash::sha256_hex(json.as_bytes());
+        let key = result_key(p.action.name(), &p.id, &sha256);
+        let (body, gzip) = match stored {
+            StoredResult::Gzip(bytes) => (bytes, true),
+            StoredResult::Json(text) => (text.into_bytes(), false),
+            StoredResult::Object(_) => (json.as_bytes().to_vec(), false),
+        };
+        let mut sent = 0;
+        loop {
+            sent += 1;
+            match objects.put(&key, body.clone(), gzip).await {
+                Ok(()) => break,
+                Err(err @ StoreError::Unavailable { .. }) => {
+                    let pause = claim::commit_backoff(sent);
+                    let pause_ms = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
+                    if sent >= claim::COMMIT_ATTEMPTS
+                        || self.clock.now_ms() + pause_ms >= lease_end_ms
+                    {
+                        return Err(ResultFailure::Unavailable(err));
+                    }
+                    tracing::warn!(sent, error = %err, "the result object was not written; sending it again");
+                    tokio::time::sleep(pause).await;
+                }
+                Err(err) => return Err(ResultFailure::Unavailable(err)),
+            }
+        }
+        tracing::info!(
+            bytes = json.len(),
+            stored = body.len(),
+            key = %key,
+            "the result is stored as an object"
+        );
+        Ok(StoredResult::Object(Box::new(ObjectRef {
+            bucket: objects.bucket().to_owned(),
+            key,
+            bytes: u64::try_from(json.len()).unwrap_or(u64::MAX),
+            sha256,
+            gzip,
+        })))
+    }
+
+    /// A stored result held as an object: read, checked against the record's size and
+    /// SHA-256, returned byte-identical.
+    async fn fetch_result(
+        &self,
+        p: &Prepared<'_>,
+        reference: &ObjectRef,
+    ) -> Result<Box<RawValue>, ActionError> {
+        let Some(objects) = self.store.objects() else {
+            return Err(ActionError::internal(format!(
+                "the result of {} is stored as an object, and this program has no results bucket (ACTIONDO_RESULTS_BUCKET)",
+                p.id
+            ))
+            .with_details(serde_json::json!({"reason": "no_results_bucket", "requestId": p.request_id})));
+        };
+        let body = match objects.get(&reference.bucket, &reference.key).await {
+            Ok(Some(body)) => body,
+            Ok(None) => {
+                tracing::error!(object = %reference, "the result object is missing");
+                return Err(ActionError::internal(format!(
+                    "the stored result of {} is no longer in the results bucket (its lifecycle must keep objects as long as the records' retention)",
+                    p.id
+                ))
+                .with_details(serde_json::json!({"reason": "result_object_missing", "requestId": p.request_id})));
+            }
+            Err(err) => return Err(store_failure(p, err)),
+        };
+        let text = reference
+            .decode(body)
+            .map_err(|err| store_failure(p, err))?;
+        RawValue::from_string(text)
+            .map_err(|e| ActionError::internal(format!("stored result is not JSON: {e}")))
+    }
+
+    /// The handler ran and its outcome could not be stored (the store or the object store
+    /// failed in a way a retry may fix): the record keeps its lease until it ends, and the
+    /// next attempt after that takes it over (or replays). Nothing re-runs the handler
+    /// before then.
+    fn held_until_lease_end(
+        &self,
+        p: &Prepared<'_>,
+        attempt: u32,
+        lease_expires_at_ms: i64,
+        e: ActionError,
+    ) -> Execution {
+        let left_ms = (lease_expires_at_ms - self.clock.now_ms())
+            .max(0)
+            .unsigned_abs();
+        tracing::warn!(
+            left_ms,
+            "the outcome could not be committed; the key stays locked until its lease ends"
+        );
+        self.finish(p, attempt, false, Err(e.with_retry_after_ms(left_ms)))
     }
 
     fn finish(

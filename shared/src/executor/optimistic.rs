@@ -3,14 +3,12 @@
 
 use super::handler::{commit_reserve_ms, lease_ms};
 use super::{
-    Execution, Executor, Prepared, completion_details, entity_conflict, error_text,
+    Execution, Executor, Prepared, ResultFailure, completion_details, entity_conflict, error_text,
     outcome_details, refused, retention_s, store_failure,
 };
 use crate::audit::AuditStatus;
 use crate::error::{ActionError, StoreError};
-use crate::store::{
-    Commit, CommitOutcome, IdempotencyRecord, RecordStatus, RecordWrite, StoredResult,
-};
+use crate::store::{Commit, CommitOutcome, IdempotencyRecord, RecordStatus, RecordWrite};
 
 impl Executor {
     pub(super) async fn run_optimistic(&self, p: Prepared<'_>) -> Execution {
@@ -27,9 +25,18 @@ impl Executor {
                 .await;
             let now_ms = self.clock.now_ms();
             let (status, result, writes, outcome) = match handled {
-                Ok((raw, writes)) => match StoredResult::encode(raw.get()) {
+                Ok((raw, writes)) => match self
+                    .store_result(&p, raw.get(), started_ms + lease_ms)
+                    .await
+                {
                     Ok(stored) => (RecordStatus::Completed, Some(stored), writes, Ok(raw)),
-                    Err(e) => (RecordStatus::Failed, None, Vec::new(), Err(e)),
+                    Err(ResultFailure::Refused(e)) => {
+                        (RecordStatus::Failed, None, Vec::new(), Err(e))
+                    }
+                    // Nothing is held: as a failed commit, a retry runs the handler again.
+                    Err(ResultFailure::Unavailable(err)) => {
+                        return self.finish(&p, 1, false, Err(store_failure(&p, err)));
+                    }
                 },
                 Err(e) if e.kind().is_terminal() => {
                     (RecordStatus::Failed, None, Vec::new(), Err(e))

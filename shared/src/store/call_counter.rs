@@ -1,5 +1,6 @@
 //! Test support (feature `testing`): [`CallCounter`], the DynamoDB round trips of a client
-//! and the write capacity DynamoDB reports for them.
+//! (and of an S3 client given the same counter) and the write capacity DynamoDB reports
+//! for them.
 
 use std::sync::{Arc, Mutex};
 
@@ -116,13 +117,19 @@ impl Intercept for CallCounter {
         &self,
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _runtime_components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
+        cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
+        // DynamoDB names the operation in a header; other clients given this counter (the
+        // S3 client of result objects) by their operation metadata.
         let operation = context
             .request()
             .headers()
             .get("x-amz-target")
             .and_then(|t| t.rsplit('.').next())
+            .or_else(|| {
+                cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+                    .map(|m| m.name())
+            })
             .unwrap_or("unknown")
             .to_owned();
         self.counts().calls.push(operation);

@@ -108,6 +108,8 @@ pub use super::call_counter::CallCounter;
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
+    /// Where results too large for a record go (docs/architecture.md §4.6).
+    objects: Option<std::sync::Arc<dyn crate::store::ObjectStore>>,
 }
 
 fn sdk_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
@@ -240,6 +242,9 @@ fn record_from_item(item: &Item) -> Result<IdempotencyRecord, StoreError> {
         result: match item.get("result") {
             Some(AttributeValue::S(json)) => Some(StoredResult::Json(json.clone())),
             Some(AttributeValue::B(gz)) => Some(StoredResult::Gzip(gz.clone().into_inner())),
+            Some(AttributeValue::M(reference)) => {
+                Some(StoredResult::Object(Box::new(object_ref(reference)?)))
+            }
             _ => None,
         },
         error: get_opt_s(item, "error"),
@@ -252,7 +257,26 @@ fn result_attr(result: &StoredResult) -> AttributeValue {
     match result {
         StoredResult::Json(json) => s(json.clone()),
         StoredResult::Gzip(bytes) => AttributeValue::B(Blob::new(bytes.clone())),
+        // A reference to the object holding the result: a map, told from the text (S) and
+        // the gzip (B) by its type (docs/architecture.md §5.1).
+        StoredResult::Object(reference) => AttributeValue::M(HashMap::from([
+            ("bucket".into(), s(&reference.bucket)),
+            ("key".into(), s(&reference.key)),
+            ("bytes".into(), n(reference.bytes)),
+            ("sha256".into(), s(&reference.sha256)),
+            ("gzip".into(), AttributeValue::Bool(reference.gzip)),
+        ])),
     }
+}
+
+fn object_ref(item: &Item) -> Result<crate::store::ObjectRef, StoreError> {
+    Ok(crate::store::ObjectRef {
+        bucket: get_s(item, "bucket")?.to_owned(),
+        key: get_s(item, "key")?.to_owned(),
+        bytes: get_n(item, "bytes")?,
+        sha256: get_s(item, "sha256")?.to_owned(),
+        gzip: matches!(item.get("gzip"), Some(AttributeValue::Bool(true))),
+    })
 }
 
 fn record_to_item(r: &IdempotencyRecord) -> Item {
@@ -412,12 +436,46 @@ fn entity_condition(expect: Expect) -> (Option<&'static str>, Option<(String, At
 impl DynamoStore {
     /// A store over `client` and `tables`.
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            objects: None,
+        }
+    }
+
+    /// This store, writing results too large for a record to `objects`
+    /// (docs/architecture.md §4.6).
+    #[must_use]
+    pub fn with_objects(mut self, objects: std::sync::Arc<dyn crate::store::ObjectStore>) -> Self {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The bucket of `ACTIONDO_RESULTS_BUCKET`, when set and this build has S3 (feature
+    /// `s3`), as this store's object store. Set in a build without S3, it is said in the
+    /// log once, at start: results too large for a record are then refused.
+    fn with_results_bucket_from_env(self, config: &SdkConfig) -> Self {
+        #[cfg(feature = "s3")]
+        if let Some(objects) =
+            crate::store::s3::S3Objects::from_lookup(config, |name| std::env::var(name).ok())
+        {
+            return self.with_objects(std::sync::Arc::new(objects));
+        }
+        #[cfg(not(feature = "s3"))]
+        if std::env::var(crate::store::objects::RESULTS_BUCKET_ENV).is_ok_and(|b| !b.is_empty()) {
+            tracing::warn!(
+                "ACTIONDO_RESULTS_BUCKET is set, but this program is built without S3 (actiondo feature `s3`; \
+                 a function: `--features results-bucket`): results too large for a record will be refused"
+            );
+        }
+        let _ = config;
+        self
     }
 
     /// A store configured from the environment Lambda sets: region, credentials and
     /// endpoint by [`crate::aws::sdk_config_from_env`], table names by
-    /// [`Tables::from_env`]. An error names every missing variable.
+    /// [`Tables::from_env`], the results bucket by `ACTIONDO_RESULTS_BUCKET` (feature
+    /// `s3`). An error names every missing variable.
     pub fn from_env() -> Result<Self, StoreError> {
         Self::from_settings(&crate::config::Settings::from_env())
     }
@@ -427,7 +485,10 @@ impl DynamoStore {
         let tables = Tables::from_settings(settings);
         let config = crate::aws::sdk_config_from_settings(settings);
         match (tables, config) {
-            (Ok(tables), Ok(config)) => Ok(Self::new(Self::client_for(&config), tables)),
+            (Ok(tables), Ok(config)) => {
+                Ok(Self::new(Self::client_for(&config), tables)
+                    .with_results_bucket_from_env(&config))
+            }
             (Err(e), Ok(_)) => Err(e),
             (Ok(_), Err(e)) => Err(StoreError::InvalidRequest(e.to_string())),
             (Err(tables), Err(config)) => {
@@ -438,9 +499,11 @@ impl DynamoStore {
 
     /// A store over a client built from `config` (e.g. one `aws-config` loaded, given
     /// [`crate::aws::http_client`]) with the store's timeouts, table names by
-    /// [`Tables::from_env`].
+    /// [`Tables::from_env`], the results bucket by `ACTIONDO_RESULTS_BUCKET` (feature
+    /// `s3`).
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, StoreError> {
-        Ok(Self::new(Self::client_for(config), Tables::from_env()?))
+        Ok(Self::new(Self::client_for(config), Tables::from_env()?)
+            .with_results_bucket_from_env(config))
     }
 
     /// A store over a client built from `config` with the store's timeouts, and these
@@ -1090,6 +1153,10 @@ impl Store for DynamoStore {
             }
             Err(err) => Err(sdk_err("UpdateItem (entity)", err)),
         }
+    }
+
+    fn objects(&self) -> Option<&dyn crate::store::ObjectStore> {
+        self.objects.as_deref()
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {

@@ -9,7 +9,7 @@ use crate::audit::{AuditPage, AuditQuery, AuditRecord};
 use crate::error::StoreError;
 use crate::store::{
     Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
-    RecordWrite, Store,
+    ObjectStore, RecordWrite, Store,
 };
 
 /// A store primitive that can be made to fail.
@@ -44,6 +44,10 @@ pub enum Fault {
     QueryAudit,
     /// A lone entity put ([`Store::put_entity`]).
     PutEntity,
+    /// The put of a result object ([`ObjectStore::put`]), before anything is written.
+    PutObject,
+    /// The read of a result object ([`ObjectStore::get`]).
+    GetObject,
 }
 
 /// The text of an injected read failure: what DynamoDB's SDK says when a request times
@@ -200,5 +204,40 @@ impl<S: Store> Store for FaultyStore<S> {
             return Err(Self::injected("entity put"));
         }
         self.inner.put_entity(key, doc, expect).await
+    }
+
+    /// The inner store's object store, through this wrapper (so its faults apply).
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        self.inner.objects().map(|_| self as &dyn ObjectStore)
+    }
+}
+
+/// The inner store's object store with the faults [`Fault::PutObject`] and
+/// [`Fault::GetObject`]; only reached through [`Store::objects`], which answers `None`
+/// when the inner store has none.
+#[async_trait]
+impl<S: Store> ObjectStore for FaultyStore<S> {
+    fn bucket(&self) -> &str {
+        self.inner.objects().map_or("", |o| o.bucket())
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, gzip: bool) -> Result<(), StoreError> {
+        if self.take(Fault::PutObject) {
+            return Err(Self::injected("object put"));
+        }
+        match self.inner.objects() {
+            Some(objects) => objects.put(key, body, gzip).await,
+            None => Err(StoreError::InvalidRequest("no object store".into())),
+        }
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.take(Fault::GetObject) {
+            return Err(Self::injected("object get"));
+        }
+        match self.inner.objects() {
+            Some(objects) => objects.get(bucket, key).await,
+            None => Err(StoreError::InvalidRequest("no object store".into())),
+        }
     }
 }

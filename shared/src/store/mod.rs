@@ -21,8 +21,13 @@ mod call_counter;
 pub mod dynamodb;
 #[cfg(feature = "testing")]
 pub mod faulty;
+pub mod objects;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+pub use objects::{MAX_RESULT_BYTES, ObjectRef, ObjectStore};
 
 #[cfg(test)]
 mod tests {
@@ -181,13 +186,17 @@ impl RecordStatus {
     }
 }
 
-/// A stored result: JSON text, gzip-compressed when large.
+/// A stored result: JSON text, gzip-compressed when large, or a reference to an object
+/// holding it when even that does not fit in the record (docs/architecture.md §4.6).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoredResult {
     /// The JSON text of the output, as the handler produced it.
     Json(String),
     /// The same text, gzip-compressed.
     Gzip(Vec<u8>),
+    /// The object that holds the text ([`objects`]); read it with
+    /// [`ObjectStore::get`] and [`ObjectRef::decode`]. Boxed: records stay small.
+    Object(Box<ObjectRef>),
 }
 
 /// Text (a result, audit `details`) longer than this is stored gzip-compressed when that
@@ -196,10 +205,6 @@ pub enum StoredResult {
 /// record's about 500: text above 512 bytes would push either into a second KB
 /// (docs/architecture.md §4.6).
 pub const COMPRESS_ABOVE_BYTES: usize = 512;
-
-/// The largest stored result (after compression): a DynamoDB item holds 400 KB, and the
-/// record's other attributes and the transaction's audit record need room too.
-pub const MAX_RESULT_BYTES: usize = 300 * 1024;
 
 impl StoredResult {
     /// JSON text as stored: as is up to [`COMPRESS_ABOVE_BYTES`]; above, gzip-compressed
@@ -227,28 +232,8 @@ impl StoredResult {
         }
     }
 
-    /// Encode the JSON text of an output for storage ([`compress`](Self::compress));
-    /// `ActionDo.Validation` naming the size and the limit when even the compressed form
-    /// does not fit.
-    pub fn encode(json: &str) -> Result<Self, crate::ActionError> {
-        let stored = Self::compress(json.to_owned());
-        if stored.stored_len() > MAX_RESULT_BYTES {
-            let compressed = stored.stored_len();
-            return Err(crate::ActionError::validation(format!(
-                "the result is too large to store: {} bytes ({} compressed); the limit is {MAX_RESULT_BYTES} bytes compressed",
-                json.len(),
-                compressed
-            ))
-            .with_details(serde_json::json!({
-                "resultBytes": json.len(),
-                "compressedBytes": compressed,
-                "limitBytes": MAX_RESULT_BYTES,
-            })));
-        }
-        Ok(stored)
-    }
-
-    /// The JSON text, decompressed if needed.
+    /// The JSON text, decompressed if needed. An [`Object`](Self::Object) is not here:
+    /// `StoreError::Corrupt` (the executor reads it from its object store).
     pub fn decode(&self) -> Result<String, StoreError> {
         match self {
             StoredResult::Json(s) => Ok(s.clone()),
@@ -262,14 +247,18 @@ impl StoredResult {
                     })?;
                 Ok(out)
             }
+            StoredResult::Object(reference) => Err(StoreError::Corrupt(format!(
+                "the result is in the object {reference}, not in the record"
+            ))),
         }
     }
 
-    /// The number of bytes this takes in the store.
+    /// The number of bytes this takes in the store (for a reference, the reference's).
     pub fn stored_len(&self) -> usize {
         match self {
             StoredResult::Json(s) => s.len(),
             StoredResult::Gzip(b) => b.len(),
+            StoredResult::Object(reference) => reference.stored_len(),
         }
     }
 }
@@ -583,6 +572,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         doc: &Value,
         expect: Expect,
     ) -> Result<bool, StoreError>;
+
+    /// Where results too large for their record go (docs/architecture.md §4.6): the S3
+    /// bucket of `ACTIONDO_RESULTS_BUCKET` for DynamoDB, the `objects` table of the
+    /// embedded store. `None` (the default): such results are `ActionDo.Validation`.
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        None
+    }
 }
 
 #[async_trait]
@@ -622,5 +618,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
         expect: Expect,
     ) -> Result<bool, StoreError> {
         (**self).put_entity(key, doc, expect).await
+    }
+
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        (**self).objects()
     }
 }

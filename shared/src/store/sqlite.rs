@@ -19,7 +19,8 @@ use crate::error::StoreError;
 use crate::limits;
 use crate::store::{
     Claim, ClaimOutcome, Commit, CommitOutcome, Entity, EntityKey, Expect, IdempotencyRecord,
-    RELEASED_LEASE_MS, RecordStatus, RecordWrite, StagedWrite, Store, StoredResult,
+    ObjectRef, ObjectStore, RELEASED_LEASE_MS, RecordStatus, RecordWrite, StagedWrite, Store,
+    StoredResult,
 };
 
 const SCHEMA: &str = "
@@ -35,7 +36,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     result_gz           BLOB,
     error               TEXT,
     created_at_ms       INTEGER NOT NULL,
-    completed_at_ms     INTEGER
+    completed_at_ms     INTEGER,
+    result_ref          TEXT
 );
 CREATE TABLE IF NOT EXISTS audit (
     execution      TEXT NOT NULL,
@@ -49,6 +51,13 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (timestamp, execution, seq);
 CREATE INDEX IF NOT EXISTS audit_by_type ON audit (type, timestamp);
 CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit (correlation_id, timestamp);
+CREATE TABLE IF NOT EXISTS objects (
+    bucket TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    body   BLOB NOT NULL,
+    gzip   INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key)
+);
 CREATE TABLE IF NOT EXISTS entities (
     pk      TEXT NOT NULL,
     sk      TEXT NOT NULL,
@@ -63,7 +72,12 @@ CREATE TABLE IF NOT EXISTS entities (
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: Option<PathBuf>,
+    /// Whether results too large for a record go to the `objects` table.
+    objects: bool,
 }
+
+/// The bucket name of the embedded store's result objects (its `objects` table).
+pub const LOCAL_BUCKET: &str = "local";
 
 fn db_err(e: rusqlite::Error) -> StoreError {
     match &e {
@@ -103,10 +117,44 @@ impl SqliteStore {
 
     fn init(conn: Connection, path: Option<PathBuf>) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        // Files written before results could live in objects.
+        let has_ref: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('idempotency') WHERE name = 'result_ref'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map_err(db_err)?
+            > 0;
+        if !has_ref {
+            conn.execute_batch("ALTER TABLE idempotency ADD COLUMN result_ref TEXT")
+                .map_err(db_err)?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
             path,
+            objects: true,
         })
+    }
+
+    /// This store without an object store: a result too large for its record is
+    /// `ActionDo.Validation`, as with DynamoDB and no `ACTIONDO_RESULTS_BUCKET`.
+    #[must_use]
+    pub fn without_objects(mut self) -> Self {
+        self.objects = false;
+        self
+    }
+
+    /// The keys of the result objects in the `objects` table, in order (operators, tests).
+    pub fn object_keys(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare("SELECT key FROM objects ORDER BY bucket, key")
+            .map_err(db_err)?;
+        stmt.query_map([], |row| row.get::<_, String>(0))
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)
     }
 
     /// The file, unless in memory.
@@ -140,12 +188,18 @@ fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<u
 }
 
 const RECORD_COLUMNS: &str = "id, status, payload_hash, attempt, lease_owner, lease_expires_at_ms, \
-     expires_at_s, result_json, result_gz, error, created_at_ms, completed_at_ms";
+     expires_at_s, result_json, result_gz, error, created_at_ms, completed_at_ms, result_ref";
 
 fn read_record(row: &Row<'_>) -> rusqlite::Result<(IdempotencyRecord, String)> {
     let status: String = row.get(1)?;
     let result_json: Option<String> = row.get(7)?;
     let result_gz: Option<Vec<u8>> = row.get(8)?;
+    let result_ref: Option<String> = row.get(12)?;
+    // A reference that does not parse reads as no result: the executor says the record
+    // is COMPLETED without one.
+    let reference = result_ref
+        .and_then(|text| serde_json::from_str::<ObjectRef>(&text).ok())
+        .map(|reference| StoredResult::Object(Box::new(reference)));
     let record = IdempotencyRecord {
         id: row.get(0)?,
         status: RecordStatus::InProgress, // replaced below, once the text is checked
@@ -154,8 +208,8 @@ fn read_record(row: &Row<'_>) -> rusqlite::Result<(IdempotencyRecord, String)> {
         lease_owner: row.get(4)?,
         lease_expires_at_ms: row.get(5)?,
         expires_at_s: row.get(6)?,
-        result: result_gz
-            .map(StoredResult::Gzip)
+        result: reference
+            .or(result_gz.map(StoredResult::Gzip))
             .or(result_json.map(StoredResult::Json)),
         error: row.get(9)?,
         created_at_ms: row.get(10)?,
@@ -180,21 +234,25 @@ fn get_record(conn: &Connection, id: &str) -> Result<Option<IdempotencyRecord>, 
         .transpose()
 }
 
-fn result_columns(result: Option<&StoredResult>) -> (Option<&str>, Option<&[u8]>) {
+/// The `result_json`, `result_gz` and `result_ref` columns of a result.
+fn result_columns(result: Option<&StoredResult>) -> (Option<&str>, Option<&[u8]>, Option<String>) {
     match result {
-        Some(StoredResult::Json(s)) => (Some(s.as_str()), None),
-        Some(StoredResult::Gzip(b)) => (None, Some(b.as_slice())),
-        None => (None, None),
+        Some(StoredResult::Json(s)) => (Some(s.as_str()), None, None),
+        Some(StoredResult::Gzip(b)) => (None, Some(b.as_slice()), None),
+        Some(StoredResult::Object(reference)) => {
+            (None, None, serde_json::to_string(reference).ok())
+        }
+        None => (None, None, None),
     }
 }
 
 fn put_record(conn: &Connection, r: &IdempotencyRecord) -> Result<(), StoreError> {
-    let (json, gz) = result_columns(r.result.as_ref());
+    let (json, gz, reference) = result_columns(r.result.as_ref());
     exec(
         conn,
         &format!(
             "INSERT OR REPLACE INTO idempotency ({RECORD_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         ),
         params![
             r.id,
@@ -208,7 +266,8 @@ fn put_record(conn: &Connection, r: &IdempotencyRecord) -> Result<(), StoreError
             gz,
             r.error,
             r.created_at_ms,
-            r.completed_at_ms
+            r.completed_at_ms,
+            reference
         ],
     )?;
     Ok(())
@@ -333,12 +392,22 @@ impl Store for SqliteStore {
                     expires_at_s,
                     ..
                 } => {
-                    let (json, gz) = result_columns(result.as_ref());
+                    let (json, gz, reference) = result_columns(result.as_ref());
                     exec(
                         tx,
                         "UPDATE idempotency SET status = ?2, result_json = ?3, result_gz = ?4, \
-                         error = ?5, completed_at_ms = ?6, expires_at_s = ?7 WHERE id = ?1",
-                        params![id, status.as_str(), json, gz, error, completed_at_ms, expires_at_s],
+                         error = ?5, completed_at_ms = ?6, expires_at_s = ?7, result_ref = ?8 \
+                         WHERE id = ?1",
+                        params![
+                            id,
+                            status.as_str(),
+                            json,
+                            gz,
+                            error,
+                            completed_at_ms,
+                            expires_at_s,
+                            reference
+                        ],
                     )?;
                 }
                 RecordWrite::Release { id, .. } => {
@@ -513,6 +582,40 @@ impl Store for SqliteStore {
             records,
             next_cursor,
         })
+    }
+
+    fn objects(&self) -> Option<&dyn ObjectStore> {
+        self.objects.then_some(self as &dyn ObjectStore)
+    }
+}
+
+/// The local object store: the `objects` table, written in a transaction of its own
+/// before the commit, as S3 is written before the DynamoDB transaction.
+#[async_trait]
+impl ObjectStore for SqliteStore {
+    fn bucket(&self) -> &str {
+        LOCAL_BUCKET
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>, gzip: bool) -> Result<(), StoreError> {
+        self.with_tx(|tx| {
+            exec(
+                tx,
+                "INSERT OR REPLACE INTO objects (bucket, key, body, gzip) VALUES (?1, ?2, ?3, ?4)",
+                params![LOCAL_BUCKET, key, body, gzip],
+            )
+            .map(|_| ((), true))
+        })
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.prepare_cached("SELECT body FROM objects WHERE bucket = ?1 AND key = ?2")
+            .and_then(|mut statement| {
+                statement.query_row(params![bucket, key], |row| row.get::<_, Vec<u8>>(0))
+            })
+            .optional()
+            .map_err(db_err)
     }
 }
 

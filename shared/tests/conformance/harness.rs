@@ -6,8 +6,10 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use actiondo::store::ObjectStore;
 use actiondo::store::dynamodb::{CallCounter, DynamoStore, Tables};
 use actiondo::store::faulty::FaultyStore;
+use actiondo::store::s3::S3Objects;
 use actiondo::store::sqlite::SqliteStore;
 use actiondo::store::{Commit, IdempotencyRecord, RecordWrite, StagedWrite};
 use actiondo::{
@@ -66,18 +68,60 @@ pub(crate) struct Harness {
     backend: Backend,
     /// The DynamoDB store under the harness, on DynamoDB backends.
     pub(crate) dynamo: Option<DynamoStore>,
+    /// Where the result objects are: the embedded store's table, or moto's S3.
+    objects: Objects,
+}
+
+/// The object store of a harness, as the tests inspect it.
+enum Objects {
+    None,
+    Sqlite(Arc<SqliteStore>),
+    S3(S3Objects),
+}
+
+/// The AWS SDK settings of the test servers: `url`, a fixed region and test credentials.
+fn sdk_config(url: &str) -> aws_types::SdkConfig {
+    aws_types::SdkConfig::builder()
+        .http_client(actiondo::aws::http_client())
+        .behavior_version(actiondo::aws::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_types::region::Region::new("us-east-1"))
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("test", "test", None, None, "conformance"),
+            ),
+        )
+        .build()
 }
 
 impl Harness {
-    /// A fresh, empty store of `backend`; `None` (after a loud notice) when its server is
-    /// not configured and the run does not require it.
+    /// A fresh, empty store of `backend` with an object store for large results (the
+    /// embedded store's table; moto's S3 for the DynamoDB backends); `None` (after a loud
+    /// notice) when its server is not configured and the run does not require it.
     pub(crate) async fn new(backend: Backend) -> Option<Self> {
+        Self::build(backend, true).await
+    }
+
+    /// As [`new`](Self::new), without an object store: DynamoDB with no
+    /// `ACTIONDO_RESULTS_BUCKET`, SQLite `without_objects`.
+    pub(crate) async fn without_objects(backend: Backend) -> Option<Self> {
+        Self::build(backend, false).await
+    }
+
+    async fn build(backend: Backend, with_objects: bool) -> Option<Self> {
         let mut dynamo = None;
+        let mut objects = Objects::None;
         let (store, counter): (Arc<dyn Store>, Option<CallCounter>) = match backend.endpoint_var() {
-            None => (
-                Arc::new(SqliteStore::in_memory().expect("in-memory SQLite")),
-                None,
-            ),
+            None => {
+                let store = SqliteStore::in_memory().expect("in-memory SQLite");
+                if with_objects {
+                    let store = Arc::new(store);
+                    objects = Objects::Sqlite(store.clone());
+                    (store, None)
+                } else {
+                    (Arc::new(store.without_objects()), None)
+                }
+            }
             Some(var) => {
                 let url =
                     actiondo::testing::server_url(var, &format!("{backend:?} conformance case"))?;
@@ -97,11 +141,27 @@ impl Harness {
                     .interceptor(counter.clone())
                     .build();
                 let prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-                let store = DynamoStore::new(
+                let mut store = DynamoStore::new(
                     aws_sdk_dynamodb::Client::from_conf(config),
                     Tables::with_prefix(&prefix),
                 );
                 store.create_tables().await.expect("tables created");
+                if with_objects {
+                    // Result objects in moto's S3 (at the same URL as its other services),
+                    // counted with the DynamoDB requests.
+                    let moto = actiondo::testing::server_url(
+                        "ACTIONDO_TEST_MOTO_URL",
+                        &format!("{backend:?} conformance case (S3)"),
+                    )?;
+                    let s3_config = S3Objects::client_config(&sdk_config(&moto))
+                        .to_builder()
+                        .interceptor(counter.clone())
+                        .build();
+                    let s3 = S3Objects::new(aws_sdk_s3::Client::from_conf(s3_config), prefix);
+                    s3.create_bucket().await.expect("bucket created");
+                    store = store.with_objects(Arc::new(s3.clone()));
+                    objects = Objects::S3(s3);
+                }
                 dynamo = Some(store.clone());
                 (Arc::new(store), Some(counter))
             }
@@ -116,9 +176,40 @@ impl Harness {
             counter,
             backend,
             dynamo,
+            objects,
         };
         h.reset_calls();
         Some(h)
+    }
+
+    /// The keys of every result object, in order.
+    pub(crate) async fn object_keys(&self) -> Vec<String> {
+        match &self.objects {
+            Objects::None => Vec::new(),
+            Objects::Sqlite(store) => store.object_keys().expect("object keys"),
+            Objects::S3(s3) => {
+                let listed = s3
+                    .client()
+                    .list_objects_v2()
+                    .bucket(s3.bucket())
+                    .send()
+                    .await
+                    .expect("ListObjectsV2");
+                let mut keys: Vec<String> = listed
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned))
+                    .collect();
+                keys.sort();
+                keys
+            }
+        }
+    }
+
+    /// The stored bytes of one result object.
+    pub(crate) async fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let store = self.faulty.objects().expect("an object store");
+        store.get(store.bucket(), key).await.expect("object get")
     }
 
     pub(crate) fn reset_calls(&self) {
@@ -241,6 +332,14 @@ pub(crate) struct ProbeInput {
     /// Pad the output with this many random hex characters.
     #[serde(default)]
     noise: Option<usize>,
+    /// Pad the output with this many pseudo-random characters of a fixed sequence
+    /// ([`text`]): gzip shrinks them to about three quarters, and the output is the same
+    /// on every call.
+    #[serde(default)]
+    text: Option<usize>,
+    /// Leave `call` and `attempt` at 0 in the output: every call returns the same result.
+    #[serde(default)]
+    steady: bool,
     /// Read the counter entity and write it back incremented.
     #[serde(default)]
     counter: bool,
@@ -405,12 +504,46 @@ impl Action for Probe {
         for _ in 0..input.noise.unwrap_or(0) / 32 {
             padding.push_str(&uuid::Uuid::new_v4().simple().to_string());
         }
+        padding.push_str(&text(input.text.unwrap_or(0)));
+        let (call, attempt) = if input.steady {
+            (0, 0)
+        } else {
+            (call, cx.attempt())
+        };
         Ok(ProbeOutput {
             value: input.value,
             secret: input.secret,
             call,
-            attempt: cx.attempt(),
+            attempt,
             padding,
         })
     }
+}
+
+/// `len` characters of a fixed pseudo-random sequence over 64 letters, digits and `+/`
+/// (6 bits a character: gzip shrinks it to about three quarters).
+pub(crate) fn text(len: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(ALPHABET[usize::try_from(state % 64).expect("small")])
+        })
+        .collect()
+}
+
+/// The JSON text of the probe's output for `{"value": value, "text": len, "steady": true}`:
+/// byte for byte what the executor stores.
+pub(crate) fn steady_output_text(value: &str, len: usize) -> String {
+    serde_json::to_string(&ProbeOutput {
+        value: value.to_owned(),
+        secret: None,
+        call: 0,
+        attempt: 0,
+        padding: text(len),
+    })
+    .expect("serializes")
 }

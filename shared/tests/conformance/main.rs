@@ -4,6 +4,7 @@
 
 mod boundaries;
 mod harness;
+mod results;
 mod storable;
 mod write_units;
 
@@ -19,6 +20,7 @@ use actiondo::{
 };
 use boundaries::*;
 use harness::{Backend, Behavior, Harness, Probe};
+use results::*;
 use serde_json::{Value, json};
 use storable::*;
 use write_units::*;
@@ -772,6 +774,10 @@ async fn large_results_are_compressed_and_oversized_ones_fail_cleanly(backend: B
         .await;
     assert_eq!(again.outcome.expect("replay").get(), text);
 
+    // Too large for its record, with no object store (results.rs has the object store).
+    let Some(h) = Harness::without_objects(backend).await else {
+        return;
+    };
     let huge = h
         .executor
         .execute(
@@ -1026,6 +1032,14 @@ conformance!(
     write_units_per_execution,
     a_completion_output_is_stored_once,
     a_lone_entity_put_is_conditional_and_unaudited,
+    large_results_are_stored_as_objects_and_replayed_byte_identical,
+    results_just_under_and_just_over_the_record_limit,
+    results_over_6_mib_are_refused_and_nothing_is_stored,
+    without_an_object_store_large_results_are_refused,
+    a_fault_between_the_object_and_the_commit_is_repaired_by_the_retry,
+    an_object_store_outage_holds_the_key_until_its_lease_ends,
+    optimistic_large_results_are_objects_too,
+    write_units_by_result_size,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

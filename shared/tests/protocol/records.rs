@@ -1,11 +1,15 @@
 //! The stored forms of docs/architecture.md §5, to the byte: digests, compressed text,
 //! bounded audit details, results at the size limit, and the store configuration.
 
+use actiondo::Store;
 use actiondo::audit::{self, MAX_DETAILS_BYTES};
 use actiondo::hash;
-use actiondo::store::{COMPRESS_ABOVE_BYTES, MAX_RESULT_BYTES, StoreConfig, StoredResult};
-use actiondo::{ErrorKind, Store};
-use serde_json::{Value, json};
+use actiondo::limits::{MAX_ITEM_BYTES, RECORD_FIXED_BYTES, result_fits_in_record};
+use actiondo::store::objects::result_key;
+use actiondo::store::{
+    COMPRESS_ABOVE_BYTES, MAX_RESULT_BYTES, ObjectRef, StoreConfig, StoredResult,
+};
+use serde_json::json;
 
 #[test]
 fn sha256_hex_is_the_lower_case_hex_digest() {
@@ -83,74 +87,80 @@ fn audit_details_read_back_from_their_stored_form() {
     assert!(audit::details_from_stored(&StoredResult::Json("{".into())).is_err());
 }
 
-/// Pseudo-random text that gzip cannot shrink much (a fixed sequence: the test is
-/// repeatable).
-fn noise(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            char::from(ALPHABET[usize::try_from(state % 64).expect("small")])
-        })
-        .collect()
-}
-
-/// The lengths of texts whose compressed size is the limit and one byte past it.
-fn search_limit(size: &dyn Fn(usize) -> usize) -> (usize, usize) {
-    // The compressed size grows with the text.
-    let (mut low, mut high) = (300_000, 420_000);
-    assert!(size(low) < MAX_RESULT_BYTES && size(high) > MAX_RESULT_BYTES);
-    while high - low > 1 {
-        let mid = usize::midpoint(low, high);
-        if size(mid) <= MAX_RESULT_BYTES {
-            low = mid;
-        } else {
-            high = mid;
-        }
-    }
-    // `low` is the longest text that fits, `high` the shortest that does not: they
-    // compress to the limit and one byte past it, unless a step skipped a size; then look
-    // a little further.
-    let at = (low.saturating_sub(16)..=low)
-        .rev()
-        .find(|&n| size(n) == MAX_RESULT_BYTES);
-    let over = (high..high + 16).find(|&n| size(n) == MAX_RESULT_BYTES + 1);
-    match (at, over) {
-        (Some(at), Some(over)) => (at, over),
-        _ => panic!("no text compresses to exactly the limit near {low} characters"),
-    }
-}
-
-/// A result whose compressed form is exactly 300 KiB is stored; one byte more is
-/// `ActionDo.Validation` naming the sizes.
+/// A result stays in its record while the record is at most an item (by the stores'
+/// measure: the fixed attributes, the id and the stored result); one byte more and it
+/// goes to the object store. A reference always fits; results are bounded by Lambda's
+/// 6 MiB response.
 #[test]
-fn a_result_of_exactly_300_kib_compressed_is_stored() {
-    assert_eq!(MAX_RESULT_BYTES, 307_200);
-    let json = |len: usize| Value::String(noise(len)).to_string();
-    let size = |len: usize| StoredResult::compress(json(len)).stored_len();
-    // Texts of these lengths compress to the limit and one byte past it (with the gzip
-    // of Cargo.lock); if another version compresses differently, search for them.
-    let (at, over) = if size(404_208) == MAX_RESULT_BYTES && size(404_209) == MAX_RESULT_BYTES + 1 {
-        (404_208, 404_209)
-    } else {
-        search_limit(&size)
-    };
-    let stored = StoredResult::encode(&json(at)).expect("fits");
-    assert_eq!(stored.stored_len(), MAX_RESULT_BYTES);
-    assert_eq!(stored.decode().expect("decodes"), json(at));
-    let err = StoredResult::encode(&json(over)).expect_err("too large");
-    assert_eq!(err.kind(), ErrorKind::Validation);
-    assert_eq!(
-        err.details().expect("details"),
-        &json!({
-            "resultBytes": over + 2,
-            "compressedBytes": MAX_RESULT_BYTES + 1,
-            "limitBytes": MAX_RESULT_BYTES,
-        })
+fn a_result_fits_in_its_record_up_to_the_item_limit() {
+    assert_eq!(MAX_RESULT_BYTES, 6_291_456);
+    assert_eq!((MAX_ITEM_BYTES, RECORD_FIXED_BYTES), (409_600, 256));
+    let id = "probe#k";
+    let room = MAX_ITEM_BYTES - RECORD_FIXED_BYTES - id.len();
+    let at = StoredResult::Gzip(vec![0; room]);
+    assert!(result_fits_in_record(id, &at));
+    assert!(!result_fits_in_record("probe#kk", &at));
+    assert!(!result_fits_in_record(
+        id,
+        &StoredResult::Json("x".repeat(room + 1))
+    ));
+    let reference = StoredResult::Object(Box::new(ObjectRef {
+        bucket: "b".repeat(63),
+        key: result_key("probe", id, &"0".repeat(64)),
+        bytes: MAX_RESULT_BYTES as u64,
+        sha256: "0".repeat(64),
+        gzip: true,
+    }));
+    assert!(reference.stored_len() < 512, "{}", reference.stored_len());
+    assert!(
+        reference.decode().is_err(),
+        "an object is read from its store"
     );
+}
+
+/// A file written before results could be objects (no `result_ref` column) opens, reads
+/// its records as they were, and takes records that refer to objects.
+#[tokio::test]
+async fn an_embedded_store_of_the_former_schema_gains_result_references() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("old.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("opens");
+        conn.execute_batch(
+            "CREATE TABLE idempotency (id TEXT PRIMARY KEY, status TEXT NOT NULL, \
+             payload_hash TEXT NOT NULL, attempt INTEGER NOT NULL, lease_owner TEXT NOT NULL, \
+             lease_expires_at_ms INTEGER NOT NULL, expires_at_s INTEGER NOT NULL, \
+             result_json TEXT, result_gz BLOB, error TEXT, created_at_ms INTEGER NOT NULL, \
+             completed_at_ms INTEGER); \
+             INSERT INTO idempotency VALUES ('a#k', 'COMPLETED', 'h', 1, 'o', 1, 9999999999, \
+             '{\"x\":1}', NULL, NULL, 1, 2);",
+        )
+        .expect("the former schema");
+    }
+    let store = actiondo::store::sqlite::SqliteStore::open(&path).expect("opens");
+    let old = store
+        .get_record("a#k")
+        .await
+        .expect("reads")
+        .expect("there");
+    assert_eq!(old.result, Some(StoredResult::Json(r#"{"x":1}"#.into())));
+    let objects = store.objects().expect("the objects table");
+    objects
+        .put("results/a/k", b"{}".to_vec(), false)
+        .await
+        .expect("put");
+    assert_eq!(
+        objects
+            .get(objects.bucket(), "results/a/k")
+            .await
+            .expect("get"),
+        Some(b"{}".to_vec())
+    );
+    assert_eq!(
+        objects.get("other", "results/a/k").await.expect("get"),
+        None
+    );
+    assert_eq!(store.object_keys().expect("keys"), ["results/a/k"]);
 }
 
 #[test]
