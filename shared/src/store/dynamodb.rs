@@ -451,18 +451,19 @@ impl DynamoStore {
         self
     }
 
-    /// The bucket of `ACTIONDO_RESULTS_BUCKET`, when set and this build has S3 (feature
-    /// `s3`), as this store's object store. Set in a build without S3, it is said in the
-    /// log once, at start: results too large for a record are then refused.
-    fn with_results_bucket_from_env(self, config: &SdkConfig) -> Self {
+    /// The bucket of `ACTIONDO_RESULTS_BUCKET` in `settings`, when set and this build has
+    /// S3 (feature `s3`), as this store's object store. Set in a build without S3, it is
+    /// said in the log once, at start: results too large for a record are then refused.
+    fn with_results_bucket(self, config: &SdkConfig, settings: &crate::config::Settings) -> Self {
         #[cfg(feature = "s3")]
-        if let Some(objects) =
-            crate::store::s3::S3Objects::from_lookup(config, |name| std::env::var(name).ok())
-        {
+        if let Some(objects) = crate::store::s3::S3Objects::from_lookup(config, settings.lookup()) {
             return self.with_objects(std::sync::Arc::new(objects));
         }
         #[cfg(not(feature = "s3"))]
-        if std::env::var(crate::store::objects::RESULTS_BUCKET_ENV).is_ok_and(|b| !b.is_empty()) {
+        if settings
+            .get_str(crate::store::objects::RESULTS_BUCKET_ENV)
+            .is_some()
+        {
             tracing::warn!(
                 "ACTIONDO_RESULTS_BUCKET is set, but this program is built without S3 (actiondo feature `s3`; \
                  a function: `--features results-bucket`): results too large for a record will be refused"
@@ -487,7 +488,7 @@ impl DynamoStore {
         match (tables, config) {
             (Ok(tables), Ok(config)) => {
                 Ok(Self::new(Self::client_for(&config), tables)
-                    .with_results_bucket_from_env(&config))
+                    .with_results_bucket(&config, settings))
             }
             (Err(e), Ok(_)) => Err(e),
             (Ok(_), Err(e)) => Err(StoreError::InvalidRequest(e.to_string())),
@@ -502,8 +503,11 @@ impl DynamoStore {
     /// [`Tables::from_env`], the results bucket by `ACTIONDO_RESULTS_BUCKET` (feature
     /// `s3`).
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, StoreError> {
-        Ok(Self::new(Self::client_for(config), Tables::from_env()?)
-            .with_results_bucket_from_env(config))
+        let settings = crate::config::Settings::from_env();
+        Ok(
+            Self::new(Self::client_for(config), Tables::from_settings(&settings)?)
+                .with_results_bucket(config, &settings),
+        )
     }
 
     /// A store over a client built from `config` with the store's timeouts, and these
