@@ -138,12 +138,12 @@ async fn workflow_executions_are_named_by_the_idempotency_key() {
         .expect("request");
     let (status, _, body) = call(&app, unknown).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body:#}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("demo")
-    );
+    // It names the workflow asked for and no other: a scoped key must not learn the
+    // workflows outside its scope (GET /workflows lists the ones it may run).
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("\"nope\""), "{body:#}");
+    assert!(!message.contains("demo"), "{body:#}");
+    assert_eq!(body["error"]["details"], json!({"workflow": "nope"}));
     let (status, _, body) = call(&app, start(Some("a b#c"), &input)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
 }
