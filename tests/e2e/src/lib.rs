@@ -68,6 +68,7 @@
 pub mod corpus;
 pub mod faults;
 pub mod proxy;
+pub mod runtime_api;
 pub mod states;
 pub mod watch;
 

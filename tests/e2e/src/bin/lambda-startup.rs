@@ -20,7 +20,6 @@
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,8 +27,6 @@ use clap::Parser;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// Measure a Lambda binary's start-up against a local Runtime API.
@@ -87,27 +84,10 @@ async fn serve(
             .unwrap_or_else(|p| p.into_inner())
             .take();
         return match event {
-            Some(event) => {
-                let deadline_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| {
-                        u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 60_000) + 60_000
-                    });
-                let mut response = Response::new(Full::new(Bytes::from(event)));
-                let headers = response.headers_mut();
-                headers.insert(
-                    "lambda-runtime-aws-request-id",
-                    http::HeaderValue::from_static("startup-bench-1"),
-                );
-                headers.insert("lambda-runtime-deadline-ms", deadline_ms.into());
-                headers.insert(
-                    "lambda-runtime-invoked-function-arn",
-                    http::HeaderValue::from_static(
-                        "arn:aws:lambda:us-east-1:123456789012:function:bench",
-                    ),
-                );
-                Ok(response)
-            }
+            Some(event) => Ok(actiondo_e2e::runtime_api::invocation(
+                "startup-bench-1",
+                event,
+            )),
             // No work: hold the request, as Lambda does between invocations.
             None => std::future::pending().await,
         };
@@ -148,27 +128,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = Args::parse();
     // A bare file name would be looked up on PATH.
     args.binary = std::fs::canonicalize(&args.binary)?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = listener.local_addr()?;
     let runtime = Arc::new(Runtime::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    {
+    let addr = {
         let runtime = runtime.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let runtime = runtime.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        serve(runtime.clone(), tx.clone(), request)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    }
+        actiondo_e2e::runtime_api::serve(move |request| serve(runtime.clone(), tx.clone(), request))
+            .await?
+    };
 
     let size = std::fs::metadata(&args.binary)?.len();
     println!(
@@ -182,25 +148,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for run in 0..=args.runs {
         while rx.try_recv().is_ok() {}
         *runtime.event.lock().unwrap_or_else(|p| p.into_inner()) = args.event.clone();
-        let mut command = Command::new(&args.binary);
-        command
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("ACTIONDO_IDEMPOTENCY_TABLE", "bench-idempotency")
-            .env("ACTIONDO_AUDIT_TABLE", "bench-audit")
-            .env("ACTIONDO_ENTITIES_TABLE", "bench-entities")
-            .envs(args.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut command = actiondo_e2e::runtime_api::function_command(&args.binary, addr, 128);
+        command.envs(args.env.iter().map(|(k, v)| (k, v)));
         let started = Instant::now();
         let mut child = command.spawn()?;
         let mut next = None;

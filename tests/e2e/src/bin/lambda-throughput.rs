@@ -22,7 +22,6 @@
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,8 +30,6 @@ use clap::Parser;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc};
 
 /// Measure one Lambda process's executions/s at several concurrencies.
@@ -109,22 +106,7 @@ async fn serve(
             }
             notified.await;
         };
-        let deadline_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| {
-                u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 60_000) + 60_000
-            });
-        let mut response = Response::new(Full::new(Bytes::from(event)));
-        let headers = response.headers_mut();
-        if let Ok(id) = http::HeaderValue::from_str(&id) {
-            headers.insert("lambda-runtime-aws-request-id", id);
-        }
-        headers.insert("lambda-runtime-deadline-ms", deadline_ms.into());
-        headers.insert(
-            "lambda-runtime-invoked-function-arn",
-            http::HeaderValue::from_static("arn:aws:lambda:us-east-1:123456789012:function:bench"),
-        );
-        return Ok(response);
+        return Ok(actiondo_e2e::runtime_api::invocation(&id, event));
     }
     if request.method() == Method::POST && (path.ends_with("/response") || path.ends_with("/error"))
     {
@@ -175,26 +157,13 @@ async fn phase(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = Args::parse();
     args.binary = std::fs::canonicalize(&args.binary)?;
-    let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = listener.local_addr()?;
     let runtime = Arc::new(Runtime::default());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    {
+    let addr = {
         let runtime = runtime.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (runtime, tx) = (runtime.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |request| {
-                        serve(runtime.clone(), tx.clone(), request)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-    }
+        actiondo_e2e::runtime_api::serve(move |request| serve(runtime.clone(), tx.clone(), request))
+            .await?
+    };
     let nonce = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
@@ -206,23 +175,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let limit = Duration::from_secs(args.timeout_secs);
     for &concurrency in &args.concurrency {
         let run = format!("tp{nonce}c{concurrency}");
-        let mut child = Command::new(&args.binary)
-            .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        let mut child = actiondo_e2e::runtime_api::function_command(&args.binary, addr, 2048)
             .env("AWS_LAMBDA_MAX_CONCURRENCY", concurrency.to_string())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "2048")
-            .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench")
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "bench")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_DEFAULT_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("ACTIONDO_METRICS", "off")
             .envs(args.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()?;
         let measured = async {
             let warm = events(&args, &format!("{run}w"), 0..concurrency);
