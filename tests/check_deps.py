@@ -15,9 +15,8 @@ api/, so they are checked through it):
   `actiondo::http_client::client_builder`);
 - actiondo-workflow: the local Step Functions engine is the CLI's (`actiondo workflow`,
   `actiondo serve`); in AWS, Step Functions runs the workflows.
-- aws-sdk-s3: results too large for a DynamoDB item go to S3 only in functions built with
-  their opt-in feature `results-bucket` (actiondo feature `s3`): the SDK adds 1.45 MB
-  (BENCHMARKS.md, issue 13), so the default build leaves it out;
+- aws-sdk-s3: results too large for a DynamoDB item go to S3 through signed requests
+  (`actiondo::aws::signed`); the SDK would add 1.45 MB (BENCHMARKS.md, issue 13);
 - actiondo-mcp / rmcp: the MCP server is served by the CLI (`actiondo mcp`, `/mcp` of
   `actiondo serve`), not by an action's function.
 
@@ -40,7 +39,7 @@ FORBIDDEN = {
     "aws-sdk-sso": "aws-config's credential chain",
     "aws-lc-rs": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
     "aws-lc-sys": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
-    "aws-sdk-s3": "S3 result objects (a function's opt-in feature `results-bucket`, actiondo feature `s3`)",
+    "aws-sdk-s3": "the S3 SDK (result objects use actiondo::aws::signed, 1.45 MB smaller)",
     "actiondo-workflow": "the local workflow engine (CLI only; Step Functions runs workflows in AWS)",
     "actiondo-mcp": "the MCP server (docs/architecture.md §7.6): the CLI's, not a function's",
     "rmcp": "the MCP SDK (actiondo-mcp): the CLI's, not a function's",

@@ -448,7 +448,7 @@ impl Executor {
                 ActionError::validation(format!(
                     "the result of {} does not fit in its idempotency record: {} bytes ({} stored); \
                      the limit is {limit} bytes stored, and no results bucket is configured \
-                     (ACTIONDO_RESULTS_BUCKET, in a program built with actiondo's feature `s3`) \
+                     (ACTIONDO_RESULTS_BUCKET) \
                      for results up to {MAX_RESULT_BYTES} bytes",
                     p.id,
                     json.len(),

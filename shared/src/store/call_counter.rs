@@ -67,6 +67,18 @@ impl CallCounter {
         self.counts().write_units.iter().map(|(_, u)| u).sum()
     }
 
+    /// Count one request of `operation` sent by something other than an SDK client.
+    pub fn record(&self, operation: &str) {
+        self.counts().calls.push(operation.to_owned());
+    }
+
+    /// An observer for [`crate::aws::signed::SignedClient::observe`] that counts here the
+    /// requests of a signed client (the S3 result objects).
+    pub fn observer(&self) -> crate::aws::signed::Observer {
+        let counter = self.clone();
+        std::sync::Arc::new(move |operation| counter.record(operation))
+    }
+
     /// Back to zero.
     pub fn reset(&self) {
         let mut counts = self.counts();
@@ -119,8 +131,8 @@ impl Intercept for CallCounter {
         _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        // DynamoDB names the operation in a header; other clients given this counter (the
-        // S3 client of result objects) by their operation metadata.
+        // DynamoDB names the operation in a header; other SDK clients given this counter
+        // by their operation metadata.
         let operation = context
             .request()
             .headers()

@@ -451,32 +451,24 @@ impl DynamoStore {
         self
     }
 
-    /// The bucket of `ACTIONDO_RESULTS_BUCKET` in `settings`, when set and this build has
-    /// S3 (feature `s3`), as this store's object store. Set in a build without S3, it is
-    /// said in the log once, at start: results too large for a record are then refused.
-    fn with_results_bucket(self, config: &SdkConfig, settings: &crate::config::Settings) -> Self {
-        #[cfg(feature = "s3")]
-        if let Some(objects) = crate::store::s3::S3Objects::from_lookup(config, settings.lookup()) {
-            return self.with_objects(std::sync::Arc::new(objects));
-        }
-        #[cfg(not(feature = "s3"))]
-        if settings
-            .get_str(crate::store::objects::RESULTS_BUCKET_ENV)
-            .is_some()
-        {
-            tracing::warn!(
-                "ACTIONDO_RESULTS_BUCKET is set, but this program is built without S3 (actiondo feature `s3`; \
-                 a function: `--features results-bucket`): results too large for a record will be refused"
-            );
-        }
-        let _ = config;
-        self
+    /// The bucket of `ACTIONDO_RESULTS_BUCKET` in `settings`, when set, as this store's
+    /// object store (S3, [`crate::store::s3::S3Objects`]).
+    fn with_results_bucket(
+        self,
+        config: &SdkConfig,
+        settings: &crate::config::Settings,
+    ) -> Result<Self, StoreError> {
+        Ok(
+            match crate::store::s3::S3Objects::from_lookup(config, settings.lookup())? {
+                Some(objects) => self.with_objects(std::sync::Arc::new(objects)),
+                None => self,
+            },
+        )
     }
 
     /// A store configured from the environment Lambda sets: region, credentials and
     /// endpoint by [`crate::aws::sdk_config_from_env`], table names by
-    /// [`Tables::from_env`], the results bucket by `ACTIONDO_RESULTS_BUCKET` (feature
-    /// `s3`). An error names every missing variable.
+    /// [`Tables::from_env`], the results bucket by `ACTIONDO_RESULTS_BUCKET`. An error names every missing variable.
     pub fn from_env() -> Result<Self, StoreError> {
         Self::from_settings(&crate::config::Settings::from_env())
     }
@@ -487,8 +479,7 @@ impl DynamoStore {
         let config = crate::aws::sdk_config_from_settings(settings);
         match (tables, config) {
             (Ok(tables), Ok(config)) => {
-                Ok(Self::new(Self::client_for(&config), tables)
-                    .with_results_bucket(&config, settings))
+                Self::new(Self::client_for(&config), tables).with_results_bucket(&config, settings)
             }
             (Err(e), Ok(_)) => Err(e),
             (Ok(_), Err(e)) => Err(StoreError::InvalidRequest(e.to_string())),
@@ -500,14 +491,11 @@ impl DynamoStore {
 
     /// A store over a client built from `config` (e.g. one `aws-config` loaded, given
     /// [`crate::aws::http_client`]) with the store's timeouts, table names by
-    /// [`Tables::from_env`], the results bucket by `ACTIONDO_RESULTS_BUCKET` (feature
-    /// `s3`).
+    /// [`Tables::from_env`], the results bucket by `ACTIONDO_RESULTS_BUCKET`.
     pub fn from_sdk_config(config: &SdkConfig) -> Result<Self, StoreError> {
         let settings = crate::config::Settings::from_env();
-        Ok(
-            Self::new(Self::client_for(config), Tables::from_settings(&settings)?)
-                .with_results_bucket(config, &settings),
-        )
+        Self::new(Self::client_for(config), Tables::from_settings(&settings)?)
+            .with_results_bucket(config, &settings)
     }
 
     /// A store over a client built from `config` with the store's timeouts, and these

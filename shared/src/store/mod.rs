@@ -22,7 +22,7 @@ pub mod dynamodb;
 #[cfg(feature = "testing")]
 pub mod faulty;
 pub mod objects;
-#[cfg(feature = "s3")]
+#[cfg(feature = "aws")]
 pub mod s3;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

@@ -1,5 +1,5 @@
 //! Results beyond the DynamoDB item limit (docs/architecture.md §4.6): one object store
-//! abstraction, [`ObjectStore`], implemented by S3 ([`super::s3::S3Objects`], feature `s3`)
+//! abstraction, [`ObjectStore`], implemented by S3 ([`super::s3::S3Objects`], signed requests)
 //! and by the embedded store's `objects` table ([`super::sqlite::SqliteStore`]).
 //!
 //! A result whose stored form (compressed when large) fits in the idempotency record stays

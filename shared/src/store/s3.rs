@@ -1,134 +1,167 @@
-//! Result objects in S3 (feature `s3`): the [`ObjectStore`] of the DynamoDB store when
+//! Result objects in S3: the [`ObjectStore`] of the DynamoDB store when
 //! `ACTIONDO_RESULTS_BUCKET` names a bucket (docs/architecture.md §4.6).
 //!
 //! One `PutObject` before the completion transaction, one `GetObject` per replay; the
 //! bucket (created by `template.yaml`: encrypted, public access blocked, objects expiring
 //! with the idempotency records' retention) takes keys under
-//! [`RESULTS_PREFIX`](super::objects::RESULTS_PREFIX). With an
-//! endpoint of its own (`AWS_ENDPOINT_URL_S3`, an emulator such as moto), requests use
-//! path-style addressing: `http://127.0.0.1:5000/bucket/key`.
+//! [`RESULTS_PREFIX`](super::objects::RESULTS_PREFIX). The three operations are S3's REST
+//! API signed by [`SignedClient`], not `aws-sdk-s3`, which would add 1.45 MB to every
+//! function (BENCHMARKS.md, issue 13). Buckets are addressed virtual-hosted style
+//! (`https://bucket.s3.region.amazonaws.com/key`); with an endpoint of its own
+//! (`AWS_ENDPOINT_URL_S3`, an emulator such as moto), or a bucket name that is not a DNS
+//! label, path style: `http://127.0.0.1:5000/bucket/key`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_s3::Client;
-use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
 use aws_types::SdkConfig;
-use aws_types::service_config::ServiceConfigKey;
+use http::Method;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::objects::{ObjectStore, RESULTS_BUCKET_ENV};
+use crate::aws::signed::{
+    AwsError, AwsRequest, AwsService, ClientSettings, SignedClient, dns_suffix,
+};
 use crate::error::StoreError;
 
 /// Result objects in one S3 bucket.
 #[derive(Debug, Clone)]
 pub struct S3Objects {
-    client: Client,
+    client: SignedClient,
     bucket: String,
 }
 
-fn sdk_err<E, R>(what: &str, err: SdkError<E, R>) -> StoreError
-where
-    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
+/// What a key segment keeps unencoded: RFC 3986's unreserved characters (S3 signs the path
+/// as sent).
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn s3_err(what: &str, err: AwsError) -> StoreError {
     // Every S3 failure is retryable for the executor: a missing bucket or a denied
     // request is a deployment to fix, after which the same request succeeds.
-    let message = match &err {
-        SdkError::ServiceError(service) => format!(
-            "S3 {what}: {}: {}",
-            service.err().code().unwrap_or("(no code)"),
-            service.err().message().unwrap_or("(no message)")
-        ),
-        other => format!("S3 {what}: {other}"),
-    };
     StoreError::Unavailable {
-        message,
+        message: format!("S3 {what}: {err}"),
         source: Some(Box::new(err)),
     }
 }
 
 impl S3Objects {
-    /// Result objects in `bucket` through `client`.
-    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            bucket: bucket.into(),
-        }
-    }
-
-    /// How long the SDK waits for the connection to S3 (as for DynamoDB).
+    /// How long to wait for the connection to S3 (as for DynamoDB).
     pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
 
-    /// How long one request may take before the SDK abandons it and retries it: a 6 MiB
+    /// How long one request may take before it is abandoned and sent again: a 6 MiB
     /// upload within a region takes well under a second.
     pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// The S3 client configuration for `config`: the timeouts above, and path-style
-    /// addressing when `config` gives S3 an endpoint of its own (an emulator).
-    pub fn client_config(config: &SdkConfig) -> aws_sdk_s3::Config {
-        let own_endpoint = config.endpoint_url().is_some()
-            || config.service_config().is_some_and(|services| {
-                ServiceConfigKey::builder()
-                    .service_id("S3")
-                    .env("AWS_ENDPOINT_URL")
-                    .profile("endpoint_url")
-                    .build()
-                    .ok()
-                    .and_then(|key| services.load_config(key))
-                    .is_some()
-            });
-        aws_sdk_s3::config::Builder::from(config)
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Self::CONNECT_TIMEOUT)
-                    .operation_attempt_timeout(Self::ATTEMPT_TIMEOUT)
-                    .build(),
-            )
-            .force_path_style(own_endpoint)
-            .build()
+    /// Result objects in `bucket`, reached with the region, credentials and endpoints of
+    /// `config`.
+    pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Result<Self, StoreError> {
+        let settings = ClientSettings {
+            connect_timeout: Self::CONNECT_TIMEOUT,
+            attempt_timeout: Self::ATTEMPT_TIMEOUT,
+            ..ClientSettings::default()
+        };
+        let client = SignedClient::with_settings(config, AwsService::S3, settings)
+            .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        Ok(Self {
+            client,
+            bucket: bucket.into(),
+        })
     }
 
-    /// The bucket `ACTIONDO_RESULTS_BUCKET` names (through `lookup`), with a client built
-    /// from `config`; `None` when it is unset or empty.
+    /// The bucket `ACTIONDO_RESULTS_BUCKET` names (through `lookup`), reached with
+    /// `config`; `None` when it is unset or empty.
     pub fn from_lookup(
         config: &SdkConfig,
         lookup: impl Fn(&str) -> Option<String>,
-    ) -> Option<Self> {
-        let bucket = lookup(RESULTS_BUCKET_ENV).filter(|b| !b.is_empty())?;
-        Some(Self::new(
-            Client::from_conf(Self::client_config(config)),
-            bucket,
-        ))
+    ) -> Result<Option<Self>, StoreError> {
+        lookup(RESULTS_BUCKET_ENV)
+            .filter(|b| !b.is_empty())
+            .map(|bucket| Self::new(config, bucket))
+            .transpose()
     }
 
-    /// The client.
-    pub fn client(&self) -> &Client {
+    /// The signed client.
+    pub fn client(&self) -> &SignedClient {
         &self.client
+    }
+
+    /// These objects, telling `observer` the operation of each request (see
+    /// [`SignedClient::observe`]).
+    #[must_use]
+    pub fn observe(self, observer: crate::aws::signed::Observer) -> Self {
+        Self {
+            client: self.client.observe(observer),
+            bucket: self.bucket,
+        }
+    }
+
+    /// The URL of `key` in `bucket` (the bucket alone when `key` is empty).
+    pub fn url(&self, bucket: &str, key: &str) -> String {
+        let key: Vec<String> = key
+            .split('/')
+            .map(|segment| utf8_percent_encode(segment, KEY_SEGMENT).to_string())
+            .collect();
+        let key = key.join("/");
+        let endpoint = self.client.endpoint();
+        if endpoint.configured || !virtual_hostable(bucket) {
+            let base = if endpoint.configured {
+                endpoint.url.clone()
+            } else {
+                let region = self.client.region();
+                format!("https://s3.{region}.{}", dns_suffix(region))
+            };
+            if key.is_empty() {
+                format!("{base}/{bucket}")
+            } else {
+                format!("{base}/{bucket}/{key}")
+            }
+        } else {
+            let region = self.client.region();
+            format!("https://{bucket}.s3.{region}.{}/{key}", dns_suffix(region))
+        }
     }
 
     /// Create the bucket if it does not exist (local stacks and tests; in AWS,
     /// `template.yaml` creates it).
     pub async fn create_bucket(&self) -> Result<(), StoreError> {
-        match self
-            .client
-            .create_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-        {
+        let region = self.client.region();
+        let mut request = AwsRequest::new("CreateBucket", Method::PUT, self.url(&self.bucket, ""));
+        if region != "us-east-1" {
+            request = request
+                .header("content-type", "application/xml")
+                .body(format!(
+                    "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                     <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+                ));
+        }
+        match self.client.send(&request).await {
             Ok(_) => Ok(()),
             Err(err)
-                if err.as_service_error().is_some_and(|e| {
-                    e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()
-                }) =>
+                if matches!(
+                    err.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
             {
                 Ok(())
             }
-            Err(err) => Err(sdk_err("CreateBucket", err)),
+            Err(err) => Err(s3_err("CreateBucket", err)),
         }
     }
+}
+
+/// Whether `bucket` can be a host name label (no dots, which would not match the
+/// certificate's `*.s3.<region>.amazonaws.com`).
+fn virtual_hostable(bucket: &str) -> bool {
+    (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !bucket.starts_with('-')
+        && !bucket.ends_with('-')
 }
 
 #[async_trait]
@@ -138,40 +171,68 @@ impl ObjectStore for S3Objects {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, gzip: bool) -> Result<(), StoreError> {
+        let request = AwsRequest::new("PutObject", Method::PUT, self.url(&self.bucket, key))
+            .header(
+                "content-type",
+                if gzip {
+                    "application/gzip"
+                } else {
+                    "application/json"
+                },
+            )
+            .body(body);
         self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(if gzip {
-                "application/gzip"
-            } else {
-                "application/json"
-            })
-            .body(ByteStream::from(body))
-            .send()
+            .send(&request)
             .await
             .map(|_| ())
-            .map_err(|e| sdk_err("PutObject", e))
+            .map_err(|e| s3_err("PutObject", e))
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let output = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(output) => output,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None);
-            }
-            Err(err) => return Err(sdk_err("GetObject", err)),
-        };
-        let body = output.body.collect().await.map_err(|e| {
-            StoreError::unavailable(format!("S3 GetObject {bucket}/{key}: reading the body"), e)
-        })?;
-        Ok(Some(body.into_bytes().to_vec()))
+        let request = AwsRequest::new("GetObject", Method::GET, self.url(bucket, key));
+        match self.client.send(&request).await {
+            Ok(response) => Ok(Some(response.body.to_vec())),
+            Err(err) if err.code() == Some("NoSuchKey") => Ok(None),
+            Err(err) => Err(s3_err("GetObject", err)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_types::region::Region;
+
+    fn objects(region: &str, endpoint: Option<&str>, bucket: &str) -> S3Objects {
+        let mut config = SdkConfig::builder()
+            .region(Region::new(region.to_owned()))
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "AKID", "SECRET", None, None, "test",
+            )));
+        if let Some(url) = endpoint {
+            config = config.endpoint_url(url);
+        }
+        S3Objects::new(&config.build(), bucket).expect("objects")
+    }
+
+    #[test]
+    fn buckets_are_virtual_hosted_in_aws_and_path_style_elsewhere() {
+        let aws = objects("eu-west-1", None, "stack-resultsbucket-1a2b");
+        assert_eq!(
+            aws.url("stack-resultsbucket-1a2b", "results/create-user/ab/cd"),
+            "https://stack-resultsbucket-1a2b.s3.eu-west-1.amazonaws.com/results/create-user/ab/cd"
+        );
+        assert_eq!(
+            aws.url("my.dotted.bucket", "results/x"),
+            "https://s3.eu-west-1.amazonaws.com/my.dotted.bucket/results/x"
+        );
+        let local = objects("us-east-1", Some("http://127.0.0.1:5000"), "results");
+        assert_eq!(
+            local.url("results", "results/a b/c+d"),
+            "http://127.0.0.1:5000/results/results/a%20b/c%2Bd"
+        );
+        assert_eq!(local.url("results", ""), "http://127.0.0.1:5000/results");
     }
 }

@@ -76,7 +76,9 @@ pub(crate) struct Harness {
 enum Objects {
     None,
     Sqlite(Arc<SqliteStore>),
-    S3(S3Objects),
+    /// The store's objects, and the SDK's own S3 client to list them with (an independent
+    /// reader of what the signed requests wrote).
+    S3(S3Objects, aws_sdk_s3::Client),
 }
 
 /// The AWS SDK settings of the test servers: `url`, a fixed region and test credentials.
@@ -153,14 +155,17 @@ impl Harness {
                         "ACTIONDO_TEST_MOTO_URL",
                         &format!("{backend:?} conformance case (S3)"),
                     )?;
-                    let s3_config = S3Objects::client_config(&sdk_config(&moto))
-                        .to_builder()
-                        .interceptor(counter.clone())
-                        .build();
-                    let s3 = S3Objects::new(aws_sdk_s3::Client::from_conf(s3_config), prefix);
+                    let s3 = S3Objects::new(&sdk_config(&moto), prefix)
+                        .expect("S3 objects")
+                        .observe(counter.observer());
                     s3.create_bucket().await.expect("bucket created");
                     store = store.with_objects(Arc::new(s3.clone()));
-                    objects = Objects::S3(s3);
+                    let sdk = aws_sdk_s3::Client::from_conf(
+                        aws_sdk_s3::config::Builder::from(&sdk_config(&moto))
+                            .force_path_style(true)
+                            .build(),
+                    );
+                    objects = Objects::S3(s3, sdk);
                 }
                 dynamo = Some(store.clone());
                 (Arc::new(store), Some(counter))
@@ -187,9 +192,8 @@ impl Harness {
         match &self.objects {
             Objects::None => Vec::new(),
             Objects::Sqlite(store) => store.object_keys().expect("object keys"),
-            Objects::S3(s3) => {
-                let listed = s3
-                    .client()
+            Objects::S3(s3, sdk) => {
+                let listed = sdk
                     .list_objects_v2()
                     .bucket(s3.bucket())
                     .send()

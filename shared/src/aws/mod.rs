@@ -21,6 +21,8 @@
 //! Programs that run on a developer's machine (the `actiondo` CLI) load the full chain with
 //! `aws-config` instead, passing [`http_client`] to its loader.
 
+pub mod signed;
+
 use std::fmt;
 
 use aws_credential_types::Credentials;

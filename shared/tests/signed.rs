@@ -1,0 +1,199 @@
+//! `actiondo::aws::signed` against a local HTTP server: what it sends, which answers it
+//! sends again and which it does not, and how error answers become `AwsError`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actiondo::aws::signed::{AwsError, AwsRequest, AwsService, ClientSettings, SignedClient};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+use http::Method;
+use serde_json::json;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn config(url: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .region(Region::new("eu-west-1"))
+        .endpoint_url(url)
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "AKID", "SECRET", None, None, "test",
+        )))
+        .build()
+}
+
+fn quick() -> ClientSettings {
+    ClientSettings {
+        base_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+        attempt_timeout: Duration::from_millis(500),
+        ..ClientSettings::default()
+    }
+}
+
+fn client(server: &MockServer, service: AwsService) -> SignedClient {
+    SignedClient::with_settings(&config(&server.uri()), service, quick()).expect("client")
+}
+
+#[tokio::test]
+async fn a_json_call_is_signed_and_targeted() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/"))
+        .and(header("x-amz-target", "AWSStepFunctions.DescribeExecution"))
+        .and(header("content-type", "application/x-amz-json-1.0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "RUNNING"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let observer = {
+        let seen = seen.clone();
+        Arc::new(move |op: &'static str| seen.lock().expect("seen").push(op))
+    };
+    let client = client(&server, AwsService::STEP_FUNCTIONS).observe(observer);
+    let output = client
+        .call_json(
+            "AWSStepFunctions.DescribeExecution",
+            &json!({"executionArn": "arn:x"}),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(output, json!({"status": "RUNNING"}));
+    assert_eq!(*seen.lock().expect("seen"), ["DescribeExecution"]);
+
+    let received = server.received_requests().await.expect("recorded");
+    let request = &received[0];
+    assert_eq!(request.body, br#"{"executionArn":"arn:x"}"#);
+    let authorization = request.headers["authorization"].to_str().expect("text");
+    assert!(
+        authorization.starts_with("AWS4-HMAC-SHA256 Credential=AKID/")
+            && authorization.contains("/eu-west-1/states/aws4_request, SignedHeaders=")
+            && authorization.contains("x-amz-target"),
+        "{authorization}"
+    );
+    assert!(request.headers.contains_key("x-amz-date"));
+}
+
+#[tokio::test]
+async fn server_errors_and_throttling_are_sent_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(503).set_body_string(
+            "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"__type": "ThrottlingException", "message": "slow"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let client = client(&server, AwsService::S3);
+    let request = AwsRequest::new("PutObject", Method::PUT, "/bucket/key").body(&b"{}"[..]);
+    let response = client.send(&request).await.expect("third send succeeds");
+    assert_eq!(response.status, 200);
+    let received = server.received_requests().await.expect("recorded");
+    assert_eq!(received.len(), 3, "one send and two more");
+    for r in &received {
+        assert_eq!(r.body, b"{}");
+        assert!(r.headers.contains_key("x-amz-content-sha256"));
+    }
+}
+
+#[tokio::test]
+async fn a_client_error_is_not_sent_again_and_names_its_code() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(404).set_body_string(
+            "<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code><Message>gone</Message></Error>",
+        ))
+        .mount(&server)
+        .await;
+    let client = client(&server, AwsService::S3);
+    let err = client
+        .send(&AwsRequest::new("GetObject", Method::GET, "/bucket/key"))
+        .await
+        .expect_err("404");
+    assert_eq!(err.code(), Some("NoSuchKey"));
+    assert_eq!(err.status(), Some(404));
+    assert!(!err.is_retryable());
+    assert_eq!(err.to_string(), "S3: NoSuchKey: gone (HTTP 404)");
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 1);
+}
+
+#[tokio::test]
+async fn persistent_failures_stop_after_the_last_attempt() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let client = client(&server, AwsService::LAMBDA);
+    let err = client
+        .send(&AwsRequest::new(
+            "Invoke",
+            Method::POST,
+            "/2015-03-31/functions/f/invocations",
+        ))
+        .await
+        .expect_err("500");
+    assert!(
+        matches!(&err, AwsError::Service { status: 500, code, .. } if code == "HTTP 500"),
+        "{err:?}"
+    );
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 3);
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_each_attempt() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+        .mount(&server)
+        .await;
+    let settings = ClientSettings {
+        attempt_timeout: Duration::from_millis(100),
+        max_attempts: 2,
+        ..quick()
+    };
+    let client = SignedClient::with_settings(&config(&server.uri()), AwsService::S3, settings)
+        .expect("client");
+    let err = client
+        .send(&AwsRequest::new("GetObject", Method::GET, "/bucket/key"))
+        .await
+        .expect_err("timeout");
+    assert!(
+        matches!(err, AwsError::Transport { timeout: true, .. }),
+        "{err:?}"
+    );
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 2);
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_transport_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    drop(listener);
+    let client =
+        SignedClient::with_settings(&config(&url), AwsService::S3, quick()).expect("client");
+    let err = client
+        .send(&AwsRequest::new("GetObject", Method::GET, "/bucket/key"))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, AwsError::Transport { timeout: false, .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+}
