@@ -227,26 +227,47 @@ impl Executor {
         lease_owner: &str,
         lease_expires_at_ms: i64,
     ) -> Result<CommitOutcome, StoreError> {
+        let (result, sent) = self
+            .send_within_lease("the commit", lease_expires_at_ms, || {
+                self.store.commit(commit)
+            })
+            .await;
+        match result {
+            Ok(CommitOutcome::LeaseLost) if sent > 1 => {
+                Ok(self.applied_earlier(commit, lease_owner).await)
+            }
+            other => other,
+        }
+    }
+
+    /// Run `send`, and run it again after a failure a retry may fix
+    /// ([`StoreError::Unavailable`]), up to [`COMMIT_ATTEMPTS`] sends in all, pausing
+    /// [`commit_backoff`] between them, and never when the pause would reach
+    /// `lease_end_ms`: past it another attempt may hold the key. Returns the last result
+    /// and how many sends it took.
+    pub(super) async fn send_within_lease<T, Fut>(
+        &self,
+        what: &str,
+        lease_end_ms: i64,
+        mut send: impl FnMut() -> Fut,
+    ) -> (Result<T, StoreError>, u32)
+    where
+        Fut: std::future::Future<Output = Result<T, StoreError>>,
+    {
         let mut sent = 0;
         loop {
             sent += 1;
-            match self.store.commit(commit).await {
-                Ok(CommitOutcome::LeaseLost) if sent > 1 => {
-                    return Ok(self.applied_earlier(commit, lease_owner).await);
-                }
-                Ok(outcome) => return Ok(outcome),
+            match send().await {
                 Err(StoreError::Unavailable { message, source }) => {
                     let pause = commit_backoff(sent);
                     let pause_ms = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
-                    if sent >= COMMIT_ATTEMPTS
-                        || self.clock.now_ms() + pause_ms >= lease_expires_at_ms
-                    {
-                        return Err(StoreError::Unavailable { message, source });
+                    if sent >= COMMIT_ATTEMPTS || self.clock.now_ms() + pause_ms >= lease_end_ms {
+                        return (Err(StoreError::Unavailable { message, source }), sent);
                     }
-                    tracing::warn!(sent, error = %message, "the commit failed; sending it again");
+                    tracing::warn!(sent, error = %message, "{what} failed; sending it again");
                     tokio::time::sleep(pause).await;
                 }
-                Err(other) => return Err(other),
+                other => return (other, sent),
             }
         }
     }

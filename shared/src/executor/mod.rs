@@ -469,25 +469,12 @@ impl Executor {
             StoredResult::Json(text) => (text.into_bytes(), false),
             StoredResult::Object(_) => (json.as_bytes().to_vec(), false),
         };
-        let mut sent = 0;
-        loop {
-            sent += 1;
-            match objects.put(&key, body.clone(), gzip).await {
-                Ok(()) => break,
-                Err(err @ StoreError::Unavailable { .. }) => {
-                    let pause = claim::commit_backoff(sent);
-                    let pause_ms = i64::try_from(pause.as_millis()).unwrap_or(i64::MAX);
-                    if sent >= claim::COMMIT_ATTEMPTS
-                        || self.clock.now_ms() + pause_ms >= lease_end_ms
-                    {
-                        return Err(ResultFailure::Unavailable(err));
-                    }
-                    tracing::warn!(sent, error = %err, "the result object was not written; sending it again");
-                    tokio::time::sleep(pause).await;
-                }
-                Err(err) => return Err(ResultFailure::Unavailable(err)),
-            }
-        }
+        let (put, _) = self
+            .send_within_lease("writing the result object", lease_end_ms, || {
+                objects.put(&key, body.clone(), gzip)
+            })
+            .await;
+        put.map_err(ResultFailure::Unavailable)?;
         tracing::info!(
             bytes = json.len(),
             stored = body.len(),
