@@ -197,3 +197,71 @@ async fn nothing_listening_is_a_transport_error() {
     );
     assert!(err.is_retryable());
 }
+
+/// A credentials provider that counts how often it is asked, handing out credentials
+/// that expire `lifetime` from now.
+#[derive(Debug)]
+struct Counting {
+    calls: Arc<Mutex<u32>>,
+    lifetime: Duration,
+}
+
+impl aws_credential_types::provider::ProvideCredentials for Counting {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        *self.calls.lock().expect("calls") += 1;
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+            "AKID",
+            "SECRET",
+            Some("TOKEN".into()),
+            Some(std::time::SystemTime::now() + self.lifetime),
+            "counting",
+        )))
+    }
+}
+
+/// How often the provider is asked for two requests, when its credentials last `lifetime`.
+async fn provider_calls_for_two_requests(lifetime: Duration) -> u32 {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let calls = Arc::new(Mutex::new(0));
+    let config = config(&server.uri())
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Counting {
+            calls: calls.clone(),
+            lifetime,
+        }))
+        .build();
+    let client = SignedClient::with_settings(&config, AwsService::S3, quick()).expect("client");
+    for _ in 0..2 {
+        client
+            .send(&AwsRequest::new("GetObject", Method::GET, "/bucket/key"))
+            .await
+            .expect("answer");
+    }
+    for r in server.received_requests().await.expect("recorded") {
+        assert_eq!(r.headers["x-amz-security-token"], "TOKEN");
+    }
+    *calls.lock().expect("calls")
+}
+
+#[tokio::test]
+async fn credentials_are_kept_until_five_minutes_before_they_expire() {
+    assert_eq!(
+        provider_calls_for_two_requests(Duration::from_secs(3600)).await,
+        1,
+        "fresh credentials are read once"
+    );
+    assert_eq!(
+        provider_calls_for_two_requests(Duration::from_secs(240)).await,
+        2,
+        "credentials expiring within five minutes are read again"
+    );
+}

@@ -972,5 +972,16 @@ mod tests {
             let ceiling = settings.base_backoff * (1 << (attempt - 1).min(16));
             assert!(wait <= ceiling, "{attempt}: {wait:?}");
         }
+        // Full jitter over a ceiling that doubles: the third wait's ceiling is four times
+        // the base, so among 200 draws some exceed twice the base (all failing to has a
+        // probability of 2^-200).
+        let longest = (0..200)
+            .map(|_| backoff(&settings, 3))
+            .max()
+            .expect("draws");
+        assert!(
+            longest > settings.base_backoff * 2,
+            "the third wait never exceeded twice the base: {longest:?}"
+        );
     }
 }
