@@ -265,3 +265,97 @@ async fn credentials_are_kept_until_five_minutes_before_they_expire() {
         "credentials expiring within five minutes are read again"
     );
 }
+
+/// The S3 result objects (`actiondo::store::s3::S3Objects`) against moto's S3: what the
+/// conformance suite's large results do not reach.
+#[tokio::test]
+async fn s3_objects_on_moto_create_read_and_refuse() {
+    use actiondo::store::ObjectStore;
+    use actiondo::store::s3::S3Objects;
+    let Some(moto) = actiondo::testing::server_url("ACTIONDO_TEST_MOTO_URL", "S3 objects on moto")
+    else {
+        return;
+    };
+    let config = config(&moto)
+        .into_builder()
+        .region(Region::new("us-east-1"))
+        .build();
+    let bucket = format!("signed-{}", uuid::Uuid::new_v4().simple());
+    let objects = S3Objects::new(&config, bucket.as_str()).expect("objects");
+    objects.create_bucket().await.expect("created");
+    objects
+        .create_bucket()
+        .await
+        .expect("creating a bucket we own again is not an error");
+
+    // A missing key reads as none (the executor then says the object is gone); a missing
+    // bucket is an error to retry, not an absent result.
+    assert_eq!(
+        objects.get(&bucket, "results/none").await.expect("get"),
+        None
+    );
+    let err = objects
+        .get(&format!("{bucket}-absent"), "results/none")
+        .await
+        .expect_err("no such bucket");
+    assert!(err.to_string().contains("NoSuchBucket"), "{err}");
+
+    objects
+        .put("results/a/b", b"{\"x\":1}".to_vec(), false)
+        .await
+        .expect("put");
+    assert_eq!(
+        objects.get(&bucket, "results/a/b").await.expect("get"),
+        Some(b"{\"x\":1}".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn creating_a_bucket_fails_unless_it_exists_already() {
+    use actiondo::store::s3::S3Objects;
+    let server = MockServer::start().await;
+    let answer = |code: &str, status: u16| {
+        ResponseTemplate::new(status).set_body_string(format!(
+            "<Error><Code>{code}</Code><Message>m</Message></Error>"
+        ))
+    };
+    Mock::given(method("PUT"))
+        .and(path("/owned"))
+        .respond_with(answer("BucketAlreadyOwnedByYou", 409))
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/denied"))
+        .respond_with(answer("AccessDenied", 403))
+        .mount(&server)
+        .await;
+    let config = config(&server.uri());
+    S3Objects::new(&config, "owned")
+        .expect("objects")
+        .create_bucket()
+        .await
+        .expect("a bucket we own already is created");
+    let err = S3Objects::new(&config, "denied")
+        .expect("objects")
+        .create_bucket()
+        .await
+        .expect_err("denied");
+    assert!(err.to_string().contains("AccessDenied"), "{err}");
+}
+
+#[test]
+fn the_results_bucket_comes_from_its_variable() {
+    use actiondo::store::ObjectStore;
+    use actiondo::store::s3::S3Objects;
+    let config = config("http://127.0.0.1:1");
+    let named = S3Objects::from_lookup(&config, |name| {
+        (name == "ACTIONDO_RESULTS_BUCKET").then(|| "results-b".to_owned())
+    })
+    .expect("lookup")
+    .expect("a bucket");
+    assert_eq!(named.bucket(), "results-b");
+    for value in [None, Some(String::new())] {
+        let none = S3Objects::from_lookup(&config, |_| value.clone()).expect("lookup");
+        assert!(none.is_none(), "{value:?}");
+    }
+}
