@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use actiondo::aws::signed::{AwsService, SignedClient};
 use actiondo::config::Settings;
 use actiondo::trigger::{EventShape, Meta, RawEvent, TriggerSettings, catch_panic};
 use actiondo::{ActionError, BoxError, StoreConfig};
@@ -12,7 +13,8 @@ use serde_json::Value;
 
 use crate::dispatch::LambdaDispatcher;
 
-/// Set up once (tracing, the store, the Lambda client, the function of every action from
+/// Set up once (tracing, the store, the Lambda client (signed requests,
+/// `actiondo::aws::signed`), the function of every action from
 /// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`, the key cache's
 /// TTL from `ACTIONDO_KEY_CACHE_TTL`, all read once from the environment) and serve
 /// invocations. Every HTTP route needs an API key.
@@ -25,7 +27,12 @@ pub async fn run() -> Result<(), BoxError> {
     let catalog = actiondo_catalog::descriptors();
     let functions = LambdaDispatcher::functions(&catalog, &settings)?;
     let config = actiondo::aws::sdk_config_from_settings(&settings)?;
-    let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);
+    let lambda = SignedClient::with_settings(
+        &config,
+        AwsService::LAMBDA,
+        LambdaDispatcher::client_settings(),
+    )?;
+    let dispatcher = LambdaDispatcher::new(lambda, functions);
     let store = StoreConfig::from_settings_or(&settings, StoreConfig::DynamoDb)?
         .open_with(&settings)
         .await?;
