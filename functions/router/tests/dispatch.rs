@@ -717,3 +717,38 @@ async fn lambda_failures_are_said_in_plain_words() {
         "{message}"
     );
 }
+
+/// `ACTIONDO_CONSOLE=on` serves the console's pages in a router built with the feature
+/// `console`; built without it (the deployed default: template.yaml does not turn the
+/// console on), the setting is a start-up error naming the feature, never a console that
+/// silently is not there. Without the setting, the routes are the API's either way.
+#[tokio::test]
+async fn the_console_is_served_only_by_a_router_built_with_it() {
+    let (api_router, _received, server) = lambda_router(&[]).await;
+    let on = Settings::from_pairs([("ACTIONDO_CONSOLE", "on")]);
+    let off = Settings::from_pairs([("ACTIONDO_CONSOLE", "off")]);
+    let plain = router::lambda::with_console(api_router.clone(), &off).expect("no console asked");
+    let page = send(&plain, common::get("/console/")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.text());
+    let served = router::lambda::with_console(api_router, &on);
+    assert_eq!(
+        served.is_ok(),
+        cfg!(feature = "console"),
+        "served only by a router built with the console"
+    );
+    match served {
+        Ok(with) => {
+            let page = send(&with, common::get("/console/")).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+            assert!(page.text().contains("<html"), "{}", page.text());
+        }
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("ACTIONDO_CONSOLE=on") && message.contains("--features console"),
+                "{message}"
+            );
+        }
+    }
+    server.abort();
+}
