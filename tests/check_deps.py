@@ -17,6 +17,10 @@ api/, so they are checked through it):
   `actiondo serve`); in AWS, Step Functions runs the workflows.
 - aws-sdk-s3: results too large for a DynamoDB item go to S3 through signed requests
   (`actiondo::aws::signed`); the SDK would add 1.45 MB (BENCHMARKS.md, issue 13);
+- aws-sdk-lambda / aws-sdk-sfn: the router invokes the actions' functions (Lambda
+  `Invoke`) and calls Step Functions (five operations) with signed requests
+  (`actiondo::aws::signed`); the two SDK crates stay in the CLI's and the tests' trees
+  (creating state machines on moto, driving `cargo lambda watch`), never in a function's;
 - actiondo-mcp / rmcp: the MCP server is served by the CLI (`actiondo mcp`, `/mcp` of
   `actiondo serve`), not by an action's function.
 
@@ -40,6 +44,8 @@ FORBIDDEN = {
     "aws-lc-rs": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
     "aws-lc-sys": "rustls on aws-lc (an SDK crate's `default-https-client`, or reqwest's `rustls`)",
     "aws-sdk-s3": "the S3 SDK (result objects use actiondo::aws::signed, 1.45 MB smaller)",
+    "aws-sdk-lambda": "the Lambda SDK (the router's Invoke requests use actiondo::aws::signed)",
+    "aws-sdk-sfn": "the Step Functions SDK (the router's workflow calls use actiondo::aws::signed)",
     "actiondo-workflow": "the local workflow engine (CLI only; Step Functions runs workflows in AWS)",
     "actiondo-mcp": "the MCP server (docs/architecture.md §7.6): the CLI's, not a function's",
     "rmcp": "the MCP SDK (actiondo-mcp): the CLI's, not a function's",

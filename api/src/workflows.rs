@@ -25,12 +25,8 @@
 use std::collections::BTreeMap;
 
 use actiondo::ActionError;
+use actiondo::aws::signed::{AwsError, AwsService, SignedClient};
 use async_trait::async_trait;
-use aws_sdk_sfn::config::http::HttpResponse;
-use aws_sdk_sfn::error::{DisplayErrorContext, SdkError};
-use aws_sdk_sfn::operation::describe_execution::{DescribeExecutionError, DescribeExecutionOutput};
-use aws_sdk_sfn::operation::list_executions::ListExecutionsError;
-use aws_sdk_sfn::operation::start_execution::StartExecutionError;
 use aws_smithy_types::date_time::Format;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -270,17 +266,36 @@ pub fn list_body(name: &str, query: &ListQuery, page: &ExecutionPage) -> Value {
     body
 }
 
-/// The state machines the router may start, and a Step Functions client.
+/// The state machines the router may start, and a Step Functions client: five operations
+/// of its JSON protocol (`StartExecution`, `DescribeExecution`, `GetExecutionHistory`,
+/// `ListExecutions`, `RedriveExecution`) as requests signed by
+/// [`SignedClient`] (`actiondo::aws::signed`), not `aws-sdk-sfn`, which would add its
+/// size to the router's Lambda binary (BENCHMARKS.md, "The router").
 #[derive(Debug, Clone)]
 pub struct Workflows {
-    client: aws_sdk_sfn::Client,
+    /// The client, or why there is none (a configuration without a region): each call
+    /// then fails with that reason, as an SDK client without a region would.
+    client: Result<SignedClient, String>,
     machines: BTreeMap<String, String>,
 }
 
+/// The `X-Amz-Target` of each operation.
+mod target {
+    pub(super) const START: &str = "AWSStepFunctions.StartExecution";
+    pub(super) const DESCRIBE: &str = "AWSStepFunctions.DescribeExecution";
+    pub(super) const HISTORY: &str = "AWSStepFunctions.GetExecutionHistory";
+    pub(super) const LIST: &str = "AWSStepFunctions.ListExecutions";
+    pub(super) const REDRIVE: &str = "AWSStepFunctions.RedriveExecution";
+}
+
 impl Workflows {
-    /// `machines` (workflow name → state machine ARN) through `client`.
-    pub fn new(client: aws_sdk_sfn::Client, machines: BTreeMap<String, String>) -> Self {
-        Self { client, machines }
+    /// `machines` (workflow name → state machine ARN) through `client` (a [`SignedClient`]
+    /// of [`AwsService::STEP_FUNCTIONS`]).
+    pub fn new(client: SignedClient, machines: BTreeMap<String, String>) -> Self {
+        Self {
+            client: Ok(client),
+            machines,
+        }
     }
 
     /// The state machines named by `ACTIONDO_WORKFLOW_*` in `settings`
@@ -299,8 +314,9 @@ impl Workflows {
     }
 
     /// The state machines of [`Self::machines`] with a client built from `config` (in
-    /// Lambda, [`actiondo::aws::sdk_config_from_settings`]); `None` when no
-    /// `ACTIONDO_WORKFLOW_*` is set.
+    /// Lambda, [`actiondo::aws::sdk_config_from_settings`]; its endpoint
+    /// `AWS_ENDPOINT_URL_SFN`, else `AWS_ENDPOINT_URL`, else the regional one); `None`
+    /// when no `ACTIONDO_WORKFLOW_*` is set.
     pub fn from_settings(
         settings: &actiondo::config::Settings,
         config: &aws_types::SdkConfig,
@@ -309,7 +325,11 @@ impl Workflows {
         if machines.is_empty() {
             return None;
         }
-        Some(Self::new(aws_sdk_sfn::Client::new(config), machines))
+        Some(Self {
+            client: SignedClient::new(config, AwsService::STEP_FUNCTIONS)
+                .map_err(|e| e.to_string()),
+            machines,
+        })
     }
 
     /// The workflow names.
@@ -355,44 +375,63 @@ impl Workflows {
         .with_details(json!({"workflow": name, "executionName": execution}))
     }
 
+    /// Call operation `target` with `input`: the answer read as `T`, or the service's
+    /// error (`Err(Ok(_))`, for the caller to map its codes), or the action error of a
+    /// failure no operation maps (`Err(Err(_))`: see [`sfn_error`]).
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        doing: &str,
+        name: &str,
+        target: &'static str,
+        input: &Value,
+    ) -> Result<T, Failure> {
+        let client = self.client.as_ref().map_err(|why| {
+            Failure::Other(ActionError::internal(format!(
+                "{doing} workflow {name} failed: Step Functions is not configured: {why}"
+            )))
+        })?;
+        let output = client
+            .call_json(target, input)
+            .await
+            .map_err(Failure::Service)?;
+        serde_json::from_value(output).map_err(|e| {
+            tracing::warn!(operation = target, error = %e, "an unreadable Step Functions answer");
+            Failure::Other(ActionError::transient(format!(
+                "{doing} workflow {name} failed: Step Functions answered something unreadable; try again {LOGGED}"
+            )))
+        })
+    }
+
     /// The events of execution `execution` of workflow `name` (`GetExecutionHistory`,
     /// every page).
     pub async fn history(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        const DOING: &str = "reading the history of";
         let arn = self.arn(name, execution)?;
         let mut events = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self
-                .client
-                .get_execution_history()
-                .execution_arn(&arn)
-                .max_results(1000)
-                .set_next_token(token.take())
-                .send()
-                .await;
-            let page = match page {
+            let mut input = json!({"executionArn": arn, "maxResults": 1000});
+            if let Some(t) = token.take() {
+                input["nextToken"] = json!(t);
+            }
+            let page: HistoryPage = match self.call(DOING, name, target::HISTORY, &input).await {
                 Ok(p) => p,
-                Err(SdkError::ServiceError(e))
-                    if matches!(
-                        e.err(),
-                        aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryError::ExecutionDoesNotExist(_)
-                    ) =>
-                {
+                Err(Failure::Service(e)) if e.code() == Some("ExecutionDoesNotExist") => {
                     return Err(Self::not_found(name, execution));
                 }
-                Err(e) => return Err(sdk_error("reading the history of", name, &e)),
+                Err(e) => return Err(e.into_action_error(DOING, name)),
             };
-            for e in page.events() {
+            for e in &page.events {
                 events.push(json!({
-                    "id": e.id(),
-                    "previousEventId": e.previous_event_id(),
-                    "timestamp": date(e.timestamp()),
-                    "type": e.r#type().as_str(),
+                    "id": e.id,
+                    "previousEventId": e.previous_event_id,
+                    "timestamp": date(e.timestamp.unwrap_or_default()),
+                    "type": e.kind,
                     "details": event_details(e),
                 }));
             }
-            match page.next_token() {
-                Some(t) => token = Some(t.to_owned()),
+            match page.next_token {
+                Some(t) => token = Some(t),
                 None => break,
             }
         }
@@ -402,85 +441,82 @@ impl Workflows {
     /// `RedriveExecution` of execution `execution` of workflow `name`, then its
     /// description.
     pub async fn redrive(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        const DOING: &str = "redriving";
         let arn = self.arn(name, execution)?;
+        // The operation's idempotency token, which the SDKs fill in: one per redrive asked,
+        // the same across the client's retries of it.
+        let input = json!({"executionArn": arn, "clientToken": client_token()});
         match self
-            .client
-            .redrive_execution()
-            .execution_arn(&arn)
-            .send()
+            .call::<Value>(DOING, name, target::REDRIVE, &input)
             .await
         {
             Ok(_) => self.describe(name, execution).await,
-            Err(SdkError::ServiceError(e)) => {
-                use aws_sdk_sfn::operation::redrive_execution::RedriveExecutionError as R;
-                match e.err() {
-                    R::ExecutionDoesNotExist(_) => Err(Self::not_found(name, execution)),
-                    R::ExecutionNotRedrivable(x) => Err(ActionError::conflict(format!(
-                        "the execution {execution:?} of {name} cannot be redriven: {}",
-                        x.message().unwrap_or("not redrivable")
-                    ))),
-                    _ => Err(sdk_error("redriving", name, &SdkError::ServiceError(e))),
+            Err(Failure::Service(e)) => match e.code() {
+                Some("ExecutionDoesNotExist") => Err(Self::not_found(name, execution)),
+                Some("ExecutionNotRedrivable") => {
+                    let why = match &e {
+                        AwsError::Service { message, .. } if !message.is_empty() => {
+                            message.as_str()
+                        }
+                        _ => "not redrivable",
+                    };
+                    Err(ActionError::conflict(format!(
+                        "the execution {execution:?} of {name} cannot be redriven: {why}"
+                    )))
                 }
-            }
-            Err(e) => Err(sdk_error("redriving", name, &e)),
+                _ => Err(sfn_error(DOING, name, &e)),
+            },
+            Err(e) => Err(e.into_action_error(DOING, name)),
         }
     }
 
     /// One page of the executions of workflow `name` (`ListExecutions`, newest first,
     /// with `statusFilter`, `maxResults` and `nextToken`).
     pub async fn list(&self, name: &str, query: &ListQuery) -> Result<ExecutionPage, ActionError> {
+        const DOING: &str = "listing the executions of";
         let machine = self.machine(name)?;
-        let status = query
-            .status
-            .as_deref()
-            .map(aws_sdk_sfn::types::ExecutionStatus::from);
-        let listed = self
-            .client
-            .list_executions()
-            .state_machine_arn(machine)
-            .set_status_filter(status)
-            .max_results(i32::try_from(query.limit).unwrap_or(i32::MAX))
-            .set_next_token(query.token.clone())
-            .send()
-            .await;
-        let out = match listed {
+        let mut input = json!({
+            "stateMachineArn": machine,
+            "maxResults": i32::try_from(query.limit).unwrap_or(i32::MAX),
+        });
+        if let Some(status) = &query.status {
+            input["statusFilter"] = json!(status);
+        }
+        if let Some(token) = &query.token {
+            input["nextToken"] = json!(token);
+        }
+        let out: ListPage = match self.call(DOING, name, target::LIST, &input).await {
             Ok(out) => out,
-            Err(SdkError::ServiceError(e)) => match e.err() {
-                ListExecutionsError::InvalidToken(_) => {
+            Err(Failure::Service(e)) => match e.code() {
+                Some("InvalidToken") => {
                     return Err(ActionError::validation(
                         "the cursor is not valid any more (Step Functions' page tokens last 24 hours); page from the newest again",
                     ));
                 }
-                ListExecutionsError::StateMachineDoesNotExist(_) => {
+                Some("StateMachineDoesNotExist") => {
                     return Err(ActionError::not_found(format!(
                         "the state machine of workflow {name} does not exist"
                     ))
                     .with_details(json!({"workflow": name})));
                 }
-                _ => {
-                    return Err(sdk_error(
-                        "listing the executions of",
-                        name,
-                        &SdkError::ServiceError(e),
-                    ));
-                }
+                _ => return Err(sfn_error(DOING, name, &e)),
             },
-            Err(e) => return Err(sdk_error("listing the executions of", name, &e)),
+            Err(e) => return Err(e.into_action_error(DOING, name)),
         };
         let executions = out
-            .executions()
-            .iter()
+            .executions
+            .into_iter()
             .map(|x| ExecutionSummary {
-                execution_name: x.name().to_owned(),
-                status: x.status().as_str().to_owned(),
-                start_date: date(x.start_date()).unwrap_or_default(),
-                stop_date: x.stop_date().and_then(date),
-                redrive_count: x.redrive_count().and_then(|n| u32::try_from(n).ok()),
+                execution_name: x.name,
+                status: x.status,
+                start_date: date(x.start_date.unwrap_or_default()).unwrap_or_default(),
+                stop_date: x.stop_date.and_then(date),
+                redrive_count: x.redrive_count.and_then(|n| u32::try_from(n).ok()),
             })
             .collect();
         Ok(ExecutionPage {
             executions,
-            next_token: out.next_token().map(str::to_owned),
+            next_token: out.next_token,
         })
     }
 
@@ -491,27 +527,26 @@ impl Workflows {
         execution: &str,
         input: &Value,
     ) -> Result<Started, ActionError> {
+        const DOING: &str = "starting";
         let machine = self.machine(name)?;
         validate_execution_name(execution)?;
-        let started = self
-            .client
-            .start_execution()
-            .state_machine_arn(machine)
-            .name(execution)
-            .input(input.to_string())
-            .send()
-            .await;
-        match started {
+        let request = json!({
+            "stateMachineArn": machine,
+            "name": execution,
+            "input": input.to_string(),
+        });
+        match self
+            .call::<StartOutput>(DOING, name, target::START, &request)
+            .await
+        {
             Ok(out) => Ok(Started::Started(json!({
                 "workflow": name,
                 "executionName": execution,
-                "executionArn": out.execution_arn(),
-                "startDate": date(out.start_date()),
+                "executionArn": out.execution_arn,
+                "startDate": date(out.start_date.unwrap_or_default()),
                 "status": "RUNNING",
             }))),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), StartExecutionError::ExecutionAlreadyExists(_)) =>
-            {
+            Err(Failure::Service(e)) if e.code() == Some("ExecutionAlreadyExists") => {
                 let existing = self.describe(name, execution).await?;
                 if existing.get("input") == Some(input) {
                     Ok(Started::Existing(existing))
@@ -522,12 +557,13 @@ impl Workflows {
                     .with_details(json!({"workflow": name, "executionName": execution})))
                 }
             }
-            Err(e) => Err(sdk_error("starting", name, &e)),
+            Err(e) => Err(e.into_action_error(DOING, name)),
         }
     }
 
     /// The execution `execution` of workflow `name`.
     pub async fn describe(&self, name: &str, execution: &str) -> Result<Value, ActionError> {
+        const DOING: &str = "describing";
         let machine = self.machine(name)?;
         validate_execution_name(execution)?;
         let arn = execution_arn(machine, execution).ok_or_else(|| {
@@ -536,22 +572,14 @@ impl Workflows {
             ))
         })?;
         match self
-            .client
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
+            .call::<DescribeOutput>(DOING, name, target::DESCRIBE, &json!({"executionArn": arn}))
             .await
         {
             Ok(out) => Ok(describe_output(name, execution, &out)),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), DescribeExecutionError::ExecutionDoesNotExist(_)) =>
-            {
-                Err(ActionError::not_found(format!(
-                    "there is no execution {execution:?} of workflow {name}"
-                ))
-                .with_details(json!({"workflow": name, "executionName": execution})))
+            Err(Failure::Service(e)) if e.code() == Some("ExecutionDoesNotExist") => {
+                Err(Self::not_found(name, execution))
             }
-            Err(e) => Err(sdk_error("describing", name, &e)),
+            Err(e) => Err(e.into_action_error(DOING, name)),
         }
     }
 }
@@ -583,9 +611,137 @@ impl WorkflowService for Workflows {
     }
 }
 
+/// What the five operations answer, read leniently as the SDK reads them: a missing
+/// member is its default, unknown members are ignored. Timestamps are epoch seconds
+/// (JSON numbers, fractions allowed: the `awsJson1.0` protocol's timestamp format).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StartOutput {
+    #[serde(default)]
+    execution_arn: String,
+    #[serde(default)]
+    start_date: Option<f64>,
+}
+
+/// `DescribeExecution`'s answer, the members the routes show.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeOutput {
+    #[serde(default)]
+    execution_arn: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    start_date: Option<f64>,
+    #[serde(default)]
+    stop_date: Option<f64>,
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    cause: Option<String>,
+}
+
+/// `ListExecutions`' answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    executions: Vec<ListItem>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+/// One `ExecutionListItem`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListItem {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    start_date: Option<f64>,
+    #[serde(default)]
+    stop_date: Option<f64>,
+    #[serde(default)]
+    redrive_count: Option<i64>,
+}
+
+/// `GetExecutionHistory`'s answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryPage {
+    #[serde(default)]
+    events: Vec<HistoryEvent>,
+    #[serde(default)]
+    next_token: Option<String>,
+}
+
+/// One `HistoryEvent`: its number, the one before (0 for the first), when, its type, and
+/// the `*EventDetails` member of its type (only those the routes show are read).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HistoryEvent {
+    #[serde(default)]
+    id: i64,
+    #[serde(default)]
+    previous_event_id: i64,
+    #[serde(default)]
+    timestamp: Option<f64>,
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    state_entered_event_details: Option<EventDetails>,
+    #[serde(default)]
+    state_exited_event_details: Option<EventDetails>,
+    #[serde(default)]
+    task_scheduled_event_details: Option<EventDetails>,
+    #[serde(default)]
+    task_succeeded_event_details: Option<EventDetails>,
+    #[serde(default)]
+    task_failed_event_details: Option<EventDetails>,
+    #[serde(default)]
+    execution_failed_event_details: Option<EventDetails>,
+    #[serde(default)]
+    execution_succeeded_event_details: Option<EventDetails>,
+    #[serde(default)]
+    execution_started_event_details: Option<EventDetails>,
+}
+
+/// The members of the `*EventDetails` the routes show (each type has some of them).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventDetails {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    input: Option<String>,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    resource: Option<String>,
+    #[serde(default)]
+    parameters: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    cause: Option<String>,
+}
+
+/// A required member: empty when missing, as the SDK reads it.
+fn required(member: &Option<String>) -> &str {
+    member.as_deref().unwrap_or_default()
+}
+
 /// The details of a history event that the routes show: the state's name, input and
-/// output, a Task's resource and parameters, an error and its cause.
-fn event_details(e: &aws_sdk_sfn::types::HistoryEvent) -> Value {
+/// output, a Task's resource and parameters, an error and its cause. (A state's `name`
+/// and a Task's `resource` and `parameters` are required members: empty when missing,
+/// as the SDK reads them.)
+fn event_details(e: &HistoryEvent) -> Value {
     let mut d = serde_json::Map::new();
     let mut put = |k: &str, v: Option<&str>, parse: bool| {
         if let Some(v) = v {
@@ -595,34 +751,34 @@ fn event_details(e: &aws_sdk_sfn::types::HistoryEvent) -> Value {
             );
         }
     };
-    if let Some(x) = e.state_entered_event_details() {
-        put("name", Some(x.name()), false);
-        put("input", x.input(), true);
+    if let Some(x) = &e.state_entered_event_details {
+        put("name", Some(required(&x.name)), false);
+        put("input", x.input.as_deref(), true);
     }
-    if let Some(x) = e.state_exited_event_details() {
-        put("name", Some(x.name()), false);
-        put("output", x.output(), true);
+    if let Some(x) = &e.state_exited_event_details {
+        put("name", Some(required(&x.name)), false);
+        put("output", x.output.as_deref(), true);
     }
-    if let Some(x) = e.task_scheduled_event_details() {
-        put("resource", Some(x.resource()), false);
-        put("parameters", Some(x.parameters()), true);
+    if let Some(x) = &e.task_scheduled_event_details {
+        put("resource", Some(required(&x.resource)), false);
+        put("parameters", Some(required(&x.parameters)), true);
     }
-    if let Some(x) = e.task_succeeded_event_details() {
-        put("output", x.output(), true);
+    if let Some(x) = &e.task_succeeded_event_details {
+        put("output", x.output.as_deref(), true);
     }
-    if let Some(x) = e.task_failed_event_details() {
-        put("error", x.error(), false);
-        put("cause", x.cause(), false);
+    if let Some(x) = &e.task_failed_event_details {
+        put("error", x.error.as_deref(), false);
+        put("cause", x.cause.as_deref(), false);
     }
-    if let Some(x) = e.execution_failed_event_details() {
-        put("error", x.error(), false);
-        put("cause", x.cause(), false);
+    if let Some(x) = &e.execution_failed_event_details {
+        put("error", x.error.as_deref(), false);
+        put("cause", x.cause.as_deref(), false);
     }
-    if let Some(x) = e.execution_succeeded_event_details() {
-        put("output", x.output(), true);
+    if let Some(x) = &e.execution_succeeded_event_details {
+        put("output", x.output.as_deref(), true);
     }
-    if let Some(x) = e.execution_started_event_details() {
-        put("input", x.input(), true);
+    if let Some(x) = &e.execution_started_event_details {
+        put("input", x.input.as_deref(), true);
     }
     Value::Object(d)
 }
@@ -669,8 +825,12 @@ pub fn validate_execution_name(name: &str) -> Result<(), ActionError> {
     Ok(())
 }
 
-fn date(d: &aws_smithy_types::DateTime) -> Option<String> {
-    d.fmt(Format::DateTime).ok()
+/// Epoch seconds as the routes show times: RFC 3339 in UTC, as the SDK formats its
+/// `DateTime` (`2026-03-01T12:00:00.123Z`).
+fn date(epoch_seconds: f64) -> Option<String> {
+    aws_smithy_types::DateTime::from_secs_f64(epoch_seconds)
+        .fmt(Format::DateTime)
+        .ok()
 }
 
 fn json_text(text: Option<&str>) -> Value {
@@ -679,47 +839,112 @@ fn json_text(text: Option<&str>) -> Value {
     })
 }
 
-fn describe_output(name: &str, execution: &str, out: &DescribeExecutionOutput) -> Value {
+fn describe_output(name: &str, execution: &str, out: &DescribeOutput) -> Value {
     let mut view = json!({
         "workflow": name,
         "executionName": execution,
-        "executionArn": out.execution_arn(),
-        "status": out.status().as_str(),
-        "startDate": date(out.start_date()),
-        "input": json_text(out.input()),
+        "executionArn": out.execution_arn,
+        "status": out.status,
+        "startDate": date(out.start_date.unwrap_or_default()),
+        "input": json_text(out.input.as_deref()),
     });
-    if let Some(stop) = out.stop_date() {
+    if let Some(stop) = out.stop_date {
         view["stopDate"] = json!(date(stop));
     }
-    if out.output().is_some() {
-        view["output"] = json_text(out.output());
+    if out.output.is_some() {
+        view["output"] = json_text(out.output.as_deref());
     }
-    if out.error().is_some() || out.cause().is_some() {
-        view["error"] = json!({"error": out.error(), "cause": json_text(out.cause())});
+    if out.error.is_some() || out.cause.is_some() {
+        view["error"] = json!({"error": out.error, "cause": json_text(out.cause.as_deref())});
     }
     view
 }
 
-/// A failed Step Functions call: throttling and an unreachable service are transient, the
-/// rest a deployment problem.
-fn sdk_error<E>(doing: &str, name: &str, err: &SdkError<E, HttpResponse>) -> ActionError
-where
-    E: std::error::Error + 'static,
-{
-    let text = format!(
-        "{doing} workflow {name} failed: {}",
-        DisplayErrorContext(err)
-    );
+/// A random version 4 UUID, the idempotency token of a `RedriveExecution`.
+fn client_token() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the time still makes the token differ from the last one.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = nanos.to_le_bytes();
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// Where the cause of a failure is: the log, in the span of the request (its id is in the
+/// answer of a 5xx, `X-Request-Id`).
+const LOGGED: &str = "(the log of this request has the cause)";
+
+/// Why a call failed: the service's error, for the operation to map its own codes, or an
+/// action error already.
+enum Failure {
+    Service(AwsError),
+    Other(ActionError),
+}
+
+impl Failure {
+    fn into_action_error(self, doing: &str, name: &str) -> ActionError {
+        match self {
+            Failure::Service(e) => sfn_error(doing, name, &e),
+            Failure::Other(e) => e,
+        }
+    }
+}
+
+/// A failed Step Functions call that no operation maps: throttling, a 5xx answer and an
+/// unreachable service are transient, the rest a deployment problem. The message says
+/// what failed in plain words, with Step Functions' error code when it answered; its own
+/// text (which names accounts, roles, ARNs) and the client's go to the log line only.
+fn sfn_error(doing: &str, name: &str, err: &AwsError) -> ActionError {
     match err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            ActionError::transient(text)
+        AwsError::Service { code, status, .. } if err.is_retryable() => {
+            tracing::warn!(workflow = name, error = %err, "a Step Functions call failed");
+            ActionError::transient(format!(
+                "{doing} workflow {name} failed: Step Functions answered {code} (HTTP {status}); try again {LOGGED}"
+            ))
         }
-        SdkError::ServiceError(e)
-            if e.raw().status().as_u16() == 429 || e.raw().status().is_server_error() =>
-        {
-            ActionError::transient(text)
+        AwsError::Service { code, .. } if code == "InvalidResponse" => {
+            tracing::warn!(workflow = name, error = %err, "an unreadable Step Functions answer");
+            ActionError::transient(format!(
+                "{doing} workflow {name} failed: Step Functions answered something unreadable; try again {LOGGED}"
+            ))
         }
-        _ => ActionError::internal(text),
+        AwsError::Service { code, status, .. } => {
+            tracing::error!(workflow = name, error = %err, "a Step Functions call failed");
+            ActionError::internal(format!(
+                "{doing} workflow {name} failed: Step Functions answered {code} (HTTP {status}) {LOGGED}"
+            ))
+        }
+        AwsError::Transport { timeout, .. } => {
+            tracing::warn!(workflow = name, error = %err, "Step Functions did not answer");
+            let how = if *timeout {
+                "did not answer in time"
+            } else {
+                "could not be reached"
+            };
+            ActionError::transient(format!(
+                "{doing} workflow {name} failed: Step Functions {how}; try again {LOGGED}"
+            ))
+        }
+        AwsError::Credentials { .. } | AwsError::Request { .. } => {
+            tracing::error!(workflow = name, error = %err, "a Step Functions request could not be sent");
+            ActionError::internal(format!(
+                "{doing} workflow {name} failed: the request to Step Functions could not be signed or built {LOGGED}"
+            ))
+        }
     }
 }
 

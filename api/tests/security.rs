@@ -277,8 +277,11 @@ async fn an_unknown_workflow_names_no_workflow_outside_the_scope() {
             (name.clone(), arn)
         })
         .collect();
-    let client =
-        aws_sdk_sfn::Client::new(&actiondo::testing::local_aws_config("http://127.0.0.1:9"));
+    let client = actiondo::aws::signed::SignedClient::new(
+        &actiondo::testing::local_aws_config("http://127.0.0.1:9"),
+        actiondo::aws::signed::AwsService::STEP_FUNCTIONS,
+    )
+    .expect("a Step Functions client");
     s.router = s
         .api
         .clone()

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actiondo::Executor;
+use actiondo::aws::signed::{AwsService, SignedClient};
 use actiondo::store::sqlite::SqliteStore;
 use actiondo_api::{Api, Auth, InProcess, Workflows};
 use http::{Request, StatusCode};
@@ -19,8 +20,19 @@ fn moto_url() -> Option<String> {
     actiondo::testing::server_url("ACTIONDO_TEST_MOTO_URL", "Step Functions on moto")
 }
 
+/// The SDK's client, for what the router never does (create and stop state machines).
 fn sfn_client(url: &str) -> aws_sdk_sfn::Client {
     aws_sdk_sfn::Client::new(&actiondo::testing::local_aws_config(url))
+}
+
+/// The router's Step Functions: signed requests to moto.
+fn workflows(url: &str, machines: BTreeMap<String, String>) -> Workflows {
+    let client = SignedClient::new(
+        &actiondo::testing::local_aws_config(url),
+        AwsService::STEP_FUNCTIONS,
+    )
+    .expect("a Step Functions client");
+    Workflows::new(client, machines)
 }
 
 async fn call(
@@ -72,8 +84,8 @@ async fn workflow_executions_are_named_by_the_idempotency_key() {
         store,
         Auth::Disabled,
     )
-    .with_workflows(Workflows::new(
-        client.clone(),
+    .with_workflows(workflows(
+        &url,
         BTreeMap::from([("demo".to_owned(), arn.clone())]),
     ));
     let app = api.into_router();
@@ -175,8 +187,8 @@ async fn an_execution_history_colours_the_console_graph() {
         store,
         Auth::Disabled,
     )
-    .with_workflows(Workflows::new(
-        client.clone(),
+    .with_workflows(workflows(
+        &url,
         BTreeMap::from([("demo".to_owned(), machine.state_machine_arn().to_owned())]),
     ))
     .with_workflow_definitions(BTreeMap::from([("demo".to_owned(), definition)]));
@@ -266,8 +278,8 @@ async fn a_workflows_executions_are_listed_newest_first_and_paged() {
         store,
         Auth::Disabled,
     )
-    .with_workflows(Workflows::new(
-        client.clone(),
+    .with_workflows(workflows(
+        &url,
         BTreeMap::from([("demo".to_owned(), machine.state_machine_arn().to_owned())]),
     ));
     let app = api.into_router();

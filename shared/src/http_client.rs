@@ -155,10 +155,88 @@ pub fn build(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, String>
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
+/// A client built on its first use ([`LazyClient::get`]) and shared by the clones of the
+/// value that holds it (one connection pool).
+///
+/// An action builds its provider's client in `from_env`; a program that builds the action
+/// only to describe it (the router's catalog of descriptions, docs/architecture.md §8.3)
+/// then never builds a client, and its binary links none of reqwest's connection code. A
+/// client that cannot be built fails the executions that need it, as a provider that
+/// is not configured does ([`crate::config::not_configured`]).
+#[derive(Clone)]
+pub struct LazyClient {
+    make: std::sync::Arc<dyn Fn() -> reqwest::ClientBuilder + Send + Sync>,
+    client: std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+}
+
+impl fmt::Debug for LazyClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazyClient")
+            .field("built", &self.client.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyClient {
+    /// A client that `make` describes (usually [`client_builder`] and some settings).
+    pub fn new(make: impl Fn() -> reqwest::ClientBuilder + Send + Sync + 'static) -> Self {
+        Self {
+            make: std::sync::Arc::new(make),
+            client: std::sync::Arc::default(),
+        }
+    }
+
+    /// The client, built on the first call; `ActionDo.Internal` naming `action` as not
+    /// configured (reason `not_configured`) when it cannot be built, on this call and
+    /// every later one.
+    pub fn get(&self, action: &str) -> Result<&reqwest::Client, ActionError> {
+        self.client
+            .get_or_init(|| build((self.make)()))
+            .as_ref()
+            .map_err(|problem| crate::config::not_configured(action, problem))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ErrorKind;
+
+    #[test]
+    fn a_lazy_client_is_built_once_on_first_use_and_shared_by_clones() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let built = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&built);
+        let lazy = LazyClient::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            client_builder("test", Duration::from_secs(1))
+        });
+        let clone = lazy.clone();
+        assert_eq!(built.load(Ordering::SeqCst), 0, "nothing built before use");
+        assert!(format!("{lazy:?}").contains("built: false"));
+        assert!(clone.get("a").is_ok());
+        assert!(lazy.get("a").is_ok());
+        assert_eq!(built.load(Ordering::SeqCst), 1, "one client for both");
+
+        // A client that cannot be built: every use fails as an unconfigured action.
+        let broken = LazyClient::new(|| reqwest::Client::builder().use_preconfigured_tls(42_u8));
+        for _ in 0..2 {
+            let e = broken
+                .get("send-notification")
+                .expect_err("cannot be built");
+            assert_eq!(e.kind(), ErrorKind::Internal);
+            assert!(
+                e.message().starts_with(
+                    "send-notification is not configured: cannot build the HTTP client: "
+                ),
+                "{e}"
+            );
+            assert_eq!(
+                e.details().map(|d| d["reason"].clone()),
+                Some(json!("not_configured"))
+            );
+        }
+    }
 
     #[test]
     fn statuses_are_classified() {

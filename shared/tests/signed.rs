@@ -359,3 +359,46 @@ fn the_results_bucket_comes_from_its_variable() {
         assert!(none.is_none(), "{value:?}");
     }
 }
+
+/// Lambda's throttling answer (`429 TooManyRequestsException`, its `Retry-After` header),
+/// with retries turned off: one send, and the error keeps the code and the header the
+/// caller needs for its own retry hint.
+#[tokio::test]
+async fn an_error_answer_keeps_its_headers_and_one_attempt_sends_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/2015-03-31/functions/f/invocations"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-amzn-errortype", "TooManyRequestsException")
+                .insert_header("retry-after", "7")
+                .set_body_json(json!({"Type": "User", "message": "Rate Exceeded."})),
+        )
+        .mount(&server)
+        .await;
+    let settings = ClientSettings {
+        max_attempts: 1,
+        ..quick()
+    };
+    let client = SignedClient::with_settings(&config(&server.uri()), AwsService::LAMBDA, settings)
+        .expect("client");
+    let err = client
+        .send(&AwsRequest::new(
+            "Invoke",
+            Method::POST,
+            "/2015-03-31/functions/f/invocations",
+        ))
+        .await
+        .expect_err("429");
+    assert_eq!(err.code(), Some("TooManyRequestsException"));
+    assert_eq!(err.status(), Some(429));
+    assert_eq!(err.header("retry-after"), Some("7"));
+    assert_eq!(
+        err.header("Retry-After"),
+        Some("7"),
+        "names are case-insensitive"
+    );
+    assert_eq!(err.header("x-amz-function-error"), None);
+    assert!(err.is_retryable(), "throttling is retryable by the caller");
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 1);
+}

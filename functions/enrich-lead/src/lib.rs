@@ -188,7 +188,7 @@ pub struct Provider {
     url: reqwest::Url,
     api_key: Option<String>,
     timeout: Duration,
-    client: reqwest::Client,
+    client: http_client::LazyClient,
 }
 
 impl Provider {
@@ -196,10 +196,13 @@ impl Provider {
     /// is wrong without repeating the URL (its query may carry a secret).
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         let url = http_client::http_url(url)?;
-        let client = http_client::build(http_client::client_builder(
-            concat!("action.do enrich-lead/", env!("CARGO_PKG_VERSION")),
-            timeout,
-        ))?;
+        // Built on the first lookup: describing the action (the router) builds none.
+        let client = http_client::LazyClient::new(move || {
+            http_client::client_builder(
+                concat!("action.do enrich-lead/", env!("CARGO_PKG_VERSION")),
+                timeout,
+            )
+        });
         Ok(Self {
             url,
             api_key: None,
@@ -227,6 +230,7 @@ impl Provider {
         let url = self.url_for(domain);
         let mut request = self
             .client
+            .get("enrich-lead")?
             .get(url.clone())
             .header(header::ACCEPT, "application/json");
         if let Some(key) = &self.api_key {

@@ -66,7 +66,7 @@ pub fn provider_or_problem(action: &str) -> Result<PaymentProvider, String> {
 /// The payment provider client. Cheap to clone (one connection pool).
 #[derive(Clone)]
 pub struct PaymentProvider {
-    http: reqwest::Client,
+    http: http_client::LazyClient,
     base_url: String,
     api_key: String,
     timeout: Duration,
@@ -149,11 +149,11 @@ impl PaymentProvider {
         if api_key.trim().is_empty() {
             return Err(ConfigError(format!("{PAYMENT_API_KEY_ENV} is empty")));
         }
-        let http = http_client::build(
+        // Built on the first request: describing the action (the router) builds none.
+        let http = http_client::LazyClient::new(move || {
             http_client::client_builder(concat!("actiondo/", env!("CARGO_PKG_VERSION")), timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(5))),
-        )
-        .map_err(ConfigError)?;
+                .connect_timeout(timeout.min(Duration::from_secs(5)))
+        });
         Ok(Self {
             http,
             base_url,
@@ -233,6 +233,7 @@ impl PaymentProvider {
         let url = format!("{}{path}", self.base_url);
         let response = self
             .http
+            .get("the payment provider")?
             .post(&url)
             .bearer_auth(&self.api_key)
             .header("Idempotency-Key", idempotency_key)

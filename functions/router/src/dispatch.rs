@@ -8,16 +8,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use actiondo::aws::signed::{AwsError, AwsRequest, AwsResponse, ClientSettings, SignedClient};
 use actiondo::config::ConfigError;
 use actiondo::error::ErrorPayload;
 use actiondo::{ActionError, Describe, Descriptors, ErrorBody, ErrorKind, Execution};
 use actiondo::{Invocation, Params};
 use actiondo_api::Dispatcher;
 use async_trait::async_trait;
-use aws_sdk_lambda::error::SdkError;
-use aws_sdk_lambda::operation::invoke::InvokeError;
-use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::InvocationType;
+use http::Method;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -34,30 +33,86 @@ pub fn function_env_var(action: &str) -> String {
     var
 }
 
-/// Invokes each action's own Lambda function through the Lambda Invoke API.
+/// How long one Invoke may take: a synchronous invocation answers when the function
+/// ends, and a function may run up to 15 minutes (the router, whose own timeout is
+/// shorter, never waits that long).
+pub const INVOKE_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Lambda's invocation types that the router uses (the header `X-Amz-Invocation-Type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvocationType {
+    /// Synchronous: the answer is the function's.
+    RequestResponse,
+    /// Queued by Lambda, which retries it on its own; the answer is `202 Accepted`.
+    Event,
+}
+
+impl InvocationType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestResponse => "RequestResponse",
+            Self::Event => "Event",
+        }
+    }
+}
+
+/// What a path segment keeps unencoded: RFC 3986's unreserved characters. A function
+/// ARN's `:` is encoded, as the SDK encodes the `{FunctionName}` label.
+const LABEL: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The Invoke API's path for `function` (a name, a partial or full ARN, with or without a
+/// qualifier): `/2015-03-31/functions/{FunctionName}/invocations`.
+pub fn invoke_path(function: &str) -> String {
+    format!(
+        "/2015-03-31/functions/{}/invocations",
+        utf8_percent_encode(function, LABEL)
+    )
+}
+
+/// Invokes each action's own Lambda function through the Lambda Invoke API
+/// (`POST /2015-03-31/functions/{FunctionName}/invocations`, signed by
+/// [`SignedClient`]).
 ///
 /// - synchronous calls: `RequestResponse` with the envelope `{"params", "idempotencyKey",
 ///   "correlationId", "respond": "envelope"}`; the answer `{"result", "error",
 ///   "execution"}` keeps the result's bytes and says whether the result or the terminal
 ///   failure was a replay;
-/// - a function error maps back to its `ActionDo.*` error (the error message is the error
-///   body of docs/architecture.md §6, details included); other function errors (a crash, a timeout) are
-///   `ActionDo.Internal`;
+/// - a function error (`X-Amz-Function-Error`) maps back to its `ActionDo.*` error (the
+///   error message is the error body of docs/architecture.md §6, details included); other
+///   function errors (a crash, a timeout) are `ActionDo.Internal`;
 /// - Lambda throttling is `ActionDo.Transient` with a retry hint (503 + `Retry-After`);
-///   an unreachable Lambda API is `ActionDo.Transient`;
+///   an unreachable Lambda API is `ActionDo.Transient`; the messages say what failed in
+///   plain words, and the service's own text goes to the log;
 /// - `start` uses the `Event` invocation type (Lambda queues it and retries on its own).
 #[derive(Debug, Clone)]
 pub struct LambdaDispatcher {
-    client: aws_sdk_lambda::Client,
+    client: SignedClient,
     functions: Arc<BTreeMap<&'static str, String>>,
 }
 
 impl LambdaDispatcher {
-    /// Dispatch with `client` to `functions` (action name → function name or ARN).
-    pub fn new(client: aws_sdk_lambda::Client, functions: BTreeMap<&'static str, String>) -> Self {
+    /// Dispatch with `client` (a [`SignedClient`] of
+    /// [`AwsService::LAMBDA`](actiondo::aws::signed::AwsService::LAMBDA), see
+    /// [`client_settings`](Self::client_settings)) to `functions` (action name →
+    /// function name or ARN).
+    pub fn new(client: SignedClient, functions: BTreeMap<&'static str, String>) -> Self {
         Self {
             client,
             functions: Arc::new(functions),
+        }
+    }
+
+    /// The settings of the router's Lambda client: the default retries (transport
+    /// failures, 5xx and throttling, three sends in all) and an attempt timeout of
+    /// [`INVOKE_ATTEMPT_TIMEOUT`].
+    pub fn client_settings() -> ClientSettings {
+        ClientSettings {
+            attempt_timeout: INVOKE_ATTEMPT_TIMEOUT,
+            ..ClientSettings::default()
         }
     }
 
@@ -105,20 +160,20 @@ impl LambdaDispatcher {
         action: &str,
         invocation: &Invocation,
         invocation_type: InvocationType,
-    ) -> Result<aws_sdk_lambda::operation::invoke::InvokeOutput, ActionError> {
+    ) -> Result<AwsResponse, ActionError> {
         let function = self.function(action)?;
         let payload = envelope(
             invocation,
             invocation_type == InvocationType::RequestResponse,
         )?;
+        let request = AwsRequest::new("Invoke", Method::POST, invoke_path(function))
+            .header("content-type", "application/octet-stream")
+            .header("x-amz-invocation-type", invocation_type.as_str())
+            .body(payload);
         self.client
-            .invoke()
-            .function_name(function)
-            .invocation_type(invocation_type)
-            .payload(Blob::new(payload))
-            .send()
+            .send(&request)
             .await
-            .map_err(|e| invoke_error(function, e))
+            .map_err(|e| invoke_error(function, &e))
     }
 }
 
@@ -150,41 +205,60 @@ fn envelope(invocation: &Invocation, want_envelope: bool) -> Result<Vec<u8>, Act
         .map_err(|e| ActionError::internal(format!("the envelope does not serialize: {e}")))
 }
 
+/// The Invoke errors that say "not now" rather than "wrong": Lambda's own failure, a
+/// function not ready yet, and its VPC network limits.
+const NOT_NOW: [&str; 4] = [
+    "ServiceException",
+    "ResourceNotReadyException",
+    "EC2ThrottledException",
+    "ENILimitReachedException",
+];
+
 /// A failed Invoke call (not a function error): throttling and an unreachable service are
-/// transient; the rest (unknown function, denied) is a deployment problem.
-fn invoke_error(function: &str, err: SdkError<InvokeError>) -> ActionError {
-    match &err {
-        SdkError::ServiceError(service) => match service.err() {
-            InvokeError::TooManyRequestsException(throttled) => {
-                let seconds = throttled
-                    .retry_after_seconds()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(1);
-                ActionError::transient(format!("Lambda throttled the invocation of {function}"))
-                    .with_retry_after_ms(seconds.max(1) * 1000)
-            }
-            InvokeError::ServiceException(_)
-            | InvokeError::ResourceNotReadyException(_)
-            | InvokeError::Ec2ThrottledException(_)
-            | InvokeError::EniLimitReachedException(_) => ActionError::transient(format!(
-                "Lambda could not run {function} now: {}",
-                aws_sdk_lambda::error::DisplayErrorContext(&err)
-            )),
-            _ => ActionError::internal(format!(
-                "invoking {function} failed: {}",
-                aws_sdk_lambda::error::DisplayErrorContext(&err)
-            )),
-        },
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+/// transient; the rest (unknown function, denied) is a deployment problem. The messages
+/// name the function and Lambda's error code; Lambda's own text (which names accounts and
+/// roles) goes to the log line, in the span of the request.
+pub fn invoke_error(function: &str, err: &AwsError) -> ActionError {
+    let logged = "(the log of this request has the cause)";
+    match err {
+        AwsError::Service { code, .. } if code == "TooManyRequestsException" => {
+            tracing::warn!(function, error = %err, "Lambda throttled an invocation");
+            let seconds = err
+                .header("retry-after")
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .unwrap_or(1);
+            ActionError::transient(format!("Lambda throttled the invocation of {function}"))
+                .with_retry_after_ms(seconds.max(1) * 1000)
+        }
+        AwsError::Service { code, status, .. } if NOT_NOW.contains(&code.as_str()) => {
+            tracing::warn!(function, error = %err, "Lambda could not run a function");
             ActionError::transient(format!(
-                "the Lambda API did not answer for {function}: {}",
-                aws_sdk_lambda::error::DisplayErrorContext(&err)
+                "Lambda could not run {function} now: it answered {code} (HTTP {status}); try again {logged}"
             ))
         }
-        _ => ActionError::internal(format!(
-            "invoking {function} failed: {}",
-            aws_sdk_lambda::error::DisplayErrorContext(&err)
-        )),
+        AwsError::Service { code, status, .. } => {
+            tracing::error!(function, error = %err, "an invocation failed");
+            ActionError::internal(format!(
+                "invoking {function} failed: Lambda answered {code} (HTTP {status}) {logged}"
+            ))
+        }
+        AwsError::Transport { timeout, .. } => {
+            tracing::warn!(function, error = %err, "the Lambda API did not answer");
+            let how = if *timeout {
+                "did not answer in time"
+            } else {
+                "could not be reached"
+            };
+            ActionError::transient(format!(
+                "the Lambda API {how} for {function}; try again {logged}"
+            ))
+        }
+        AwsError::Credentials { .. } | AwsError::Request { .. } => {
+            tracing::error!(function, error = %err, "an invocation could not be sent");
+            ActionError::internal(format!(
+                "invoking {function} failed: the request could not be signed or built {logged}"
+            ))
+        }
     }
 }
 
@@ -276,8 +350,8 @@ impl Dispatcher for LambdaDispatcher {
             Ok(output) => output,
             Err(e) => return failed(invocation.key, e),
         };
-        let payload = output.payload().map(Blob::as_ref).unwrap_or_default();
-        if output.function_error().is_some() {
+        let payload = &output.body[..];
+        if output.header("x-amz-function-error").is_some() {
             let function = self.function(name).unwrap_or(name);
             return failed(invocation.key, function_error(function, payload));
         }

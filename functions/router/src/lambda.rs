@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use actiondo::config::Settings;
+use actiondo::aws::signed::{AwsService, SignedClient};
+use actiondo::config::{ConfigError, Settings};
 use actiondo::trigger::{EventShape, Meta, RawEvent, TriggerSettings, catch_panic};
 use actiondo::{ActionError, BoxError, StoreConfig};
 use actiondo_api::{Api, Auth, KeyStore, Workflows};
@@ -12,7 +13,8 @@ use serde_json::Value;
 
 use crate::dispatch::LambdaDispatcher;
 
-/// Set up once (tracing, the store, the Lambda client, the function of every action from
+/// Set up once (tracing, the store, the Lambda client (signed requests,
+/// `actiondo::aws::signed`), the function of every action from
 /// `ACTIONDO_FUNCTION_*`, the state machines from `ACTIONDO_WORKFLOW_*`, the key cache's
 /// TTL from `ACTIONDO_KEY_CACHE_TTL`, all read once from the environment) and serve
 /// invocations. Every HTTP route needs an API key.
@@ -25,7 +27,12 @@ pub async fn run() -> Result<(), BoxError> {
     let catalog = actiondo_catalog::descriptors();
     let functions = LambdaDispatcher::functions(&catalog, &settings)?;
     let config = actiondo::aws::sdk_config_from_settings(&settings)?;
-    let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::new(&config), functions);
+    let lambda = SignedClient::with_settings(
+        &config,
+        AwsService::LAMBDA,
+        LambdaDispatcher::client_settings(),
+    )?;
+    let dispatcher = LambdaDispatcher::new(lambda, functions);
     let store = StoreConfig::from_settings_or(&settings, StoreConfig::DynamoDb)?
         .open_with(&settings)
         .await?;
@@ -43,12 +50,7 @@ pub async fn run() -> Result<(), BoxError> {
     if let Some(workflows) = Workflows::from_settings(&settings, &config) {
         api = api.with_workflows(workflows);
     }
-    // ACTIONDO_CONSOLE=on adds the console's pages (docs/architecture.md §11).
-    let router = if actiondo_api::console::enabled(&settings) {
-        actiondo_api::console::with_console(api.clone().into_router())
-    } else {
-        api.clone().into_router()
-    };
+    let router = with_console(api.clone().into_router(), &settings)?;
     // `/mcp` when built with the feature `mcp` and ACTIONDO_MCP=on (docs/architecture.md §7.6).
     #[cfg(feature = "mcp")]
     let router = actiondo_mcp::http::mount(router, &api, store, auth, &settings)?;
@@ -75,6 +77,26 @@ pub async fn run() -> Result<(), BoxError> {
         }
     }))
     .await
+}
+
+/// The routes plus the console's pages when `ACTIONDO_CONSOLE=on` (docs/architecture.md
+/// §11), in a router built with the feature `console`: without it the binary links no
+/// console (its templates and minijinja, about 0.5 MB), and `ACTIONDO_CONSOLE=on` is a
+/// configuration error at start-up rather than a console that silently is not there.
+pub fn with_console(
+    router: axum::Router,
+    settings: &Settings,
+) -> Result<axum::Router, ConfigError> {
+    if !actiondo_api::console::enabled(settings) {
+        return Ok(router);
+    }
+    #[cfg(feature = "console")]
+    return Ok(actiondo_api::console::with_console(router));
+    #[cfg(not(feature = "console"))]
+    Err(ConfigError::new(format!(
+        "{}=on, but this router was built without the console: build it with `cargo lambda build --features console` (docs/architecture.md §11)",
+        actiondo_api::console::CONSOLE_ENV
+    )))
 }
 
 /// One invocation: an SQS batch goes to the intake, an HTTP request to the routes.

@@ -7,12 +7,15 @@
 //!
 //! - [`lambda`]: the entry point ([`lambda::run`], the `router` binary), serving the HTTP
 //!   API through `lambda_http` and the SQS intake from one function;
-//! - [`dispatch`]: [`LambdaDispatcher`], which invokes each action's own function with
-//!   `aws-sdk-lambda`;
+//! - [`dispatch`]: [`LambdaDispatcher`], which invokes each action's own function through
+//!   the Lambda Invoke API, signed requests of `actiondo::aws::signed` (no SDK crate);
 //! - [`intake`]: the SQS intake queue's messages, run through the same dispatcher.
 //!
 //! With the cargo feature `mcp` and `ACTIONDO_MCP=on`, [`lambda::run`] also serves `/mcp`,
-//! the actions as MCP tools (`actiondo_mcp::http::mount`, docs/architecture.md §7.6).
+//! the actions as MCP tools (`actiondo_mcp::http::mount`, docs/architecture.md §7.6); with
+//! the feature `console` and `ACTIONDO_CONSOLE=on`, the console's pages
+//! (docs/architecture.md §11). Both are off by default, which keeps the binary under 8 MB
+//! (BENCHMARKS.md, "The router").
 //!
 //! The binary links no action's code: it serves the actions' descriptions
 //! ([`actiondo_catalog::descriptors`], `Arc<dyn Describe>`: names, schemas, key

@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use actiondo::aws::signed::{AwsService, ClientSettings, SignedClient};
 use actiondo::config::Settings;
 use actiondo::{ActionError, Catalog, ErrorKind};
 use actiondo_api::{Api, Auth};
@@ -197,7 +198,13 @@ async fn invoke(
     if invocation_type == "Event" {
         return StatusCode::ACCEPTED.into_response();
     }
-    match function.as_str() {
+    // A function ARN (with or without a qualifier) names the function after `:function:`.
+    let bare = function
+        .split_once(":function:")
+        .map_or(function.as_str(), |(_, rest)| {
+            rest.split(':').next().unwrap_or(rest)
+        });
+    match bare {
         "user-fn" => {
             let result = json!({"userId": "u_1", "echo": payload["params"]});
             let reply = json!({
@@ -244,6 +251,16 @@ async fn invoke(
             json!({"errorType": "Runtime.ExitError", "errorMessage": "signal: killed"}).to_string(),
         )
             .into_response(),
+        "failing-fn" => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [
+                ("x-amzn-errortype", "ServiceException"),
+                ("content-type", "application/json"),
+            ],
+            json!({"Type": "Server", "Message": "Lambda failed for arn:aws:iam::123456789012:role/secret-role"})
+                .to_string(),
+        )
+            .into_response(),
         "throttled-fn" => (
             StatusCode::TOO_MANY_REQUESTS,
             [
@@ -266,6 +283,21 @@ async fn invoke(
         )
             .into_response(),
     }
+}
+
+/// A Lambda client of the router's settings at `url`, sending each request once (the
+/// retries are `actiondo::aws::signed`'s, tested in shared/tests/signed.rs).
+fn lambda_client(url: &str) -> SignedClient {
+    let settings = ClientSettings {
+        max_attempts: 1,
+        ..LambdaDispatcher::client_settings()
+    };
+    SignedClient::with_settings(
+        &actiondo::testing::local_aws_config(url),
+        AwsService::LAMBDA,
+        settings,
+    )
+    .expect("a Lambda client")
 }
 
 /// A router whose actions are reached through the Invoke API at a local endpoint; the
@@ -300,16 +332,11 @@ async fn lambda_router_with(
             .await
             .expect("the endpoint serves");
     });
-    let config = aws_sdk_lambda::config::Builder::from(&actiondo::testing::local_aws_config(
-        &format!("http://{address}"),
-    ))
-    .retry_config(aws_sdk_lambda::config::retry::RetryConfig::disabled())
-    .build();
     let functions: BTreeMap<&'static str, String> = functions
         .iter()
         .map(|(action, function)| (*action, (*function).to_owned()))
         .collect();
-    let dispatcher = LambdaDispatcher::new(aws_sdk_lambda::Client::from_conf(config), functions);
+    let dispatcher = LambdaDispatcher::new(lambda_client(&format!("http://{address}")), functions);
     let store: Arc<dyn actiondo::Store> = Arc::new(
         actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
     );
@@ -578,4 +605,150 @@ async fn a_malformed_body_reaches_the_function_and_is_audited() {
         audit[0].caller.as_deref(),
         Some(format!("apikey:{}", key.info.id).as_str())
     );
+}
+
+#[test]
+fn function_names_and_arns_are_one_path_segment() {
+    use router::dispatch::invoke_path;
+    assert_eq!(
+        invoke_path("send-email-fn"),
+        "/2015-03-31/functions/send-email-fn/invocations"
+    );
+    assert_eq!(
+        invoke_path("arn:aws:lambda:us-east-1:123456789012:function:send_email:live"),
+        "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Asend_email%3Alive/invocations"
+    );
+    assert_eq!(
+        invoke_path("a/b c"),
+        "/2015-03-31/functions/a%2Fb%20c/invocations"
+    );
+}
+
+/// A function named by its ARN (qualifier included) reaches Lambda as one percent-encoded
+/// path segment, which the endpoint decodes back to the ARN.
+#[tokio::test]
+async fn a_function_arn_is_invoked_by_its_encoded_path() {
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:user-fn:live";
+    let (router, received, server) = lambda_router(&[("create-user", arn)]).await;
+    let params = r#"{"email": "a@example.com", "name": "Ada"}"#;
+    let ok = send(&router, post_keyed("/actions/create-user", params, "k-arn")).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
+    assert_eq!(ok.json()["userId"], "u_1");
+    {
+        let received = received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert_eq!(received.len(), 1);
+        assert_eq!(received[0].0, arn);
+    }
+    server.abort();
+}
+
+/// Lambda failing, a Lambda API that cannot be reached, and an unknown function: the
+/// answers say what failed in plain words and name Lambda's error code, never Lambda's
+/// own text (an account, a role) or the client's debug text; that goes to the log.
+#[tokio::test]
+async fn lambda_failures_are_said_in_plain_words() {
+    let (router, _received, server) =
+        lambda_router(&[("mark-user", "failing-fn"), ("assign-owner", "missing-fn")]).await;
+    let params = r#"{"email": "a@example.com", "name": "Ada"}"#;
+    let plain = |error: &Value| -> String {
+        let message = error["message"].as_str().expect("a message").to_owned();
+        for leak in [
+            "123456789012",
+            "secret-role",
+            "Function not found",
+            "ConnectorError",
+            "DispatchFailure",
+            "Service {",
+            "127.0.0.1",
+        ] {
+            assert!(!message.contains(leak), "{leak} in {message}");
+        }
+        message
+    };
+
+    let failed = send(&router, post_keyed("/actions/mark-user", params, "k1")).await;
+    let error = failed.error(503, "ActionDo.Transient");
+    let message = plain(&error);
+    assert!(
+        message.starts_with(
+            "Lambda could not run failing-fn now: it answered ServiceException (HTTP 500); try again (the log of this request has the cause)"
+        ),
+        "{message}"
+    );
+
+    let missing = send(&router, post_keyed("/actions/assign-owner", params, "k2")).await;
+    let error = missing.error(500, "ActionDo.Internal");
+    let message = plain(&error);
+    assert!(
+        message.starts_with(
+            "invoking missing-fn failed: Lambda answered ResourceNotFoundException (HTTP 404)"
+        ),
+        "{message}"
+    );
+    server.abort();
+
+    // Nothing listens at the endpoint any more.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a local port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    drop(listener);
+    let dispatcher = LambdaDispatcher::new(
+        lambda_client(&url),
+        BTreeMap::from([("create-user", "user-fn".to_owned())]),
+    );
+    let store: Arc<dyn actiondo::Store> = Arc::new(
+        actiondo::store::sqlite::SqliteStore::in_memory().expect("an in-memory store opens"),
+    );
+    let router = Api::new(
+        actiondo_catalog::catalog(),
+        Arc::new(dispatcher),
+        store,
+        Auth::Disabled,
+    )
+    .into_router();
+    let unreachable = send(&router, post_keyed("/actions/create-user", params, "k3")).await;
+    let error = unreachable.error(503, "ActionDo.Transient");
+    let message = plain(&error);
+    assert!(
+        message.starts_with(
+            "the Lambda API could not be reached for user-fn; try again (the log of this request has the cause)"
+        ),
+        "{message}"
+    );
+}
+
+/// `ACTIONDO_CONSOLE=on` serves the console's pages in a router built with the feature
+/// `console`; built without it (the deployed default: template.yaml does not turn the
+/// console on), the setting is a start-up error naming the feature, never a console that
+/// silently is not there. Without the setting, the routes are the API's either way.
+#[tokio::test]
+async fn the_console_is_served_only_by_a_router_built_with_it() {
+    let (api_router, _received, server) = lambda_router(&[]).await;
+    let on = Settings::from_pairs([("ACTIONDO_CONSOLE", "on")]);
+    let off = Settings::from_pairs([("ACTIONDO_CONSOLE", "off")]);
+    let plain = router::lambda::with_console(api_router.clone(), &off).expect("no console asked");
+    let page = send(&plain, common::get("/console/")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND, "{}", page.text());
+    let served = router::lambda::with_console(api_router, &on);
+    assert_eq!(
+        served.is_ok(),
+        cfg!(feature = "console"),
+        "served only by a router built with the console"
+    );
+    match served {
+        Ok(with) => {
+            let page = send(&with, common::get("/console/")).await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+            assert!(page.text().contains("<html"), "{}", page.text());
+        }
+        Err(e) => {
+            let message = e.to_string();
+            assert!(
+                message.contains("ACTIONDO_CONSOLE=on") && message.contains("--features console"),
+                "{message}"
+            );
+        }
+    }
+    server.abort();
 }

@@ -112,7 +112,7 @@ pub struct Webhook {
     url: reqwest::Url,
     token: Option<String>,
     timeout: Duration,
-    client: reqwest::Client,
+    client: http_client::LazyClient,
 }
 
 impl Webhook {
@@ -120,13 +120,14 @@ impl Webhook {
     pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
         // The URL may hold a secret: name only what is wrong with it.
         let url = http_client::http_url(url)?;
-        let client = http_client::build(
+        // Built on the first post: describing the action (the router) builds none.
+        let client = http_client::LazyClient::new(move || {
             http_client::client_builder(
                 concat!("action.do send-notification/", env!("CARGO_PKG_VERSION")),
                 timeout,
             )
-            .redirect(reqwest::redirect::Policy::none()),
-        )?;
+            .redirect(reqwest::redirect::Policy::none())
+        });
         Ok(Self {
             url,
             token: None,
@@ -146,6 +147,7 @@ impl Webhook {
     pub async fn post(&self, body: Vec<u8>, idempotency_key: &str) -> Result<u16, ActionError> {
         let mut request = self
             .client
+            .get("send-notification")?
             .post(self.url.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header("Idempotency-Key", idempotency_key)

@@ -127,6 +127,9 @@ pub enum AwsError {
         code: String,
         /// The service's message (empty when it sent none).
         message: String,
+        /// The answer's headers (`Retry-After`, `x-amzn-RequestId`, …); see
+        /// [`AwsError::header`].
+        headers: Box<HeaderMap>,
     },
     /// No answer: the connection failed or an attempt timed out.
     #[error("{service} could not be reached: {message}")]
@@ -175,6 +178,15 @@ impl AwsError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Service { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// A header of the service's error answer, when it answered with one that is text
+    /// (`Retry-After` of Lambda's `TooManyRequestsException`, …).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        match self {
+            Self::Service { headers, .. } => headers.get(name).and_then(|v| v.to_str().ok()),
             _ => None,
         }
     }
@@ -458,7 +470,8 @@ impl SignedClient {
 
     /// Call an operation of a JSON protocol service (`awsJson1.0`: Step Functions): a
     /// `POST /` with `X-Amz-Target: <prefix>.<operation>`, the input as the body; the
-    /// output is the answer's JSON (`{}` when empty).
+    /// output is the answer's JSON (`{}` when empty); an answer that is not JSON is an
+    /// [`AwsError::Service`] of code `InvalidResponse`.
     pub async fn call_json(
         &self,
         target: &'static str,
@@ -479,6 +492,7 @@ impl SignedClient {
             status: response.status,
             code: "InvalidResponse".into(),
             message: format!("the answer to {target} is not JSON: {e}"),
+            headers: Box::new(response.headers.clone()),
         })
     }
 
@@ -645,6 +659,7 @@ impl SignedClient {
                 status: response.status,
                 code,
                 message,
+                headers: Box::new(response.headers),
             });
         }
         Ok(response)
@@ -946,6 +961,7 @@ mod tests {
             status,
             code: code.into(),
             message: String::new(),
+            headers: Box::default(),
         };
         assert!(service(503, "SlowDown").is_retryable());
         assert!(service(500, "InternalError").is_retryable());
