@@ -764,6 +764,20 @@ mod tests {
         request.headers()[name].to_str().expect("text")
     }
 
+    /// `request` signed with the example credentials and time of S3's documentation.
+    fn signed_as_documented(client: &SignedClient, request: &AwsRequest) -> http::Request<SdkBody> {
+        let credentials = Credentials::new(
+            "AKIAIOSFODNN7EXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
+        client
+            .signed(request, credentials, at("2013-05-24T00:00:00Z"))
+            .expect("signed")
+    }
+
     /// The "GET Object" example of Amazon S3's Signature Version 4 documentation: its
     /// signature is published, so this proves S3's signing settings (the path encoded
     /// once, `x-amz-content-sha256`), not only that the code signs something.
@@ -776,19 +790,7 @@ mod tests {
             "https://examplebucket.s3.amazonaws.com/test.txt",
         )
         .header("range", "bytes=0-9");
-        let signed = client
-            .signed(
-                &request,
-                Credentials::new(
-                    "AKIAIOSFODNN7EXAMPLE",
-                    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                    None,
-                    None,
-                    "test",
-                ),
-                at("2013-05-24T00:00:00Z"),
-            )
-            .expect("signed");
+        let signed = signed_as_documented(&client, &request);
         assert_eq!(
             header(&signed, "authorization"),
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
@@ -814,19 +816,7 @@ mod tests {
         .header("date", "Fri, 24 May 2013 00:00:00 GMT")
         .header("x-amz-storage-class", "REDUCED_REDUNDANCY")
         .body(&b"Welcome to Amazon S3."[..]);
-        let signed = client
-            .signed(
-                &request,
-                Credentials::new(
-                    "AKIAIOSFODNN7EXAMPLE",
-                    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-                    None,
-                    None,
-                    "test",
-                ),
-                at("2013-05-24T00:00:00Z"),
-            )
-            .expect("signed");
+        let signed = signed_as_documented(&client, &request);
         assert_eq!(
             header(&signed, "authorization"),
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
