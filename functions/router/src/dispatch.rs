@@ -16,7 +16,6 @@ use actiondo::{Invocation, Params};
 use actiondo_api::Dispatcher;
 use async_trait::async_trait;
 use http::Method;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -56,20 +55,13 @@ impl InvocationType {
     }
 }
 
-/// What a path segment keeps unencoded: RFC 3986's unreserved characters. A function
-/// ARN's `:` is encoded, as the SDK encodes the `{FunctionName}` label.
-const LABEL: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 /// The Invoke API's path for `function` (a name, a partial or full ARN, with or without a
-/// qualifier): `/2015-03-31/functions/{FunctionName}/invocations`.
+/// qualifier): `/2015-03-31/functions/{FunctionName}/invocations`, the ARN's `:` encoded
+/// as the SDK encodes the label.
 pub fn invoke_path(function: &str) -> String {
     format!(
         "/2015-03-31/functions/{}/invocations",
-        utf8_percent_encode(function, LABEL)
+        actiondo::aws::signed::encode_segment(function)
     )
 }
 

@@ -314,6 +314,20 @@ impl Endpoint {
     }
 }
 
+/// What a path segment keeps unencoded: RFC 3986's unreserved characters.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `text` as one percent-encoded path segment: everything but RFC 3986's unreserved
+/// characters encoded (`/` and `:` too), as the SDKs encode a URI label (an S3 key's
+/// segment, a Lambda function name or ARN).
+pub fn encode_segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, SEGMENT).to_string()
+}
+
 /// The DNS suffix of a region's partition.
 pub fn dns_suffix(region: &str) -> &'static str {
     if region.starts_with("cn-") {

@@ -16,11 +16,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_types::SdkConfig;
 use http::Method;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::objects::{ObjectStore, RESULTS_BUCKET_ENV};
 use crate::aws::signed::{
-    AwsError, AwsRequest, AwsService, ClientSettings, SignedClient, dns_suffix,
+    AwsError, AwsRequest, AwsService, ClientSettings, SignedClient, dns_suffix, encode_segment,
 };
 use crate::error::StoreError;
 
@@ -30,14 +29,6 @@ pub struct S3Objects {
     client: SignedClient,
     bucket: String,
 }
-
-/// What a key segment keeps unencoded: RFC 3986's unreserved characters (S3 signs the path
-/// as sent).
-const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
 
 fn s3_err(what: &str, err: AwsError) -> StoreError {
     // Every S3 failure is retryable for the executor: a missing bucket or a denied
@@ -101,10 +92,7 @@ impl S3Objects {
 
     /// The URL of `key` in `bucket` (the bucket alone when `key` is empty).
     pub fn url(&self, bucket: &str, key: &str) -> String {
-        let key: Vec<String> = key
-            .split('/')
-            .map(|segment| utf8_percent_encode(segment, KEY_SEGMENT).to_string())
-            .collect();
+        let key: Vec<String> = key.split('/').map(encode_segment).collect();
         let key = key.join("/");
         let endpoint = self.client.endpoint();
         if endpoint.configured || !virtual_hostable(bucket) {
