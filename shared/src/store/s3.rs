@@ -48,8 +48,22 @@ impl S3Objects {
     pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Result objects in `bucket`, reached with the region, credentials and endpoints of
-    /// `config`.
+    /// `config`. A name no S3 bucket can have (empty, over 255 characters, or with a
+    /// character other than ASCII letters, digits, `.`, `-` and `_`, the widest rules S3
+    /// ever accepted) is refused here, naming the variable, rather than on every large
+    /// result.
     pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Result<Self, StoreError> {
+        let bucket = bucket.into();
+        if bucket.is_empty()
+            || bucket.len() > 255
+            || !bucket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        {
+            return Err(StoreError::InvalidRequest(format!(
+                "{RESULTS_BUCKET_ENV} is not an S3 bucket name: {bucket:?} (letters, digits, '.', '-' and '_' only)"
+            )));
+        }
         let settings = ClientSettings {
             connect_timeout: Self::CONNECT_TIMEOUT,
             attempt_timeout: Self::ATTEMPT_TIMEOUT,
@@ -57,10 +71,7 @@ impl S3Objects {
         };
         let client = SignedClient::with_settings(config, AwsService::S3, settings)
             .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
-        Ok(Self {
-            client,
-            bucket: bucket.into(),
-        })
+        Ok(Self { client, bucket })
     }
 
     /// The bucket `ACTIONDO_RESULTS_BUCKET` names (through `lookup`), reached with
@@ -222,5 +233,27 @@ mod tests {
             "http://127.0.0.1:5000/results/results/a%20b/c%2Bd"
         );
         assert_eq!(local.url("results", ""), "http://127.0.0.1:5000/results");
+    }
+
+    #[test]
+    fn a_name_no_bucket_can_have_is_refused_naming_the_variable() {
+        let config = SdkConfig::builder()
+            .region(Region::new("us-east-1"))
+            .build();
+        for bad in ["my bucket", "results/x", "", "ü-bucket", &"b".repeat(256)] {
+            let err = S3Objects::new(&config, bad).expect_err(bad);
+            assert!(
+                err.to_string()
+                    .contains("ACTIONDO_RESULTS_BUCKET is not an S3 bucket name"),
+                "{err}"
+            );
+        }
+        for good in [
+            "stack-resultsbucket-1a2b",
+            "my.dotted.bucket",
+            "Legacy_Bucket",
+        ] {
+            S3Objects::new(&config, good).expect(good);
+        }
     }
 }
