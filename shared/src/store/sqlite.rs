@@ -358,13 +358,56 @@ impl Store for SqliteStore {
     async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
         limits::check_commit(commit).map_err(|e| StoreError::Refused(e.to_string()))?;
         self.with_tx(|tx| {
-            // Check every condition first; write only if all hold.
+            // The record's condition first, then each entity's: the first that fails
+            // answers, and whatever this transaction wrote before it is rolled back.
             match &commit.record {
-                RecordWrite::Finish { id, lease_owner, .. } | RecordWrite::Release { id, lease_owner } => {
-                    let ours = get_record(tx, id)?.is_some_and(|r| {
-                        r.status == RecordStatus::InProgress && &r.lease_owner == lease_owner
-                    });
-                    if !ours {
+                RecordWrite::Finish {
+                    id,
+                    lease_owner,
+                    status,
+                    result,
+                    error,
+                    completed_at_ms,
+                    expires_at_s,
+                } => {
+                    // The condition is part of the update: `status = IN_PROGRESS AND
+                    // lease_owner = :me`.
+                    let (json, gz, reference) = result_columns(result.as_ref());
+                    let updated = exec(
+                        tx,
+                        "UPDATE idempotency SET status = ?2, result_json = ?3, result_gz = ?4, \
+                         error = ?5, completed_at_ms = ?6, expires_at_s = ?7, result_ref = ?8 \
+                         WHERE id = ?1 AND status = ?9 AND lease_owner = ?10",
+                        params![
+                            id,
+                            status.as_str(),
+                            json,
+                            gz,
+                            error,
+                            completed_at_ms,
+                            expires_at_s,
+                            reference,
+                            RecordStatus::InProgress.as_str(),
+                            lease_owner
+                        ],
+                    )?;
+                    if updated == 0 {
+                        return Ok((CommitOutcome::LeaseLost, false));
+                    }
+                }
+                RecordWrite::Release { id, lease_owner } => {
+                    let updated = exec(
+                        tx,
+                        "UPDATE idempotency SET lease_expires_at_ms = ?2 \
+                         WHERE id = ?1 AND status = ?3 AND lease_owner = ?4",
+                        params![
+                            id,
+                            RELEASED_LEASE_MS,
+                            RecordStatus::InProgress.as_str(),
+                            lease_owner
+                        ],
+                    )?;
+                    if updated == 0 {
                         return Ok((CommitOutcome::LeaseLost, false));
                     }
                 }
@@ -374,51 +417,15 @@ impl Store for SqliteStore {
                     {
                         return Ok((CommitOutcome::Exists(old), false));
                     }
+                    put_record(tx, record)?;
                 }
                 RecordWrite::None => {}
             }
+            // Every entity condition holds before any entity is written.
             for (index, write) in commit.writes.iter().enumerate() {
                 if !write.expect().holds(entity_version(tx, write.key())?) {
                     return Ok((CommitOutcome::EntityConflict { index }, false));
                 }
-            }
-            match &commit.record {
-                RecordWrite::Finish {
-                    id,
-                    status,
-                    result,
-                    error,
-                    completed_at_ms,
-                    expires_at_s,
-                    ..
-                } => {
-                    let (json, gz, reference) = result_columns(result.as_ref());
-                    exec(
-                        tx,
-                        "UPDATE idempotency SET status = ?2, result_json = ?3, result_gz = ?4, \
-                         error = ?5, completed_at_ms = ?6, expires_at_s = ?7, result_ref = ?8 \
-                         WHERE id = ?1",
-                        params![
-                            id,
-                            status.as_str(),
-                            json,
-                            gz,
-                            error,
-                            completed_at_ms,
-                            expires_at_s,
-                            reference
-                        ],
-                    )?;
-                }
-                RecordWrite::Release { id, .. } => {
-                    exec(
-                        tx,
-                        "UPDATE idempotency SET lease_expires_at_ms = ?2 WHERE id = ?1",
-                        params![id, RELEASED_LEASE_MS],
-                    )?;
-                }
-                RecordWrite::Insert { record, .. } => put_record(tx, record)?,
-                RecordWrite::None => {}
             }
             insert_audit(tx, &commit.audit)?;
             for write in &commit.writes {
@@ -469,11 +476,12 @@ impl Store for SqliteStore {
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let row = conn
-            .query_row(
-                "SELECT doc, version FROM entities WHERE pk = ?1 AND sk = ?2",
-                params![key.pk, key.sk],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
-            )
+            .prepare_cached("SELECT doc, version FROM entities WHERE pk = ?1 AND sk = ?2")
+            .and_then(|mut statement| {
+                statement.query_row(params![key.pk, key.sk], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
+            })
             .optional()
             .map_err(db_err)?;
         row.map(|(doc, version)| {
