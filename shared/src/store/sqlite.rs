@@ -162,6 +162,16 @@ impl SqliteStore {
         self.path.as_deref()
     }
 
+    /// Run `f` on the connection, outside any write transaction (each statement reads
+    /// the last committed state).
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
     fn with_tx<T>(
         &self,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, bool), StoreError>,
@@ -320,6 +330,15 @@ struct Cursor {
 impl Store for SqliteStore {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         limits::check_claim(claim).map_err(|e| StoreError::Refused(e.to_string()))?;
+        // A record no claim may take now (a live COMPLETED or FAILED one above all: a
+        // replay) is answered from a read, without the write lock: the conditional claim
+        // would have found the very same record in that state and written nothing, so the
+        // outcome is that of a claim taken at the moment of the read.
+        if let Some(old) = self.read(|conn| get_record(conn, &claim.id))?
+            && !old.is_claimable(&claim.payload_hash, claim.now_ms)
+        {
+            return Ok(ClaimOutcome::Existing(old));
+        }
         self.with_tx(|tx| {
             let existing = get_record(tx, &claim.id)?;
             let (attempt, taken_over) = match &existing {
