@@ -229,14 +229,7 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-async fn scenario(
-    store: &str,
-    name: &str,
-    executor: Executor,
-    mode: Mode,
-    replay: bool,
-    n: usize,
-) {
+async fn scenario(store: &str, name: &str, executor: Executor, mode: Mode, replay: bool, n: usize) {
     // ACTIONDO_BENCH_ONLY: run only the scenarios whose "store: scenario" name contains it
     // (one scenario under a profiler), e.g. "SQLite in memory: claim mode, first".
     if let Ok(only) = std::env::var("ACTIONDO_BENCH_ONLY")
