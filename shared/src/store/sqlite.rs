@@ -213,21 +213,28 @@ impl SqliteStore {
         T: Send + 'static,
     {
         match &self.db {
-            Db::Memory(conn) => {
-                let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(db_err)?;
-                let (value, keep) = f(&tx)?;
-                if keep {
-                    tx.commit().map_err(db_err)?;
-                }
-                // Otherwise the transaction rolls back on drop.
-                Ok(value)
-            }
+            Db::Memory(conn) => in_place(conn, f),
             Db::File { writer, .. } => writer.write(f).await,
         }
     }
+}
+
+/// Run `f` in a write transaction of its own on `conn` (the store in memory): see
+/// [`SqliteStore::write`].
+fn in_place<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&Connection) -> Result<(T, bool), StoreError>,
+) -> Result<T, StoreError> {
+    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let (value, keep) = f(&tx)?;
+    if keep {
+        tx.commit().map_err(db_err)?;
+    }
+    // Otherwise the transaction rolls back on drop.
+    Ok(value)
 }
 
 /// Create the tables (and bring files of earlier versions up to date).
@@ -570,6 +577,12 @@ struct Cursor {
 impl Store for SqliteStore {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         limits::check_claim(claim).map_err(|e| StoreError::Refused(e.to_string()))?;
+        let writer = match &self.db {
+            // In memory no other connection can hold the write lock, and the claim's
+            // transaction reads the record anyway: one transaction, in place.
+            Db::Memory(conn) => return in_place(conn, |conn| claim_in(conn, claim)),
+            Db::File { writer, .. } => writer,
+        };
         // A record no claim may take now (a live COMPLETED or FAILED one above all: a
         // replay) is answered from a read, without the write lock: the conditional claim
         // would have found the very same record in that state and written nothing, so the
@@ -580,16 +593,24 @@ impl Store for SqliteStore {
             return Ok(ClaimOutcome::Existing(old));
         }
         let claim = claim.clone();
-        self.write(move |conn| claim_in(conn, &claim)).await
+        writer.write(move |conn| claim_in(conn, &claim)).await
     }
 
     async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
         limits::check_commit(commit).map_err(|e| StoreError::Refused(e.to_string()))?;
-        let record = commit.record.clone();
         let audit = AuditRow::of(&commit.audit)?;
         let writes: Vec<EntityWrite> = commit.writes.iter().map(EntityWrite::of).collect();
-        self.write(move |conn| commit_in(conn, &record, &audit, &writes))
-            .await
+        match &self.db {
+            Db::Memory(conn) => in_place(conn, |conn| {
+                commit_in(conn, &commit.record, &audit, &writes)
+            }),
+            Db::File { writer, .. } => {
+                let record = commit.record.clone();
+                writer
+                    .write(move |conn| commit_in(conn, &record, &audit, &writes))
+                    .await
+            }
+        }
     }
 
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
