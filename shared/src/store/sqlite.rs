@@ -59,7 +59,11 @@ CREATE TABLE IF NOT EXISTS audit (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (timestamp, execution, seq);
 CREATE INDEX IF NOT EXISTS audit_by_type ON audit (type, timestamp);
-CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit (correlation_id, timestamp);
+-- The records with a correlation id only, as DynamoDB's index of them: a record without
+-- one costs no entry. Files of earlier versions indexed every record.
+DROP INDEX IF EXISTS audit_by_correlation;
+CREATE INDEX IF NOT EXISTS audit_by_correlation_id ON audit (correlation_id, timestamp)
+    WHERE correlation_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -565,6 +569,16 @@ fn commit_in(
     Ok((CommitOutcome::Committed, true))
 }
 
+/// The query of a page of audit records, newest first: `filter_sql` tests `?1`.
+fn audit_query(filter_sql: &str) -> String {
+    format!(
+        "SELECT record, timestamp, execution, seq FROM audit WHERE {filter_sql} \
+         AND (?2 IS NULL OR timestamp >= ?2) \
+         AND (?3 IS NULL OR (timestamp, execution, seq) < (?3, ?4, ?5)) \
+         ORDER BY timestamp DESC, execution DESC, seq DESC LIMIT ?6"
+    )
+}
+
 /// The position of the last record of a page.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Cursor {
@@ -701,12 +715,7 @@ impl Store for SqliteStore {
                     })
             })
             .transpose()?;
-        let sql = format!(
-            "SELECT record, timestamp, execution, seq FROM audit WHERE {filter_sql} \
-             AND (?2 IS NULL OR timestamp >= ?2) \
-             AND (?3 IS NULL OR (timestamp, execution, seq) < (?3, ?4, ?5)) \
-             ORDER BY timestamp DESC, execution DESC, seq DESC LIMIT ?6"
-        );
+        let sql = audit_query(filter_sql);
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
             let rows = stmt
@@ -824,5 +833,77 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' AND sql IS NOT NULL ORDER BY name")
+            .expect("query");
+        stmt.query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("names")
+    }
+
+    /// Audit records by correlation id are read from the index of the records that have
+    /// one (which a record without one does not enter).
+    #[test]
+    fn correlated_audit_records_are_read_from_their_index() {
+        let conn = Connection::open_in_memory().expect("memory");
+        init(&conn).expect("tables");
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                audit_query("correlation_id = ?1")
+            ))
+            .expect("plan")
+            .query_map(
+                params![
+                    "c",
+                    None::<String>,
+                    None::<String>,
+                    None::<String>,
+                    None::<String>,
+                    10
+                ],
+                |row| row.get::<_, String>(3),
+            )
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("plan");
+        assert_eq!(
+            plan,
+            ["SEARCH audit USING INDEX audit_by_correlation_id (correlation_id=?)"]
+        );
+    }
+
+    /// A file of an earlier version, whose correlation index held every record, gets the
+    /// index of the correlated records instead when opened.
+    #[test]
+    fn files_of_earlier_versions_get_the_index_of_correlated_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).expect("file");
+        init(&old).expect("tables");
+        old.execute_batch(
+            "DROP INDEX audit_by_correlation_id; \
+             CREATE INDEX audit_by_correlation ON audit (correlation_id, timestamp)",
+        )
+        .expect("the old index");
+        assert_eq!(
+            indexes(&old),
+            ["audit_by_correlation", "audit_by_time", "audit_by_type"]
+        );
+        drop(old);
+        let store = SqliteStore::open(&path).expect("opens");
+        store
+            .read(|conn| {
+                assert_eq!(
+                    indexes(conn),
+                    ["audit_by_correlation_id", "audit_by_time", "audit_by_type"]
+                );
+                Ok(())
+            })
+            .expect("read");
     }
 }
