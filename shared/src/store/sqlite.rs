@@ -412,6 +412,13 @@ fn insert_audit(conn: &Connection, row: &AuditRow) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The audit record of a commit: as text already (handed to the writer thread), or to be
+/// serialized once the commit's conditions hold (in place).
+enum AuditText<'a> {
+    Row(AuditRow),
+    Record(&'a AuditRecord),
+}
+
 /// A staged write with its document as text (`None`: a delete).
 struct EntityWrite {
     key: EntityKey,
@@ -483,7 +490,7 @@ fn claim_in(conn: &Connection, claim: &Claim) -> Result<(ClaimOutcome, bool), St
 fn commit_in(
     conn: &Connection,
     record: &RecordWrite,
-    audit: &AuditRow,
+    audit: &AuditText<'_>,
     writes: &[EntityWrite],
 ) -> Result<(CommitOutcome, bool), StoreError> {
     match record {
@@ -553,7 +560,10 @@ fn commit_in(
             return Ok((CommitOutcome::EntityConflict { index }, false));
         }
     }
-    insert_audit(conn, audit)?;
+    match audit {
+        AuditText::Row(row) => insert_audit(conn, row)?,
+        AuditText::Record(record) => insert_audit(conn, &AuditRow::of(record)?)?,
+    }
     for write in writes {
         match &write.doc {
             Some(doc) => put_entity(conn, &write.key, doc)?,
@@ -612,19 +622,30 @@ impl Store for SqliteStore {
 
     async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
         limits::check_commit(commit).map_err(|e| StoreError::Refused(e.to_string()))?;
-        let audit = AuditRow::of(&commit.audit)?;
         let writes: Vec<EntityWrite> = commit.writes.iter().map(EntityWrite::of).collect();
-        match &self.db {
-            Db::Memory(conn) => in_place(conn, |conn| {
-                commit_in(conn, &commit.record, &audit, &writes)
-            }),
-            Db::File { writer, .. } => {
-                let record = commit.record.clone();
-                writer
-                    .write(move |conn| commit_in(conn, &record, &audit, &writes))
-                    .await
+        let writer = match &self.db {
+            Db::Memory(conn) => {
+                let audit = AuditText::Record(&commit.audit);
+                return in_place(conn, |conn| {
+                    commit_in(conn, &commit.record, &audit, &writes)
+                });
             }
+            Db::File { writer, .. } => writer,
+        };
+        // An optimistic commit that meets a live record (a replay) is answered from a
+        // read, as a claim is: its transaction would have found the same record first and
+        // written nothing.
+        if let RecordWrite::Insert { record, now_ms } = &commit.record
+            && let Some(old) = self.read(|conn| get_record(conn, &record.id))?
+            && !old.is_expired(*now_ms)
+        {
+            return Ok(CommitOutcome::Exists(old));
         }
+        let record = commit.record.clone();
+        let audit = AuditText::Row(AuditRow::of(&commit.audit)?);
+        writer
+            .write(move |conn| commit_in(conn, &record, &audit, &writes))
+            .await
     }
 
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {

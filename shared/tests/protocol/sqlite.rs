@@ -3,7 +3,8 @@
 
 use actiondo::store::sqlite::SqliteStore;
 use actiondo::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, RecordStatus, RecordWrite, StoredResult,
+    Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, RecordStatus, RecordWrite,
+    StoredResult,
 };
 use actiondo::{AuditRecord, AuditStatus, Store};
 
@@ -57,7 +58,8 @@ fn claim(owner: &str, now_ms: i64) -> Claim {
 
 /// A claim that meets a record no claim may take (a replay) is answered from a read: it
 /// needs no write lock, and answers while another process holds the file's (a write would
-/// wait for it, then fail as locked). A claim that may take the record still takes it.
+/// wait for it, then fail as locked); so is an optimistic commit that meets a live record.
+/// A claim that may take the record still takes it.
 #[tokio::test]
 async fn a_replay_is_answered_while_another_process_writes() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -85,7 +87,7 @@ async fn a_replay_is_answered_while_another_process_writes() {
                 completed_at_ms: 1_100,
                 expires_at_s: 3_600,
             },
-            audit,
+            audit: audit.clone(),
             writes: Vec::new(),
         })
         .await
@@ -105,6 +107,22 @@ async fn a_replay_is_answered_while_another_process_writes() {
         ClaimOutcome::Existing(record) => assert_eq!(record, stored),
         other => panic!("{other:?}"),
     }
+    // An optimistic commit that meets the live record is answered the same way.
+    let optimistic = Commit {
+        record: RecordWrite::Insert {
+            record: IdempotencyRecord {
+                lease_owner: "two".into(),
+                ..stored.clone()
+            },
+            now_ms: 2_000,
+        },
+        audit: audit.clone(),
+        writes: Vec::new(),
+    };
+    assert_eq!(
+        store.commit(&optimistic).await.expect("answered"),
+        CommitOutcome::Exists(stored.clone())
+    );
     other.execute_batch("ROLLBACK").expect("released");
 
     // Past its retention the record may be claimed again: that claim writes.
