@@ -7,6 +7,9 @@
 #   ACTIONDO_BENCH_NO_AUTH=1 benches/serve.sh    the same with `serve --no-auth`
 #   ACTIONDO_KEY_CACHE_TTL=0 benches/serve.sh    keys read from the store on every request
 #                                                (no cache of verified keys; default 30s)
+#   ACTIONDO_BENCH_BIN=path/to/actiondo benches/serve.sh
+#                                                that binary, not built (paired runs of two
+#                                                builds, BENCHMARKS.md)
 #
 # Builds the CLI with the bench profile (release, thin LTO), starts it in a temporary
 # folder (its own store file), creates a key with scope *, and stops it at the end.
@@ -16,8 +19,12 @@ DURATION=${1:-20s}
 CONNECTIONS=${ACTIONDO_BENCH_CONNECTIONS:-64}
 command -v wrk >/dev/null || { echo "wrk not found (apt-get install wrk)" >&2; exit 1; }
 
-cargo build --quiet --profile bench -p actiondo-cli --manifest-path "$ROOT/Cargo.toml"
-BIN="$ROOT/target/release/actiondo"
+if [ -n "${ACTIONDO_BENCH_BIN:-}" ]; then
+    BIN=$(realpath "$ACTIONDO_BENCH_BIN")
+else
+    cargo build --quiet --profile bench -p actiondo-cli --manifest-path "$ROOT/Cargo.toml"
+    BIN="$ROOT/target/release/actiondo"
+fi
 WORK=$(mktemp -d)
 SERVER=
 cleanup() {

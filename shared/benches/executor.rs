@@ -229,7 +229,14 @@ fn report(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-async fn scenario(name: &str, executor: Executor, mode: Mode, replay: bool, n: usize) {
+async fn scenario(store: &str, name: &str, executor: Executor, mode: Mode, replay: bool, n: usize) {
+    // ACTIONDO_BENCH_ONLY: run only the scenarios whose "store: scenario" name contains it
+    // (one scenario under a profiler), e.g. "SQLite in memory: claim mode, first".
+    if let Ok(only) = std::env::var("ACTIONDO_BENCH_ONLY")
+        && !format!("{store}: {name}").contains(only.as_str())
+    {
+        return;
+    }
     let action = Bench(mode);
     let params = params();
     if replay {
@@ -279,6 +286,7 @@ fn main() {
         ] {
             println!("{store}:");
             scenario(
+                store,
                 "claim mode, first execution",
                 executor(),
                 Mode::Claim,
@@ -286,8 +294,17 @@ fn main() {
                 n,
             )
             .await;
-            scenario("claim mode, replay", executor(), Mode::Claim, true, n).await;
             scenario(
+                store,
+                "claim mode, replay",
+                executor(),
+                Mode::Claim,
+                true,
+                n,
+            )
+            .await;
+            scenario(
+                store,
                 "optimistic mode, first execution",
                 executor(),
                 Mode::Optimistic,
@@ -296,6 +313,7 @@ fn main() {
             )
             .await;
             scenario(
+                store,
                 "optimistic mode, replay",
                 executor(),
                 Mode::Optimistic,

@@ -1,10 +1,17 @@
 //! The embedded store: the three tables of docs/architecture.md §5 in one SQLite file, with the same
 //! semantics as DynamoDB.
 //!
-//! Each primitive is one SQLite transaction begun with `BEGIN IMMEDIATE` (the write lock is
-//! taken first, so a condition checked inside cannot change before the write). The file
-//! is in WAL mode with a busy timeout, so several processes can share it; within a process
-//! one connection serves all executions.
+//! Each write primitive is one SQLite transaction begun with `BEGIN IMMEDIATE` (the write
+//! lock is taken first, so a condition checked inside cannot change before the write). The
+//! file is in WAL mode with a busy timeout, so several processes can share it. Within a
+//! process a file has two connections: one for writes, owned by a writer thread that
+//! commits the writes of concurrent callers in one transaction (each in a savepoint of its
+//! own, each answered once that transaction is committed: [`writer`]), and one for reads,
+//! which WAL lets run beside the writes. A store in memory has one connection, used in
+//! place.
+//!
+//! What a write stores as text (the audit record's JSON, an entity's document) is built
+//! before the write is handed over, outside the write lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -22,6 +29,8 @@ use crate::store::{
     ObjectRef, ObjectStore, RELEASED_LEASE_MS, RecordStatus, RecordWrite, StagedWrite, Store,
     StoredResult,
 };
+
+mod writer;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS idempotency (
@@ -50,7 +59,11 @@ CREATE TABLE IF NOT EXISTS audit (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (timestamp, execution, seq);
 CREATE INDEX IF NOT EXISTS audit_by_type ON audit (type, timestamp);
-CREATE INDEX IF NOT EXISTS audit_by_correlation ON audit (correlation_id, timestamp);
+-- The records with a correlation id only, as DynamoDB's index of them: a record without
+-- one costs no entry. Files of earlier versions indexed every record.
+DROP INDEX IF EXISTS audit_by_correlation;
+CREATE INDEX IF NOT EXISTS audit_by_correlation_id ON audit (correlation_id, timestamp)
+    WHERE correlation_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS objects (
     bucket TEXT NOT NULL,
     key    TEXT NOT NULL,
@@ -70,26 +83,44 @@ CREATE TABLE IF NOT EXISTS entities (
 /// The embedded SQLite store.
 #[derive(Debug)]
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    db: Db,
     path: Option<PathBuf>,
     /// Whether results too large for a record go to the `objects` table.
     objects: bool,
 }
 
+/// How the store reaches its database.
+#[derive(Debug)]
+enum Db {
+    /// In memory: the one connection that sees the database, used in place under a lock.
+    Memory(Mutex<Connection>),
+    /// A file: writes through the writer thread, reads on a connection of their own.
+    File {
+        writer: writer::Writer,
+        reader: Mutex<Connection>,
+    },
+}
+
 /// The bucket name of the embedded store's result objects (its `objects` table).
 pub const LOCAL_BUCKET: &str = "local";
 
+/// What a failure says when another connection holds the file.
+const BUSY_MESSAGE: &str = "the SQLite database is locked by another process";
+
+/// Whether `e` says that another connection holds the file (busy, locked).
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+    if matches!(
+        f.code,
+        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+    ))
+}
+
 fn db_err(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            StoreError::unavailable("the SQLite database is locked by another process", e)
-        }
-        _ => StoreError::unavailable("SQLite", e),
+    if is_busy(&e) {
+        StoreError::unavailable(BUSY_MESSAGE, e)
+    } else {
+        StoreError::unavailable("SQLite", e)
     }
 }
 
@@ -107,32 +138,32 @@ impl SqliteStore {
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
-        Self::init(conn, Some(path.to_path_buf()))
+        init(&conn)?;
+        // The reader opens the file once its tables exist; it never writes.
+        let reader = Connection::open(path).map_err(db_err)?;
+        reader
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(db_err)?;
+        reader
+            .pragma_update(None, "query_only", true)
+            .map_err(db_err)?;
+        Ok(Self {
+            db: Db::File {
+                writer: writer::Writer::start(conn)?,
+                reader: Mutex::new(reader),
+            },
+            path: Some(path.to_path_buf()),
+            objects: true,
+        })
     }
 
     /// A private store in memory (tests, benchmarks).
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory().map_err(db_err)?, None)
-    }
-
-    fn init(conn: Connection, path: Option<PathBuf>) -> Result<Self, StoreError> {
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
-        // Files written before results could live in objects.
-        let has_ref: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('idempotency') WHERE name = 'result_ref'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .map_err(db_err)?
-            > 0;
-        if !has_ref {
-            conn.execute_batch("ALTER TABLE idempotency ADD COLUMN result_ref TEXT")
-                .map_err(db_err)?;
-        }
+        let conn = Connection::open_in_memory().map_err(db_err)?;
+        init(&conn)?;
         Ok(Self {
-            conn: Mutex::new(conn),
-            path,
+            db: Db::Memory(Mutex::new(conn)),
+            path: None,
             objects: true,
         })
     }
@@ -147,14 +178,15 @@ impl SqliteStore {
 
     /// The keys of the result objects in the `objects` table, in order (operators, tests).
     pub fn object_keys(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn
-            .prepare("SELECT key FROM objects ORDER BY bucket, key")
-            .map_err(db_err)?;
-        stmt.query_map([], |row| row.get::<_, String>(0))
-            .map_err(db_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_err)
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare("SELECT key FROM objects ORDER BY bucket, key")
+                .map_err(db_err)?;
+            stmt.query_map([], |row| row.get::<_, String>(0))
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)
+        })
     }
 
     /// The file, unless in memory.
@@ -162,21 +194,70 @@ impl SqliteStore {
         self.path.as_deref()
     }
 
-    fn with_tx<T>(
+    /// Run `f` on the reading connection, outside any write transaction (each statement
+    /// reads the last committed state).
+    fn read<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, bool), StoreError>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        let (value, commit) = f(&tx)?;
-        if commit {
-            tx.commit().map_err(db_err)?;
-        }
-        // Otherwise the transaction rolls back on drop.
-        Ok(value)
+        let conn = match &self.db {
+            Db::Memory(conn) => conn,
+            Db::File { reader, .. } => reader,
+        };
+        f(&conn.lock().unwrap_or_else(|p| p.into_inner()))
     }
+
+    /// Run `f` in a write transaction and answer its value once that is committed. `f`
+    /// answers its value and whether its changes are kept: when not (a condition failed),
+    /// or when `f` fails, whatever it wrote is rolled back. On a file, `f` runs on the
+    /// writer thread, possibly in one transaction with other writes ([`writer`]).
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.db {
+            Db::Memory(conn) => in_place(conn, f),
+            Db::File { writer, .. } => writer.write(f).await,
+        }
+    }
+}
+
+/// Run `f` in a write transaction of its own on `conn` (the store in memory): see
+/// [`SqliteStore::write`].
+fn in_place<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&Connection) -> Result<(T, bool), StoreError>,
+) -> Result<T, StoreError> {
+    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_err)?;
+    let (value, keep) = f(&tx)?;
+    if keep {
+        tx.commit().map_err(db_err)?;
+    }
+    // Otherwise the transaction rolls back on drop.
+    Ok(value)
+}
+
+/// Create the tables (and bring files of earlier versions up to date).
+fn init(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA).map_err(db_err)?;
+    // Files written before results could live in objects.
+    let has_ref: bool = conn
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('idempotency') WHERE name = 'result_ref'",
+            [],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(db_err)?
+        > 0;
+    if !has_ref {
+        conn.execute_batch("ALTER TABLE idempotency ADD COLUMN result_ref TEXT")
+            .map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// Run one write through the connection's statement cache (SQLite compiles each SQL text
@@ -283,29 +364,229 @@ fn entity_version(conn: &Connection, key: &EntityKey) -> Result<Option<u64>, Sto
         .map(|v| v.map(|v| v.unsigned_abs()))
 }
 
-fn insert_audit(conn: &Connection, record: &AuditRecord) -> Result<(), StoreError> {
-    let json = serde_json::to_string(record)
-        .map_err(|e| StoreError::Corrupt(format!("audit record does not serialize: {e}")))?;
+/// An audit record as the audit table stores it: its keys and its JSON text.
+struct AuditRow {
+    execution: String,
+    seq: String,
+    action: String,
+    timestamp: String,
+    correlation_id: Option<String>,
+    json: String,
+}
+
+impl AuditRow {
+    fn of(record: &AuditRecord) -> Result<Self, StoreError> {
+        Ok(Self {
+            execution: record.execution.clone(),
+            seq: record.seq.clone(),
+            action: record.action.clone(),
+            timestamp: record.timestamp.clone(),
+            correlation_id: record.correlation_id.clone(),
+            json: serde_json::to_string(record).map_err(|e| {
+                StoreError::Corrupt(format!("audit record does not serialize: {e}"))
+            })?,
+        })
+    }
+}
+
+fn insert_audit(conn: &Connection, row: &AuditRow) -> Result<(), StoreError> {
     let inserted = exec(
         conn,
         "INSERT OR IGNORE INTO audit (execution, seq, type, timestamp, correlation_id, record) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
-            record.execution,
-            record.seq,
-            record.action,
-            record.timestamp,
-            record.correlation_id,
-            json
+            row.execution,
+            row.seq,
+            row.action,
+            row.timestamp,
+            row.correlation_id,
+            row.json
         ],
     )?;
     if inserted == 0 {
         return Err(StoreError::Corrupt(format!(
             "audit record {} {} exists already; audit records are never overwritten",
-            record.execution, record.seq
+            row.execution, row.seq
         )));
     }
     Ok(())
+}
+
+/// The audit record of a commit: as text already (handed to the writer thread), or to be
+/// serialized once the commit's conditions hold (in place).
+enum AuditText<'a> {
+    Row(AuditRow),
+    Record(&'a AuditRecord),
+}
+
+/// A staged write with its document as text (`None`: a delete).
+struct EntityWrite {
+    key: EntityKey,
+    expect: Expect,
+    doc: Option<String>,
+}
+
+impl EntityWrite {
+    fn of(write: &StagedWrite) -> Self {
+        Self {
+            key: write.key().clone(),
+            expect: write.expect(),
+            doc: match write {
+                StagedWrite::Put { doc, .. } => Some(doc.to_string()),
+                StagedWrite::Delete { .. } => None,
+            },
+        }
+    }
+}
+
+fn put_entity(conn: &Connection, key: &EntityKey, doc: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO entities (pk, sk, doc, version) VALUES (?1, ?2, ?3, 1) \
+         ON CONFLICT (pk, sk) DO UPDATE SET doc = excluded.doc, version = version + 1",
+        params![key.pk, key.sk, doc],
+    )
+    .map(|_| ())
+}
+
+/// The claim transaction: take the record if there is none or it is claimable, else
+/// answer it.
+fn claim_in(conn: &Connection, claim: &Claim) -> Result<(ClaimOutcome, bool), StoreError> {
+    let existing = get_record(conn, &claim.id)?;
+    let (attempt, taken_over) = match &existing {
+        None => (1, false),
+        Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => {
+            (old.attempt + 1, old.is_abandoned())
+        }
+        Some(old) => return Ok((ClaimOutcome::Existing(old.clone()), false)),
+    };
+    put_record(
+        conn,
+        &IdempotencyRecord {
+            id: claim.id.clone(),
+            status: RecordStatus::InProgress,
+            payload_hash: claim.payload_hash.clone(),
+            attempt,
+            lease_owner: claim.lease_owner.clone(),
+            lease_expires_at_ms: claim.lease_expires_at_ms,
+            expires_at_s: claim.expires_at_s,
+            result: None,
+            error: None,
+            created_at_ms: claim.now_ms,
+            completed_at_ms: None,
+        },
+    )?;
+    Ok((
+        ClaimOutcome::Claimed {
+            attempt,
+            taken_over,
+        },
+        true,
+    ))
+}
+
+/// The completion transaction: the record's condition first, then each entity's; the
+/// first that fails answers, and whatever the transaction wrote before it is rolled back.
+fn commit_in(
+    conn: &Connection,
+    record: &RecordWrite,
+    audit: &AuditText<'_>,
+    writes: &[EntityWrite],
+) -> Result<(CommitOutcome, bool), StoreError> {
+    match record {
+        RecordWrite::Finish {
+            id,
+            lease_owner,
+            status,
+            result,
+            error,
+            completed_at_ms,
+            expires_at_s,
+        } => {
+            // The condition is part of the update: `status = IN_PROGRESS AND
+            // lease_owner = :me`.
+            let (json, gz, reference) = result_columns(result.as_ref());
+            let updated = exec(
+                conn,
+                "UPDATE idempotency SET status = ?2, result_json = ?3, result_gz = ?4, \
+                 error = ?5, completed_at_ms = ?6, expires_at_s = ?7, result_ref = ?8 \
+                 WHERE id = ?1 AND status = ?9 AND lease_owner = ?10",
+                params![
+                    id,
+                    status.as_str(),
+                    json,
+                    gz,
+                    error,
+                    completed_at_ms,
+                    expires_at_s,
+                    reference,
+                    RecordStatus::InProgress.as_str(),
+                    lease_owner
+                ],
+            )?;
+            if updated == 0 {
+                return Ok((CommitOutcome::LeaseLost, false));
+            }
+        }
+        RecordWrite::Release { id, lease_owner } => {
+            let updated = exec(
+                conn,
+                "UPDATE idempotency SET lease_expires_at_ms = ?2 \
+                 WHERE id = ?1 AND status = ?3 AND lease_owner = ?4",
+                params![
+                    id,
+                    RELEASED_LEASE_MS,
+                    RecordStatus::InProgress.as_str(),
+                    lease_owner
+                ],
+            )?;
+            if updated == 0 {
+                return Ok((CommitOutcome::LeaseLost, false));
+            }
+        }
+        RecordWrite::Insert { record, now_ms } => {
+            if let Some(old) = get_record(conn, &record.id)?
+                && !old.is_expired(*now_ms)
+            {
+                return Ok((CommitOutcome::Exists(old), false));
+            }
+            put_record(conn, record)?;
+        }
+        RecordWrite::None => {}
+    }
+    // Every entity condition holds before any entity is written.
+    for (index, write) in writes.iter().enumerate() {
+        if !write.expect.holds(entity_version(conn, &write.key)?) {
+            return Ok((CommitOutcome::EntityConflict { index }, false));
+        }
+    }
+    match audit {
+        AuditText::Row(row) => insert_audit(conn, row)?,
+        AuditText::Record(record) => insert_audit(conn, &AuditRow::of(record)?)?,
+    }
+    for write in writes {
+        match &write.doc {
+            Some(doc) => put_entity(conn, &write.key, doc)?,
+            None => {
+                exec(
+                    conn,
+                    "DELETE FROM entities WHERE pk = ?1 AND sk = ?2",
+                    params![write.key.pk, write.key.sk],
+                )?;
+            }
+        }
+    }
+    Ok((CommitOutcome::Committed, true))
+}
+
+/// The query of a page of audit records, newest first: `filter_sql` tests `?1`.
+fn audit_query(filter_sql: &str) -> String {
+    format!(
+        "SELECT record, timestamp, execution, seq FROM audit WHERE {filter_sql} \
+         AND (?2 IS NULL OR timestamp >= ?2) \
+         AND (?3 IS NULL OR (timestamp, execution, seq) < (?3, ?4, ?5)) \
+         ORDER BY timestamp DESC, execution DESC, seq DESC LIMIT ?6"
+    )
 }
 
 /// The position of the last record of a page.
@@ -320,162 +601,91 @@ struct Cursor {
 impl Store for SqliteStore {
     async fn claim(&self, claim: &Claim) -> Result<ClaimOutcome, StoreError> {
         limits::check_claim(claim).map_err(|e| StoreError::Refused(e.to_string()))?;
-        self.with_tx(|tx| {
-            let existing = get_record(tx, &claim.id)?;
-            let (attempt, taken_over) = match &existing {
-                None => (1, false),
-                Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => {
-                    (old.attempt + 1, old.is_abandoned())
-                }
-                Some(old) => return Ok((ClaimOutcome::Existing(old.clone()), false)),
-            };
-            put_record(
-                tx,
-                &IdempotencyRecord {
-                    id: claim.id.clone(),
-                    status: RecordStatus::InProgress,
-                    payload_hash: claim.payload_hash.clone(),
-                    attempt,
-                    lease_owner: claim.lease_owner.clone(),
-                    lease_expires_at_ms: claim.lease_expires_at_ms,
-                    expires_at_s: claim.expires_at_s,
-                    result: None,
-                    error: None,
-                    created_at_ms: claim.now_ms,
-                    completed_at_ms: None,
-                },
-            )?;
-            Ok((
-                ClaimOutcome::Claimed {
-                    attempt,
-                    taken_over,
-                },
-                true,
-            ))
-        })
+        let writer = match &self.db {
+            // In memory no other connection can hold the write lock, and the claim's
+            // transaction reads the record anyway: one transaction, in place.
+            Db::Memory(conn) => return in_place(conn, |conn| claim_in(conn, claim)),
+            Db::File { writer, .. } => writer,
+        };
+        // A record no claim may take now (a live COMPLETED or FAILED one above all: a
+        // replay) is answered from a read, without the write lock: the conditional claim
+        // would have found the very same record in that state and written nothing, so the
+        // outcome is that of a claim taken at the moment of the read.
+        if let Some(old) = self.read(|conn| get_record(conn, &claim.id))?
+            && !old.is_claimable(&claim.payload_hash, claim.now_ms)
+        {
+            return Ok(ClaimOutcome::Existing(old));
+        }
+        let claim = claim.clone();
+        writer.write(move |conn| claim_in(conn, &claim)).await
     }
 
     async fn commit(&self, commit: &Commit) -> Result<CommitOutcome, StoreError> {
         limits::check_commit(commit).map_err(|e| StoreError::Refused(e.to_string()))?;
-        self.with_tx(|tx| {
-            // Check every condition first; write only if all hold.
-            match &commit.record {
-                RecordWrite::Finish { id, lease_owner, .. } | RecordWrite::Release { id, lease_owner } => {
-                    let ours = get_record(tx, id)?.is_some_and(|r| {
-                        r.status == RecordStatus::InProgress && &r.lease_owner == lease_owner
-                    });
-                    if !ours {
-                        return Ok((CommitOutcome::LeaseLost, false));
-                    }
-                }
-                RecordWrite::Insert { record, now_ms } => {
-                    if let Some(old) = get_record(tx, &record.id)?
-                        && !old.is_expired(*now_ms)
-                    {
-                        return Ok((CommitOutcome::Exists(old), false));
-                    }
-                }
-                RecordWrite::None => {}
+        let writes: Vec<EntityWrite> = commit.writes.iter().map(EntityWrite::of).collect();
+        let writer = match &self.db {
+            Db::Memory(conn) => {
+                let audit = AuditText::Record(&commit.audit);
+                return in_place(conn, |conn| {
+                    commit_in(conn, &commit.record, &audit, &writes)
+                });
             }
-            for (index, write) in commit.writes.iter().enumerate() {
-                if !write.expect().holds(entity_version(tx, write.key())?) {
-                    return Ok((CommitOutcome::EntityConflict { index }, false));
-                }
-            }
-            match &commit.record {
-                RecordWrite::Finish {
-                    id,
-                    status,
-                    result,
-                    error,
-                    completed_at_ms,
-                    expires_at_s,
-                    ..
-                } => {
-                    let (json, gz, reference) = result_columns(result.as_ref());
-                    exec(
-                        tx,
-                        "UPDATE idempotency SET status = ?2, result_json = ?3, result_gz = ?4, \
-                         error = ?5, completed_at_ms = ?6, expires_at_s = ?7, result_ref = ?8 \
-                         WHERE id = ?1",
-                        params![
-                            id,
-                            status.as_str(),
-                            json,
-                            gz,
-                            error,
-                            completed_at_ms,
-                            expires_at_s,
-                            reference
-                        ],
-                    )?;
-                }
-                RecordWrite::Release { id, .. } => {
-                    exec(
-                        tx,
-                        "UPDATE idempotency SET lease_expires_at_ms = ?2 WHERE id = ?1",
-                        params![id, RELEASED_LEASE_MS],
-                    )?;
-                }
-                RecordWrite::Insert { record, .. } => put_record(tx, record)?,
-                RecordWrite::None => {}
-            }
-            insert_audit(tx, &commit.audit)?;
-            for write in &commit.writes {
-                match write {
-                    StagedWrite::Put { key, doc, .. } => {
-                        exec(
-                            tx,
-                            "INSERT INTO entities (pk, sk, doc, version) VALUES (?1, ?2, ?3, 1) \
-                             ON CONFLICT (pk, sk) DO UPDATE SET doc = excluded.doc, version = version + 1",
-                            params![key.pk, key.sk, doc.to_string()],
-                        )?;
-                    }
-                    StagedWrite::Delete { key, .. } => {
-                        exec(
-                            tx,
-                            "DELETE FROM entities WHERE pk = ?1 AND sk = ?2",
-                            params![key.pk, key.sk],
-                        )?;
-                    }
-                }
-            }
-            Ok((CommitOutcome::Committed, true))
-        })
+            Db::File { writer, .. } => writer,
+        };
+        // An optimistic commit that meets a live record (a replay) is answered from a
+        // read, as a claim is: its transaction would have found the same record first and
+        // written nothing.
+        if let RecordWrite::Insert { record, now_ms } = &commit.record
+            && let Some(old) = self.read(|conn| get_record(conn, &record.id))?
+            && !old.is_expired(*now_ms)
+        {
+            return Ok(CommitOutcome::Exists(old));
+        }
+        let record = commit.record.clone();
+        let audit = AuditText::Row(AuditRow::of(&commit.audit)?);
+        writer
+            .write(move |conn| commit_in(conn, &record, &audit, &writes))
+            .await
     }
 
     async fn put_audit(&self, record: &AuditRecord) -> Result<(), StoreError> {
         limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
-        self.with_tx(|tx| insert_audit(tx, record).map(|()| ((), true)))
+        let row = AuditRow::of(record)?;
+        self.write(move |conn| insert_audit(conn, &row).map(|()| ((), true)))
+            .await
     }
 
     async fn put_audits(&self, records: &[AuditRecord]) -> Result<(), StoreError> {
         for record in records {
             limits::check_audit(record).map_err(|e| StoreError::Refused(e.to_string()))?;
         }
-        self.with_tx(|tx| {
-            records
-                .iter()
-                .try_for_each(|record| insert_audit(tx, record))
+        let rows = records
+            .iter()
+            .map(AuditRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(move |conn| {
+            rows.iter()
+                .try_for_each(|row| insert_audit(conn, row))
                 .map(|()| ((), true))
         })
+        .await
     }
 
     async fn get_record(&self, id: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        get_record(&conn, id)
+        self.read(|conn| get_record(conn, id))
     }
 
     async fn get_entity(&self, key: &EntityKey) -> Result<Option<Entity>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let row = conn
-            .query_row(
-                "SELECT doc, version FROM entities WHERE pk = ?1 AND sk = ?2",
-                params![key.pk, key.sk],
-                |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)),
-            )
-            .optional()
-            .map_err(db_err)?;
+        let row = self.read(|conn| {
+            conn.prepare_cached("SELECT doc, version FROM entities WHERE pk = ?1 AND sk = ?2")
+                .and_then(|mut statement| {
+                    statement.query_row(params![key.pk, key.sk], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    })
+                })
+                .optional()
+                .map_err(db_err)
+        })?;
         row.map(|(doc, version)| {
             Ok(Entity {
                 key: key.clone(),
@@ -493,18 +703,16 @@ impl Store for SqliteStore {
         doc: &serde_json::Value,
         expect: Expect,
     ) -> Result<bool, StoreError> {
-        self.with_tx(|tx| {
-            if !expect.holds(entity_version(tx, key)?) {
+        let key = key.clone();
+        let doc = doc.to_string();
+        self.write(move |conn| {
+            if !expect.holds(entity_version(conn, &key)?) {
                 return Ok((false, false));
             }
-            exec(
-                tx,
-                "INSERT INTO entities (pk, sk, doc, version) VALUES (?1, ?2, ?3, 1) \
-                 ON CONFLICT (pk, sk) DO UPDATE SET doc = excluded.doc, version = version + 1",
-                params![key.pk, key.sk, doc.to_string()],
-            )?;
+            put_entity(conn, &key, &doc)?;
             Ok((true, true))
         })
+        .await
     }
 
     async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
@@ -528,59 +736,55 @@ impl Store for SqliteStore {
                     })
             })
             .transpose()?;
-        let sql = format!(
-            "SELECT record, timestamp, execution, seq FROM audit WHERE {filter_sql} \
-             AND (?2 IS NULL OR timestamp >= ?2) \
-             AND (?3 IS NULL OR (timestamp, execution, seq) < (?3, ?4, ?5)) \
-             ORDER BY timestamp DESC, execution DESC, seq DESC LIMIT ?6"
-        );
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-        let rows = stmt
-            .query_map(
-                params![
-                    filter_value,
-                    query.since,
-                    cursor.as_ref().map(|c| &c.timestamp),
-                    cursor.as_ref().map(|c| &c.execution),
-                    cursor.as_ref().map(|c| &c.seq),
-                    i64::try_from(limit + 1).unwrap_or(i64::MAX),
-                ],
-                |row| {
-                    Ok((
-                        row.get::<_, String>(0)?,
-                        Cursor {
-                            timestamp: row.get(1)?,
-                            execution: row.get(2)?,
-                            seq: row.get(3)?,
-                        },
-                    ))
-                },
-            )
-            .map_err(db_err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(db_err)?;
-        let more = rows.len() > limit;
-        let mut records: Vec<AuditRecord> = Vec::with_capacity(limit);
-        let mut last = None;
-        for (json, position) in rows.into_iter().take(limit) {
-            records.push(
-                serde_json::from_str(&json)
-                    .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?,
-            );
-            last = Some(position);
-        }
-        // Completion outputs stored once, in their idempotency record.
-        crate::audit::resolve_outputs(&mut records, |id| get_record(&conn, id))?;
-        let next_cursor = if more {
-            last.and_then(|c| serde_json::to_vec(&c).ok())
-                .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
-        } else {
-            None
-        };
-        Ok(AuditPage {
-            records,
-            next_cursor,
+        let sql = audit_query(filter_sql);
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+            let rows = stmt
+                .query_map(
+                    params![
+                        filter_value,
+                        query.since,
+                        cursor.as_ref().map(|c| &c.timestamp),
+                        cursor.as_ref().map(|c| &c.execution),
+                        cursor.as_ref().map(|c| &c.seq),
+                        i64::try_from(limit + 1).unwrap_or(i64::MAX),
+                    ],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            Cursor {
+                                timestamp: row.get(1)?,
+                                execution: row.get(2)?,
+                                seq: row.get(3)?,
+                            },
+                        ))
+                    },
+                )
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            let more = rows.len() > limit;
+            let mut records: Vec<AuditRecord> = Vec::with_capacity(limit);
+            let mut last = None;
+            for (json, position) in rows.into_iter().take(limit) {
+                records.push(
+                    serde_json::from_str(&json)
+                        .map_err(|e| StoreError::Corrupt(format!("audit record: {e}")))?,
+                );
+                last = Some(position);
+            }
+            // Completion outputs stored once, in their idempotency record.
+            crate::audit::resolve_outputs(&mut records, |id| get_record(conn, id))?;
+            let next_cursor = if more {
+                last.and_then(|c| serde_json::to_vec(&c).ok())
+                    .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+            } else {
+                None
+            };
+            Ok(AuditPage {
+                records,
+                next_cursor,
+            })
         })
     }
 
@@ -598,24 +802,27 @@ impl ObjectStore for SqliteStore {
     }
 
     async fn put(&self, key: &str, body: Vec<u8>, gzip: bool) -> Result<(), StoreError> {
-        self.with_tx(|tx| {
+        let key = key.to_owned();
+        self.write(move |conn| {
             exec(
-                tx,
+                conn,
                 "INSERT OR REPLACE INTO objects (bucket, key, body, gzip) VALUES (?1, ?2, ?3, ?4)",
                 params![LOCAL_BUCKET, key, body, gzip],
             )
             .map(|_| ((), true))
         })
+        .await
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.prepare_cached("SELECT body FROM objects WHERE bucket = ?1 AND key = ?2")
-            .and_then(|mut statement| {
-                statement.query_row(params![bucket, key], |row| row.get::<_, Vec<u8>>(0))
-            })
-            .optional()
-            .map_err(db_err)
+        self.read(|conn| {
+            conn.prepare_cached("SELECT body FROM objects WHERE bucket = ?1 AND key = ?2")
+                .and_then(|mut statement| {
+                    statement.query_row(params![bucket, key], |row| row.get::<_, Vec<u8>>(0))
+                })
+                .optional()
+                .map_err(db_err)
+        })
     }
 }
 
@@ -647,5 +854,77 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    fn indexes(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit' AND sql IS NOT NULL ORDER BY name")
+            .expect("query");
+        stmt.query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("names")
+    }
+
+    /// Audit records by correlation id are read from the index of the records that have
+    /// one (which a record without one does not enter).
+    #[test]
+    fn correlated_audit_records_are_read_from_their_index() {
+        let conn = Connection::open_in_memory().expect("memory");
+        init(&conn).expect("tables");
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN {}",
+                audit_query("correlation_id = ?1")
+            ))
+            .expect("plan")
+            .query_map(
+                params![
+                    "c",
+                    None::<String>,
+                    None::<String>,
+                    None::<String>,
+                    None::<String>,
+                    10
+                ],
+                |row| row.get::<_, String>(3),
+            )
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("plan");
+        assert_eq!(
+            plan,
+            ["SEARCH audit USING INDEX audit_by_correlation_id (correlation_id=?)"]
+        );
+    }
+
+    /// A file of an earlier version, whose correlation index held every record, gets the
+    /// index of the correlated records instead when opened.
+    #[test]
+    fn files_of_earlier_versions_get_the_index_of_correlated_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        let old = Connection::open(&path).expect("file");
+        init(&old).expect("tables");
+        old.execute_batch(
+            "DROP INDEX audit_by_correlation_id; \
+             CREATE INDEX audit_by_correlation ON audit (correlation_id, timestamp)",
+        )
+        .expect("the old index");
+        assert_eq!(
+            indexes(&old),
+            ["audit_by_correlation", "audit_by_time", "audit_by_type"]
+        );
+        drop(old);
+        let store = SqliteStore::open(&path).expect("opens");
+        store
+            .read(|conn| {
+                assert_eq!(
+                    indexes(conn),
+                    ["audit_by_correlation_id", "audit_by_time", "audit_by_type"]
+                );
+                Ok(())
+            })
+            .expect("read");
     }
 }

@@ -24,15 +24,24 @@ use tokio::sync::Notify;
 /// Which store a scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
+    /// The embedded store in memory: one connection, used in place.
     Sqlite,
+    /// The embedded store in a file: its writer thread, which commits concurrent writes
+    /// together, and its reading connection.
+    SqliteFile,
     DynamoDbLocal,
     Moto,
 }
 
 impl Backend {
+    /// Whether this is the embedded store (in memory or in a file).
+    pub(crate) fn is_sqlite(self) -> bool {
+        matches!(self, Backend::Sqlite | Backend::SqliteFile)
+    }
+
     fn endpoint_var(self) -> Option<&'static str> {
         match self {
-            Backend::Sqlite => None,
+            Backend::Sqlite | Backend::SqliteFile => None,
             Backend::DynamoDbLocal => Some("ACTIONDO_TEST_DYNAMODB_LOCAL_URL"),
             Backend::Moto => Some("ACTIONDO_TEST_MOTO_URL"),
         }
@@ -70,6 +79,8 @@ pub(crate) struct Harness {
     pub(crate) dynamo: Option<DynamoStore>,
     /// Where the result objects are: the embedded store's table, or moto's S3.
     objects: Objects,
+    /// The folder of the embedded store's file, removed with the harness.
+    _dir: Option<tempfile::TempDir>,
 }
 
 /// The object store of a harness, as the tests inspect it.
@@ -113,9 +124,18 @@ impl Harness {
     async fn build(backend: Backend, with_objects: bool) -> Option<Self> {
         let mut dynamo = None;
         let mut objects = Objects::None;
+        let mut dir = None;
         let (store, counter): (Arc<dyn Store>, Option<CallCounter>) = match backend.endpoint_var() {
             None => {
-                let store = SqliteStore::in_memory().expect("in-memory SQLite");
+                let store = if backend == Backend::SqliteFile {
+                    let folder = tempfile::tempdir().expect("temp dir");
+                    let store =
+                        SqliteStore::open(folder.path().join("actiondo.db")).expect("SQLite file");
+                    dir = Some(folder);
+                    store
+                } else {
+                    SqliteStore::in_memory().expect("in-memory SQLite")
+                };
                 if with_objects {
                     let store = Arc::new(store);
                     objects = Objects::Sqlite(store.clone());
@@ -182,6 +202,7 @@ impl Harness {
             backend,
             dynamo,
             objects,
+            _dir: dir,
         };
         h.reset_calls();
         Some(h)

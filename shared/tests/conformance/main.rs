@@ -1,6 +1,7 @@
 //! The conformance suite: every guarantee of docs/architecture.md §4, one test per scenario, run against
-//! every store — embedded SQLite always; DynamoDB Local and moto server when the test runner
-//! (`tests/run.sh`) exports their endpoints.
+//! every store — embedded SQLite always (in memory, and in a file through its writer
+//! thread); DynamoDB Local and moto server when the test runner (`tests/run.sh`) exports
+//! their endpoints.
 
 mod boundaries;
 mod harness;
@@ -950,7 +951,7 @@ async fn a_lone_entity_put_is_conditional_and_unaudited(backend: Backend) {
     assert_eq!((now.version, now.doc.clone()), (3, json!({"value": "v3"})));
     // No audit record: on DynamoDB the single `UpdateItem` above says so (the audit
     // cannot be listed there without a filter); SQLite lists it.
-    if backend == Backend::Sqlite {
+    if backend.is_sqlite() {
         let audit = h
             .faulty
             .query_audit(&AuditQuery::new(AuditFilter::All))
@@ -967,6 +968,14 @@ macro_rules! conformance {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $scenario() {
                     super::$scenario(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod sqlite_file {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::Backend::SqliteFile).await;
                 }
             )*
         }
