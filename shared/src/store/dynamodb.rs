@@ -788,7 +788,7 @@ impl Store for DynamoStore {
                 let old_attempt = old.as_ref().map_or(0, |r| r.attempt);
                 let taken_over = old.as_ref().is_some_and(IdempotencyRecord::is_abandoned);
                 Ok(ClaimOutcome::Claimed {
-                    attempt: old_attempt + 1,
+                    attempt: old_attempt.saturating_add(1),
                     taken_over,
                 })
             }

@@ -126,17 +126,37 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 
 impl SqliteStore {
     /// Open (creating if needed) the store in the file at `path`, and its parent folder.
+    ///
+    /// `":memory:"` is [`in_memory`](Self::in_memory); any other name SQLite would open
+    /// as a database that is not a file of its own (a `file:` URI with `mode=memory`, an
+    /// empty name) is refused (`StoreError::InvalidRequest`): the store's writing and
+    /// reading connections must open the same file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
+        if path.as_os_str() == ":memory:" {
+            return Self::in_memory();
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| StoreError::unavailable(format!("creating {}", dir.display()), e))?;
         }
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(db_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::InvalidRequest(format!(
+                "{} is not a database file SQLite can share between connections (its journal \
+                 mode is {mode}, not WAL); name a file, or use sqlite::memory: for a store in memory",
+                path.display()
+            )));
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        // The WAL file is cut back to this size after a checkpoint, whatever size the
+        // largest batch of writes grew it to.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(db_err)?;
         init(&conn)?;
         // The reader opens the file once its tables exist; it never writes.
@@ -456,7 +476,7 @@ fn claim_in(conn: &Connection, claim: &Claim) -> Result<(ClaimOutcome, bool), St
     let (attempt, taken_over) = match &existing {
         None => (1, false),
         Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => {
-            (old.attempt + 1, old.is_abandoned())
+            (old.attempt.saturating_add(1), old.is_abandoned())
         }
         Some(old) => return Ok((ClaimOutcome::Existing(old.clone()), false)),
     };

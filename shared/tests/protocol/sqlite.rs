@@ -141,3 +141,25 @@ async fn a_replay_is_answered_while_another_process_writes() {
         (RecordStatus::InProgress, "three", 2)
     );
 }
+
+/// `":memory:"` opens the store in memory; a name SQLite would open as a database that
+/// is not a file of its own is refused, naming it: the store's writing and reading
+/// connections would each open a database of their own.
+#[tokio::test]
+async fn names_that_are_not_a_file_are_refused_or_in_memory() {
+    let store = SqliteStore::open(":memory:").expect("in memory");
+    assert_eq!(store.path(), None);
+    assert!(matches!(
+        store.claim(&claim("one", 1_000)).await.expect("claims"),
+        ClaimOutcome::Claimed { attempt: 1, .. }
+    ));
+    assert!(store.get_record("x#k").await.expect("reads").is_some());
+    for name in ["file:store?mode=memory&cache=shared", ""] {
+        match SqliteStore::open(name) {
+            Err(actiondo::StoreError::InvalidRequest(text)) => {
+                assert!(text.contains("sqlite::memory:"), "{name:?}: {text}");
+            }
+            other => panic!("{name:?}: expected a refusal, got {other:?}"),
+        }
+    }
+}

@@ -13,12 +13,18 @@
 //! does not withdraw its write: it is committed with the others, as a request whose
 //! answer was lost.
 //!
+//! A write that panics is rolled back alone, like one that fails, and its caller panics
+//! with the same payload (as it would have running the write itself); the thread goes on.
+//! The queue holds at most [`QUEUE`] writes: beyond that a write is refused at once as
+//! unavailable instead of waiting behind a file another process holds.
+//!
 //! A single write (no other waiting) is one transaction, as without the writer. Under
 //! load, the cost of a transaction — taking the file's write lock, appending the changed
 //! pages to the WAL, checkpointing — is shared by every write of the batch: the
 //! audit records of concurrent executions fill the same index pages, which the WAL then
 //! holds once per batch instead of once per write.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -32,6 +38,12 @@ use crate::error::StoreError;
 
 /// The most writes committed in one transaction.
 const MAX_BATCH: usize = 128;
+
+/// The most writes waiting for the thread; a write beyond them is refused as unavailable.
+pub(super) const QUEUE: usize = 4096;
+
+/// What a caller is told: the write's answer, or the payload of its panic.
+type Answer<T> = std::thread::Result<Result<T, StoreError>>;
 
 /// What one write did, waiting for the batch's commit.
 trait Settle: Send {
@@ -76,13 +88,13 @@ impl BatchFailure {
 /// A write and where its answer goes.
 struct Write<F, T> {
     f: F,
-    answer: oneshot::Sender<Result<T, StoreError>>,
+    answer: oneshot::Sender<Answer<T>>,
 }
 
-/// A write that ran: its result, waiting for the commit.
+/// A write that ran: its result (or its panic), waiting for the commit.
 struct Ran<T> {
-    result: Result<(T, bool), StoreError>,
-    answer: oneshot::Sender<Result<T, StoreError>>,
+    result: std::thread::Result<Result<(T, bool), StoreError>>,
+    answer: oneshot::Sender<Answer<T>>,
 }
 
 impl<F, T> Job for Write<F, T>
@@ -93,28 +105,31 @@ where
     fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Settle> {
         let Write { f, answer } = *self;
         Box::new(Ran {
-            result: f(conn),
+            result: catch_unwind(AssertUnwindSafe(|| f(conn))),
             answer,
         })
     }
 
     fn fail(self: Box<Self>, failure: &BatchFailure) {
         // The caller may have gone (its future dropped): nobody to tell.
-        let _ = self.answer.send(Err(failure.error()));
+        let _ = self.answer.send(Ok(Err(failure.error())));
     }
 }
 
 impl<T: Send> Settle for Ran<T> {
     fn keep(&self) -> bool {
-        matches!(self.result, Ok((_, true)))
+        matches!(self.result, Ok(Ok((_, true))))
     }
 
     fn settle(self: Box<Self>, committed: Result<(), &BatchFailure>) {
         let answer = match (self.result, committed) {
-            // Its own failure (its changes were rolled back) stands whatever the batch did.
-            (Err(e), _) => Err(e),
-            (Ok(_), Err(failure)) => Err(failure.error()),
-            (Ok((value, _)), Ok(())) => Ok(value),
+            // Its panic (its changes were rolled back) goes to the caller, whatever the
+            // batch did.
+            (Err(panic), _) => Err(panic),
+            // So does its own failure.
+            (Ok(Err(e)), _) => Ok(Err(e)),
+            (Ok(Ok(_)), Err(failure)) => Ok(Err(failure.error())),
+            (Ok(Ok((value, _))), Ok(())) => Ok(Ok(value)),
         };
         let _ = self.answer.send(answer);
     }
@@ -123,7 +138,7 @@ impl<T: Send> Settle for Ran<T> {
 /// The writer thread of a store file, and the way to it.
 #[derive(Debug)]
 pub(super) struct Writer {
-    jobs: Option<mpsc::Sender<Box<dyn Job>>>,
+    jobs: Option<mpsc::SyncSender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
     /// How many transactions the thread has ended (committed or not), and how many
     /// writes they held: logged when the writer stops.
@@ -139,7 +154,7 @@ struct Counts {
 impl Writer {
     /// Start the writer thread; it owns `conn` until the writer is dropped.
     pub(super) fn start(conn: Connection) -> Result<Self, StoreError> {
-        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let (jobs, queue) = mpsc::sync_channel::<Box<dyn Job>>(QUEUE);
         let counts = Arc::new(Counts::default());
         let counted = Arc::clone(&counts);
         let thread = std::thread::Builder::new()
@@ -154,7 +169,14 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    run_batch(&mut conn, batch, &counted);
+                    if let Some(busy) = run_batch(&mut conn, batch, &counted) {
+                        // Another process holds the file, and has for the busy timeout:
+                        // the writes waiting now would each wait as long again. They
+                        // are answered with the same failure at once.
+                        while let Ok(job) = queue.try_recv() {
+                            job.fail(&busy);
+                        }
+                    }
                 }
             })
             .map_err(|e| StoreError::unavailable("starting the SQLite writer thread", e))?;
@@ -173,8 +195,9 @@ impl Writer {
 
     /// Run `f` in a write transaction (shared with other writes waiting at the same time)
     /// and answer its value once that transaction is committed. `f` answers its value and
-    /// whether its changes are kept; a write that is not kept, or that fails, is rolled
-    /// back alone.
+    /// whether its changes are kept; a write that is not kept, that fails or that panics
+    /// is rolled back alone (a panic is resumed here). With [`QUEUE`] writes waiting,
+    /// `StoreError::Unavailable` at once.
     pub(super) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
@@ -185,12 +208,24 @@ impl Writer {
             message: "the SQLite writer thread stopped".into(),
             source: None,
         };
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
-            .send(Box::new(Write { f, answer }))
-            .map_err(|_| stopped())?;
-        answered.await.map_err(|_| stopped())?
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        match jobs.try_send(Box::new(Write { f, answer })) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(_)) => {
+                return Err(StoreError::Unavailable {
+                    message: format!(
+                        "the SQLite writer has {QUEUE} writes waiting (the file is busy); try again"
+                    ),
+                    source: None,
+                });
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        match answered.await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(panic)) => resume_unwind(panic),
+            Err(_) => Err(stopped()),
+        }
     }
 }
 
@@ -214,16 +249,26 @@ fn run(conn: &Connection, sql: &str) -> Result<(), rusqlite::Error> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Run `batch` in one transaction and answer each write.
-fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, counts: &Counts) {
+/// Run `batch` in one transaction and answer each write. When the transaction could not
+/// begin because another process holds the file, that failure.
+fn run_batch(
+    conn: &mut Connection,
+    batch: Vec<Box<dyn Job>>,
+    counts: &Counts,
+) -> Option<BatchFailure> {
     counts.transactions.fetch_add(1, Ordering::Relaxed);
-    counts
-        .writes
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let writes = batch.len();
+    counts.writes.fetch_add(writes as u64, Ordering::Relaxed);
+    if !conn.is_autocommit() {
+        // A transaction left open by an earlier batch whose COMMIT and ROLLBACK both
+        // failed: end it, or no batch could ever begin again.
+        let _ = run(conn, "ROLLBACK");
+    }
     if let Err(e) = run(conn, "BEGIN IMMEDIATE") {
         let failure = BatchFailure::new(&e);
+        tracing::warn!(error = %failure.text, writes, "an SQLite write transaction could not begin");
         batch.into_iter().for_each(|job| job.fail(&failure));
-        return;
+        return failure.busy.then_some(failure);
     }
     let single = batch.len() == 1;
     let mut ran: Vec<Box<dyn Settle>> = Vec::with_capacity(batch.len());
@@ -269,17 +314,19 @@ fn run_batch(conn: &mut Connection, batch: Vec<Box<dyn Job>>, counts: &Counts) {
         let _ = run(conn, "ROLLBACK");
     }
     if let Err(failure) = &committed {
-        tracing::warn!(error = %failure.text, writes = ran.len(), "an SQLite write transaction failed");
+        tracing::warn!(error = %failure.text, writes, "an SQLite write transaction failed");
     }
     for done in ran {
         done.settle(committed.as_ref().map(|_| ()));
     }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::db_err;
     use super::*;
+    use std::time::Duration;
 
     fn table() -> Connection {
         let conn = Connection::open_in_memory().expect("memory");
@@ -299,13 +346,21 @@ mod tests {
         }
     }
 
-    fn job<F, T>(f: F) -> (Box<dyn Job>, oneshot::Receiver<Result<T, StoreError>>)
+    fn job<F, T>(f: F) -> (Box<dyn Job>, oneshot::Receiver<Answer<T>>)
     where
         F: FnOnce(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let (answer, answered) = oneshot::channel();
         (Box::new(Write { f, answer }), answered)
+    }
+
+    /// The answer of a write that did not panic.
+    fn answer<T>(answered: oneshot::Receiver<Answer<T>>) -> Result<T, StoreError> {
+        match answered.blocking_recv().expect("answered") {
+            Ok(answer) => answer,
+            Err(_) => panic!("the write panicked"),
+        }
     }
 
     fn keys(conn: &Connection) -> Vec<String> {
@@ -346,36 +401,94 @@ mod tests {
         );
         assert!(conn.is_autocommit(), "the batch's transaction ended");
         assert_eq!(keys(&conn), ["a", "d"]);
-        assert!(a_answer.blocking_recv().expect("answered").is_ok());
-        assert!(dropped_answer.blocking_recv().expect("answered").is_ok());
+        assert!(answer(a_answer).is_ok());
+        assert!(answer(dropped_answer).is_ok());
         assert!(matches!(
-            failing_answer.blocking_recv().expect("answered"),
+            answer(failing_answer),
             Err(StoreError::Unavailable { .. })
         ));
-        assert_eq!(
-            sees_a_answer.blocking_recv().expect("answered").ok(),
-            Some(1)
-        );
-        assert!(d_answer.blocking_recv().expect("answered").is_ok());
+        assert_eq!(answer(sees_a_answer).ok(), Some(1));
+        assert!(answer(d_answer).is_ok());
     }
 
-    /// A batch whose transaction cannot begin answers every write with that failure and
-    /// runs none of them.
+    /// A write that panics is rolled back alone; its caller gets the panic, the other
+    /// writes of the batch their own outcomes, and the connection goes on.
+    #[test]
+    fn a_write_that_panics_is_rolled_back_alone() {
+        let mut conn = table();
+        let (a, a_answer) = job(insert("a", true));
+        let (panics, panics_answer) = job(|conn: &Connection| -> Result<((), bool), StoreError> {
+            conn.execute("INSERT INTO t (k, v) VALUES ('p', 1)", [])
+                .map_err(db_err)?;
+            panic!("a bug in a write");
+        });
+        let (b, b_answer) = job(insert("b", true));
+        run_batch(&mut conn, vec![a, panics, b], &Counts::default());
+        assert_eq!(keys(&conn), ["a", "b"]);
+        assert!(answer(a_answer).is_ok());
+        assert!(answer(b_answer).is_ok());
+        let payload = panics_answer
+            .blocking_recv()
+            .expect("answered")
+            .expect_err("the panic");
+        assert_eq!(payload.downcast_ref::<&str>(), Some(&"a bug in a write"));
+
+        // Alone in its batch, the same: nothing kept.
+        let (panics, panics_answer) = job(|conn: &Connection| -> Result<((), bool), StoreError> {
+            conn.execute("INSERT INTO t (k, v) VALUES ('q', 1)", [])
+                .map_err(db_err)?;
+            panic!("again");
+        });
+        run_batch(&mut conn, vec![panics], &Counts::default());
+        assert!(panics_answer.blocking_recv().expect("answered").is_err());
+        assert!(conn.is_autocommit());
+        assert_eq!(keys(&conn), ["a", "b"]);
+    }
+
+    /// A transaction left open on the connection (an earlier batch whose COMMIT and
+    /// ROLLBACK both failed) is ended before the next batch, which then runs.
+    #[test]
+    fn a_transaction_left_open_is_ended_before_the_next_batch() {
+        let mut conn = table();
+        conn.execute_batch("BEGIN; INSERT INTO t (k, v) VALUES ('stale', 1)")
+            .expect("a transaction left open");
+        let (a, a_answer) = job(insert("a", true));
+        assert!(run_batch(&mut conn, vec![a], &Counts::default()).is_none());
+        assert!(answer(a_answer).is_ok());
+        assert!(conn.is_autocommit());
+        assert_eq!(
+            keys(&conn),
+            ["a"],
+            "the open transaction's write was rolled back"
+        );
+    }
+
+    /// When another connection holds the file past the busy timeout, the batch runs none
+    /// of its writes, answers each with the busy failure, and tells the thread so.
     #[test]
     fn a_batch_that_cannot_begin_runs_nothing() {
-        let mut conn = table();
-        conn.execute_batch("BEGIN")
-            .expect("a transaction already open");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("busy.db");
+        let mut conn = Connection::open(&path).expect("file");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+        )
+        .expect("table");
+        conn.busy_timeout(Duration::from_millis(1))
+            .expect("timeout");
+        let other = Connection::open(&path).expect("other");
+        other.execute_batch("BEGIN IMMEDIATE").expect("locked");
         let (a, a_answer) = job(insert("a", true));
         let (b, b_answer) = job(insert("b", true));
-        run_batch(&mut conn, vec![a, b], &Counts::default());
-        for answer in [a_answer, b_answer] {
-            assert!(matches!(
-                answer.blocking_recv().expect("answered"),
-                Err(StoreError::Unavailable { .. })
-            ));
+        let busy = run_batch(&mut conn, vec![a, b], &Counts::default());
+        assert!(busy.is_some_and(|f| f.busy));
+        for answered in [a_answer, b_answer] {
+            match answer(answered) {
+                Err(StoreError::Unavailable { message, .. }) => assert_eq!(message, BUSY_MESSAGE),
+                other => panic!("expected busy, got {other:?}"),
+            }
         }
-        conn.execute_batch("ROLLBACK").expect("rolled back");
+        other.execute_batch("ROLLBACK").expect("released");
         assert!(keys(&conn).is_empty());
     }
 
@@ -446,6 +559,104 @@ mod tests {
         );
         let reader = Connection::open(&path).expect("reopened");
         assert_eq!(keys(&reader).len(), 40);
+    }
+
+    /// Blocks the writer thread with a write until told to go on; answers once running.
+    fn hold(
+        writer: &Arc<Writer>,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (started, running) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let writer = Arc::clone(writer);
+            async move {
+                writer
+                    .write(move |_| {
+                        started.send(()).expect("told");
+                        released.recv().expect("released");
+                        Ok(((), false))
+                    })
+                    .await
+            }
+        });
+        running.recv().expect("the thread is busy");
+        (busy, release)
+    }
+
+    /// With QUEUE writes waiting, one more is refused at once; those waiting are written.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_the_next_write() {
+        let (_dir, path, writer) = file();
+        let writer = Arc::new(writer);
+        let (busy, release) = hold(&writer);
+        let waiting = futures::future::join_all((0..QUEUE as i64).map(|i| insert_row(&writer, i)));
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        match insert_row(&writer, -1).await {
+            Err(StoreError::Unavailable { message, .. }) => {
+                assert!(message.contains("writes waiting"), "{message}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        release.send(()).expect("release");
+        assert!(waiting.await.iter().all(Result::is_ok));
+        busy.await.expect("joined").expect("answered");
+        let reader = Connection::open(&path).expect("reopened");
+        assert_eq!(keys(&reader).len(), QUEUE);
+    }
+
+    /// When a batch cannot begin because another process holds the file, the writes still
+    /// waiting are answered busy at once, without a transaction (and its wait) each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_busy_file_answers_every_waiting_write_at_once() {
+        use std::sync::atomic::AtomicBool;
+        // The writer's busy handler (a plain fn): it says when the first BEGIN waits, and
+        // gives up once the test has queued the other writes.
+        static WAITING: AtomicBool = AtomicBool::new(false);
+        static QUEUED: AtomicBool = AtomicBool::new(false);
+        fn handler(_: i32) -> bool {
+            WAITING.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(1));
+            !QUEUED.load(Ordering::SeqCst)
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("w.db");
+        let mut conn = Connection::open(&path).expect("file");
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER NOT NULL)",
+        )
+        .expect("table");
+        let other = Connection::open(&path).expect("other");
+        other.execute_batch("BEGIN IMMEDIATE").expect("locked");
+        conn.busy_handler(Some(handler)).expect("handler");
+        let writer = Arc::new(Writer::start(conn).expect("writer"));
+        let first = tokio::spawn({
+            let writer = Arc::clone(&writer);
+            async move { insert_row(&writer, 1000).await }
+        });
+        while !WAITING.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let waiting = futures::future::join_all((0..200).map(|i| insert_row(&writer, i)));
+        tokio::pin!(waiting);
+        assert!(futures::poll!(waiting.as_mut()).is_pending());
+        QUEUED.store(true, Ordering::SeqCst);
+        let busy = |answered: Result<i64, StoreError>| match answered {
+            Err(StoreError::Unavailable { message, .. }) => assert_eq!(message, BUSY_MESSAGE),
+            other => panic!("expected busy, got {other:?}"),
+        };
+        busy(first.await.expect("joined"));
+        waiting.await.into_iter().for_each(busy);
+        assert_eq!(
+            writer.transactions(),
+            1,
+            "one BEGIN that failed, none for the 200"
+        );
+        other.execute_batch("ROLLBACK").expect("released");
+        assert!(keys(&other).is_empty());
     }
 
     /// Writes handed to the thread are answered after their commit, and dropping the
