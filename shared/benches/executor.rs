@@ -14,8 +14,7 @@ use std::sync::Mutex;
 
 use actiondo::store::sqlite::SqliteStore;
 use actiondo::store::{
-    Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, RecordStatus, RecordWrite,
-    StagedWrite,
+    Claim, ClaimOutcome, Commit, CommitOutcome, IdempotencyRecord, RecordWrite, StagedWrite,
 };
 use actiondo::{
     Action, ActionContext, ActionError, ActionOptions, AuditPage, AuditQuery, AuditRecord, Entity,
@@ -113,25 +112,13 @@ impl Store for MemoryStore {
         let mut m = self.0.lock().expect("memory");
         let attempt = match m.records.get(&claim.id) {
             None => 1,
-            Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => old.attempt + 1,
+            Some(old) if old.is_claimable(&claim.payload_hash, claim.now_ms) => {
+                old.attempt.saturating_add(1)
+            }
             Some(old) => return Ok(ClaimOutcome::Existing(old.clone())),
         };
-        m.records.insert(
-            claim.id.clone(),
-            IdempotencyRecord {
-                id: claim.id.clone(),
-                status: RecordStatus::InProgress,
-                payload_hash: claim.payload_hash.clone(),
-                attempt,
-                lease_owner: claim.lease_owner.clone(),
-                lease_expires_at_ms: claim.lease_expires_at_ms,
-                expires_at_s: claim.expires_at_s,
-                result: None,
-                error: None,
-                created_at_ms: claim.now_ms,
-                completed_at_ms: None,
-            },
-        );
+        m.records
+            .insert(claim.id.clone(), claim.in_progress(attempt));
         Ok(ClaimOutcome::Claimed {
             attempt,
             taken_over: false,

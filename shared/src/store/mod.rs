@@ -456,6 +456,26 @@ pub struct Claim {
     pub now_ms: i64,
 }
 
+impl Claim {
+    /// The record this claim leaves when it takes the key as attempt `attempt`:
+    /// `IN_PROGRESS`, leased to its owner, with no outcome yet.
+    pub fn in_progress(&self, attempt: u32) -> IdempotencyRecord {
+        IdempotencyRecord {
+            id: self.id.clone(),
+            status: RecordStatus::InProgress,
+            payload_hash: self.payload_hash.clone(),
+            attempt,
+            lease_owner: self.lease_owner.clone(),
+            lease_expires_at_ms: self.lease_expires_at_ms,
+            expires_at_s: self.expires_at_s,
+            result: None,
+            error: None,
+            created_at_ms: self.now_ms,
+            completed_at_ms: None,
+        }
+    }
+}
+
 /// What a claim found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimOutcome {

@@ -480,22 +480,7 @@ fn claim_in(conn: &Connection, claim: &Claim) -> Result<(ClaimOutcome, bool), St
         }
         Some(old) => return Ok((ClaimOutcome::Existing(old.clone()), false)),
     };
-    put_record(
-        conn,
-        &IdempotencyRecord {
-            id: claim.id.clone(),
-            status: RecordStatus::InProgress,
-            payload_hash: claim.payload_hash.clone(),
-            attempt,
-            lease_owner: claim.lease_owner.clone(),
-            lease_expires_at_ms: claim.lease_expires_at_ms,
-            expires_at_s: claim.expires_at_s,
-            result: None,
-            error: None,
-            created_at_ms: claim.now_ms,
-            completed_at_ms: None,
-        },
-    )?;
+    put_record(conn, &claim.in_progress(attempt))?;
     Ok((
         ClaimOutcome::Claimed {
             attempt,

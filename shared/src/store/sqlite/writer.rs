@@ -523,21 +523,7 @@ mod tests {
     async fn writes_that_wait_are_committed_together() {
         let (_dir, path, writer) = file();
         let writer = Arc::new(writer);
-        let (started, running) = std::sync::mpsc::channel();
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let busy = tokio::spawn({
-            let writer = Arc::clone(&writer);
-            async move {
-                writer
-                    .write(move |_| {
-                        started.send(()).expect("told");
-                        released.recv().expect("released");
-                        Ok(((), false))
-                    })
-                    .await
-            }
-        });
-        running.recv().expect("the thread is busy");
+        let (busy, release) = hold(&writer);
         let all = futures::future::join_all((0..40).map(|i| insert_row(&writer, i)));
         tokio::pin!(all);
         // One poll hands the 40 writes over; then the thread may go on.
