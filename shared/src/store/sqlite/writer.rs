@@ -517,16 +517,17 @@ mod tests {
             .await
     }
 
-    /// Writes that wait while the thread is busy are committed together, in one
-    /// transaction, and each is answered.
+    /// Writes that wait while the thread is busy are committed together, at most
+    /// MAX_BATCH to a transaction, and each is answered.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_that_wait_are_committed_together() {
         let (_dir, path, writer) = file();
         let writer = Arc::new(writer);
         let (busy, release) = hold(&writer);
-        let all = futures::future::join_all((0..40).map(|i| insert_row(&writer, i)));
+        let n = MAX_BATCH as i64 + 1;
+        let all = futures::future::join_all((0..n).map(|i| insert_row(&writer, i)));
         tokio::pin!(all);
-        // One poll hands the 40 writes over; then the thread may go on.
+        // One poll hands the writes over; then the thread may go on.
         assert!(futures::poll!(all.as_mut()).is_pending());
         release.send(()).expect("release");
         let answers = all.await;
@@ -536,15 +537,75 @@ mod tests {
                 .into_iter()
                 .map(|a| a.expect("written"))
                 .collect::<Vec<_>>(),
-            (0..40).collect::<Vec<_>>()
+            (0..n).collect::<Vec<_>>()
         );
         assert_eq!(
             writer.transactions(),
-            2,
-            "the busy write's transaction, then one for the 40"
+            3,
+            "the busy write's transaction, then one of MAX_BATCH writes and one of the last"
         );
         let reader = Connection::open(&path).expect("reopened");
-        assert_eq!(keys(&reader).len(), 40);
+        assert_eq!(keys(&reader).len(), MAX_BATCH + 1);
+    }
+
+    /// A COMMIT that fails (a deferred foreign key, which leaves the transaction open)
+    /// fails every write of the batch, even one that only read, keeps none of them, and
+    /// the transaction is ended at once: the file's lock is not held until the next batch.
+    #[test]
+    fn a_failed_commit_fails_every_write_and_ends_the_transaction() {
+        let mut conn = table();
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TABLE parent (id TEXT PRIMARY KEY);
+             CREATE TABLE child (id TEXT PRIMARY KEY,
+                 parent TEXT REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .expect("tables");
+        let (a, a_answer) = job(insert("a", true));
+        let (orphan, orphan_answer) = job(|conn: &Connection| {
+            conn.execute("INSERT INTO child (id, parent) VALUES ('c', 'none')", [])
+                .map_err(db_err)?;
+            Ok(((), true))
+        });
+        let (reads, reads_answer) = job(|conn: &Connection| {
+            let n: i64 = conn
+                .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+                .map_err(db_err)?;
+            Ok((n, false))
+        });
+        assert!(run_batch(&mut conn, vec![a, orphan, reads], &Counts::default()).is_none());
+        assert!(
+            conn.is_autocommit(),
+            "the failed transaction was rolled back"
+        );
+        assert!(keys(&conn).is_empty());
+        for failed in [answer(a_answer).err(), answer(orphan_answer).err()] {
+            assert!(matches!(failed, Some(StoreError::Unavailable { .. })));
+        }
+        assert!(answer(reads_answer).is_err());
+    }
+
+    /// Dropping the writer lets the thread finish the writes already handed to it: they
+    /// are in the file once the drop returns.
+    #[test]
+    fn dropping_the_writer_finishes_the_writes_handed_to_it() {
+        let (_dir, path, writer) = file();
+        let jobs = writer.jobs.as_ref().expect("running");
+        let (slow, slow_answer) = job(|conn: &Connection| {
+            std::thread::sleep(Duration::from_millis(50));
+            insert("slow", true)(conn)
+        });
+        jobs.send(slow).expect("handed over");
+        let mut answers = vec![slow_answer];
+        for k in ["a", "b", "c"] {
+            let (write, answered) = job(insert(k, true));
+            jobs.send(write).expect("handed over");
+            answers.push(answered);
+        }
+        drop(writer);
+        let reader = Connection::open(&path).expect("reopened");
+        assert_eq!(keys(&reader), ["a", "b", "c", "slow"]);
+        assert!(answers.into_iter().all(|a| answer(a).is_ok()));
     }
 
     /// Blocks the writer thread with a write until told to go on; answers once running.
