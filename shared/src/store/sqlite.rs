@@ -104,6 +104,10 @@ enum Db {
 /// The bucket name of the embedded store's result objects (its `objects` table).
 pub const LOCAL_BUCKET: &str = "local";
 
+/// The size the WAL file is cut back to after a checkpoint, whatever size the largest
+/// batch of writes grew it to (bytes).
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
+
 /// What a failure says when another connection holds the file.
 const BUSY_MESSAGE: &str = "the SQLite database is locked by another process";
 
@@ -154,9 +158,7 @@ impl SqliteStore {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db_err)?;
-        // The WAL file is cut back to this size after a checkpoint, whatever size the
-        // largest batch of writes grew it to.
-        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)
             .map_err(db_err)?;
         init(&conn)?;
         // The reader opens the file once its tables exist; it never writes.
