@@ -21,6 +21,7 @@ mod call_counter;
 pub mod dynamodb;
 #[cfg(feature = "testing")]
 pub mod faulty;
+mod gzip;
 pub mod objects;
 #[cfg(feature = "aws")]
 pub mod s3;
@@ -68,34 +69,6 @@ mod tests {
             noise(100_000),
             format!("{}{}", noise(70_000), "y".repeat(200_000)),
         ]
-    }
-
-    /// The thread's reused deflate state writes what a new `GzEncoder` writes, byte for
-    /// byte, whatever it compressed before, for texts that `GzEncoder` deflates in one
-    /// call (up to its 32 KB buffer: results held in records); longer ones (result
-    /// objects) may cut their deflate blocks elsewhere, and read back the same with
-    /// flate2's own decoder.
-    #[test]
-    fn gzip_writes_what_a_new_gz_encoder_writes() {
-        use std::io::{Read as _, Write as _};
-        let texts = texts();
-        for round in 0..2 {
-            for text in &texts {
-                let mut encoder =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                encoder.write_all(text.as_bytes()).expect("writes");
-                let expected = encoder.finish().expect("finishes");
-                let written = super::gzip(text.as_bytes()).expect("compresses");
-                if text.len() <= 32 * 1024 {
-                    assert_eq!(written, expected, "round {round}, {} bytes", text.len());
-                }
-                let mut read = String::new();
-                flate2::read::GzDecoder::new(written.as_slice())
-                    .read_to_string(&mut read)
-                    .expect("a gzip member");
-                assert_eq!(&read, text);
-            }
-        }
     }
 
     /// Every form decodes to the text it stores.
@@ -272,57 +245,6 @@ pub enum StoredResult {
 /// (docs/architecture.md §4.6).
 pub const COMPRESS_ABOVE_BYTES: usize = 512;
 
-/// The gzip member header flate2's `GzEncoder` writes at the fastest level (RFC 1952:
-/// magic, deflate, no flags, no time, "fastest", unknown OS): what records have always
-/// held.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
-
-thread_local! {
-    /// Each thread's deflate state, reset for every text: its buffers (about 300 KB) are
-    /// allocated once per thread instead of once per result, which cost a first
-    /// execution with a 1 KB result more than the deflate itself (BENCHMARKS.md, "At the
-    /// floor").
-    static DEFLATE: std::cell::Cell<Option<flate2::Compress>> = const { std::cell::Cell::new(None) };
-}
-
-/// `text` as one gzip member at the fastest level, as `flate2::write::GzEncoder` writes it
-/// (the same header, deflate stream and trailer) but with this thread's deflate state;
-/// `None` if deflate fails (in memory, it does not).
-fn gzip(text: &[u8]) -> Option<Vec<u8>> {
-    use flate2::{Compress, Compression, FlushCompress, Status};
-    let mut deflate = DEFLATE
-        .take()
-        .unwrap_or_else(|| Compress::new(Compression::fast(), false));
-    deflate.reset();
-    let mut out = Vec::with_capacity(GZIP_HEADER.len() + text.len() / 2 + 64);
-    out.extend_from_slice(&GZIP_HEADER);
-    let done = loop {
-        let (read, written) = (deflate.total_in(), deflate.total_out());
-        let rest = text.get(usize::try_from(read).ok()?..)?;
-        match deflate.compress_vec(rest, &mut out, FlushCompress::Finish) {
-            Ok(Status::StreamEnd) => break true,
-            // The output is full: room for as much again.
-            Ok(_) if out.len() == out.capacity() => out.reserve(out.capacity()),
-            // Room left and no progress: it would never end.
-            Ok(_) if (read, written) == (deflate.total_in(), deflate.total_out()) => {
-                break false;
-            }
-            Ok(_) => {}
-            Err(_) => break false,
-        }
-    };
-    DEFLATE.set(Some(deflate));
-    if !done {
-        return None;
-    }
-    let mut crc = flate2::Crc::new();
-    crc.update(text);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    // ISIZE: the size modulo 2^32.
-    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    Some(out)
-}
-
 impl StoredResult {
     /// JSON text as stored: as is up to [`COMPRESS_ABOVE_BYTES`]; above, gzip-compressed
     /// unless that is no smaller (random text). The form of every piece of caller data in
@@ -334,10 +256,10 @@ impl StoredResult {
         if json.len() <= COMPRESS_ABOVE_BYTES {
             return StoredResult::Json(json);
         }
-        match gzip(json.as_bytes()) {
-            Some(compressed) if compressed.len() < json.len() => StoredResult::Gzip(compressed),
-            // No smaller (or, writing to memory, never: failed): keep the text.
-            _ => StoredResult::Json(json),
+        match gzip::compress_smaller(json.as_bytes()) {
+            Some(compressed) => StoredResult::Gzip(compressed),
+            // No smaller: keep the text.
+            None => StoredResult::Json(json),
         }
     }
 
@@ -346,22 +268,9 @@ impl StoredResult {
     pub fn decode(&self) -> Result<String, StoreError> {
         match self {
             StoredResult::Json(s) => Ok(s.clone()),
-            StoredResult::Gzip(bytes) => {
-                use std::io::Read as _;
-                // The trailer's size (mod 2^32) sizes the text; a wrong one costs only a
-                // reallocation, and no more than a result's limit is reserved up front.
-                let size = bytes
-                    .last_chunk::<4>()
-                    .map_or(0, |size| u32::from_le_bytes(*size) as usize);
-                let mut out = String::with_capacity(size.min(MAX_RESULT_BYTES));
-                // Read from the slice itself: no intermediate buffer.
-                flate2::bufread::GzDecoder::new(bytes.as_slice())
-                    .read_to_string(&mut out)
-                    .map_err(|e| {
-                        StoreError::Corrupt(format!("stored result does not decompress: {e}"))
-                    })?;
-                Ok(out)
-            }
+            StoredResult::Gzip(bytes) => gzip::decompress(bytes).map_err(|e| {
+                StoreError::Corrupt(format!("stored result does not decompress: {e}"))
+            }),
             StoredResult::Object(reference) => Err(StoreError::Corrupt(format!(
                 "the result is in the object {reference}, not in the record"
             ))),

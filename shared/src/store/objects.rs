@@ -58,14 +58,9 @@ impl ObjectRef {
     /// SHA-256 against this reference: a replay is byte-identical or an error.
     pub fn decode(&self, body: Vec<u8>) -> Result<String, StoreError> {
         let text = if self.gzip {
-            use std::io::Read as _;
-            let mut out = String::new();
-            flate2::read::GzDecoder::new(body.as_slice())
-                .read_to_string(&mut out)
-                .map_err(|e| {
-                    StoreError::Corrupt(format!("result object {} does not decompress: {e}", self))
-                })?;
-            out
+            super::gzip::decompress(&body).map_err(|e| {
+                StoreError::Corrupt(format!("result object {} does not decompress: {e}", self))
+            })?
         } else {
             String::from_utf8(body).map_err(|e| {
                 StoreError::Corrupt(format!("result object {} is not UTF-8: {e}", self))
