@@ -87,25 +87,11 @@ mod tests {
     use super::{compress_smaller, decompress};
     use crate::store::MAX_RESULT_BYTES;
 
-    /// Texts that compress well, not at all, and in between, of the sizes results take.
+    /// The store's test texts, and one with characters beyond ASCII.
     fn texts() -> Vec<String> {
-        let mut seed = 7u64;
-        let mut noise = |len: usize| -> String {
-            (0..len)
-                .map(|_| {
-                    seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                    char::from(b'!' + (seed >> 58) as u8)
-                })
-                .collect()
-        };
-        vec![
-            format!("{{\"a\":\"{}\"}}", "x".repeat(600)),
-            serde_json::json!({"items": (0..12).map(|i| serde_json::json!({"feature": format!("f-{i}"), "limit": i * 1000})).collect::<Vec<_>>()}).to_string(),
-            noise(1_000),
-            noise(100_000),
-            format!("{}{}", noise(70_000), "y".repeat(200_000)),
-            format!("{}é€😀", "z".repeat(700)),
-        ]
+        let mut texts = crate::store::tests::texts();
+        texts.push(format!("{}é€😀", "z".repeat(700)));
+        texts
     }
 
     /// The 1,024 random hex characters of the write-unit tests' result

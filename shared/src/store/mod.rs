@@ -31,7 +31,7 @@ pub mod sqlite;
 pub use objects::{MAX_RESULT_BYTES, ObjectRef, ObjectStore};
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::StoreConfig;
 
     #[test]
@@ -52,7 +52,7 @@ mod tests {
     }
 
     /// Texts that compress well, not at all, and in between, of the sizes results take.
-    fn texts() -> Vec<String> {
+    pub(crate) fn texts() -> Vec<String> {
         let mut seed = 7u64;
         let mut noise = |len: usize| -> String {
             (0..len)
